@@ -54,6 +54,7 @@ class Value(msgspec.Struct, gc=False):
     counts: dict[str, int] | None = None
     fault: str | None = None
     nodes: Any = None
+    producer: Any = None
 
 
 class Op(msgspec.Struct, gc=False):
@@ -113,7 +114,7 @@ def _check_value(f: str, typ: str, v: Any) -> Value | None:
             raise ValueError("field 'value.partition' must be an integer, a string or null")
         if off is not None and not _is_int(off):
             raise ValueError("field 'value.offset' must be an integer or null")
-        return Value(id=v.get("id"), key=v.get("key"), partition=part, offset=off)
+        return Value(id=v.get("id"), key=v.get("key"), partition=part, offset=off, producer=v.get("producer"))
     if f == "poll" and typ == "ok":
         if not isinstance(v, dict) or "messages" not in v:
             raise ValueError("field 'value.messages' is missing from an ok poll")
@@ -540,6 +541,7 @@ def _send_fields(ops: pd.DataFrame, values: list[Any]) -> None:
     keys = np.full(n, None, dtype=object)
     parts = np.full(n, None, dtype=object)
     offs = np.full(n, -1, dtype=np.int64)
+    producers = np.full(n, None, dtype=object)
     rows = np.flatnonzero(ops["f"].to_numpy() == "send")
     if len(rows):
         vs = [values[r] for r in rows.tolist()]
@@ -547,6 +549,8 @@ def _send_fields(ops: pd.DataFrame, values: list[Any]) -> None:
         keys[rows] = [v.key if v is not None else None for v in vs]
         parts[rows] = [v.partition if v is not None else None for v in vs]
         offs[rows] = [-1 if v is None or v.offset is None else v.offset for v in vs]
+        if any(v is not None and v.producer is not None for v in vs):
+            producers[rows] = [None if v is None or v.producer is None else str(v.producer) for v in vs]
         pair = ops["pair"].to_numpy()
         inv = ops["type"].to_numpy() == "invoke"
         comp = rows[~inv[rows] & (pair[rows] >= 0)]
@@ -557,3 +561,4 @@ def _send_fields(ops: pd.DataFrame, values: list[Any]) -> None:
     ops["key"] = pd.Series(keys, dtype=object)
     ops["partition"] = pd.Series(parts, dtype=object)
     ops["offset"] = offs
+    ops["producer"] = pd.Series(producers, dtype=object)

@@ -1,0 +1,55 @@
+"""Run every checker over one history and combine their verdicts into results.json's shape."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from checkers.delivery import GUARANTEES, check_delivery
+from checkers.history import History
+from checkers.log import check_log
+from checkers.perf import check_perf
+
+CONTRACT = "history-v1"
+
+
+def combine(*valids: bool | str) -> bool | str:
+    """False beats unknown beats true: one definite violation is enough to fail a run."""
+    if any(v is False for v in valids):
+        return False
+    if any(v == "unknown" for v in valids):
+        return "unknown"
+    return True
+
+
+def check_history(h: History, guarantee: str = "exactly-once", explain_limit: int = 1000) -> dict[str, Any]:
+    """results.json for `h` under the claimed `guarantee`."""
+    if guarantee not in GUARANTEES:
+        raise ValueError(f"unknown guarantee {guarantee!r}; valid: {', '.join(GUARANTEES)}")
+    delivery = check_delivery(h, guarantee, explain_limit=explain_limit)
+    log = check_log(h, guarantee, limit=explain_limit)
+    perf = check_perf(h)
+    valid = combine(delivery["valid"], log["valid"])
+    reasons = []
+    if len(h) == 0:
+        valid = "unknown"
+        reasons.append("the history is empty")
+    elif delivery.get("reason"):
+        reasons.append(delivery["reason"])
+    faults = h.faults
+    return {
+        "valid": valid,
+        "guarantee": guarantee,
+        "contract": CONTRACT,
+        "history": h.source,
+        "operations": len(h),
+        "reasons": reasons,
+        "warnings": list(h.warnings),
+        "faults": [
+            {"fault": f.fault, "nodes": f.nodes, "start": int(f.start), "stop": int(f.stop),
+             "unhealed": bool(f.unhealed)}
+            for f in faults.itertuples(index=False)
+        ],
+        "delivery": delivery,
+        "log": log,
+        "perf": perf,
+    }

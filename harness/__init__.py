@@ -1,0 +1,1 @@
+"""onceproof's harness: config, runtimes, faults, workers, history, CLI and reports."""

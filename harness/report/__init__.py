@@ -1,0 +1,38 @@
+"""The files a check writes: results.json (the contract), junit.xml (CI) and report.html (people)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from harness.files import atomic_write
+from harness.report import html, junit
+
+
+def _default(x: Any) -> Any:
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, (set, tuple, np.ndarray)):
+        return list(x)
+    raise TypeError(f"cannot write {type(x).__name__} to results.json")
+
+
+def results_json(results: dict[str, Any]) -> str:
+    return json.dumps(results, indent=1, default=_default, ensure_ascii=False) + "\n"
+
+
+def write_reports(results: dict[str, Any], out_dir: Path) -> dict[str, Path]:
+    """Write results.json, junit.xml and report.html into `out_dir`; return their paths."""
+    out_dir = Path(out_dir)
+    paths = {
+        "results": out_dir / "results.json",
+        "junit": out_dir / "junit.xml",
+        "report": out_dir / "report.html",
+    }
+    atomic_write(paths["results"], results_json(results))
+    atomic_write(paths["junit"], junit.render(results))
+    atomic_write(paths["report"], html.render(results))
+    return paths

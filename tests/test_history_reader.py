@@ -1,0 +1,188 @@
+"""The reader: valid histories load, bad lines are named by file, line and field."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from checkers.history import HistoryError, read_history
+from tests.histories import Builder
+
+
+def write(tmp_path, lines, name="history.jsonl"):
+    p = tmp_path / name
+    p.write_text("".join((ln if isinstance(ln, str) else json.dumps(ln)) + "\n" for ln in lines))
+    return p
+
+
+def send_inv(mid="a", p=0, t=1):
+    return {"time": t, "process": p, "type": "invoke", "f": "send", "value": {"id": mid, "key": None}}
+
+
+def test_reads_run_directory_and_pairs(tmp_path):
+    b = Builder()
+    b.send(0, "a")
+    b.poll(1, ["a"])
+    b.write(tmp_path / "history.jsonl")
+    h = read_history(tmp_path)
+    assert len(h) == 4
+    assert h.ops["pair"].tolist() == [1, 0, 3, 2]
+    assert h.sends["outcome"].tolist() == ["ok"]
+    assert h.deliveries["id"].tolist() == ["a"]
+
+
+def test_index_orders_operations_and_defaults_to_line_number(tmp_path):
+    lines = [
+        {**send_inv(), "index": 1},
+        {"time": 2, "process": 0, "type": "ok", "f": "send", "value": {"id": "a"}, "index": 2},
+        {"time": 0, "process": 5, "type": "invoke", "f": "poll", "value": None, "index": 0},
+    ]
+    h = read_history(write(tmp_path, lines))
+    assert h.ops["index"].tolist() == [0, 1, 2]
+    assert h.ops["line"].tolist() == [3, 1, 2]
+    h2 = read_history(write(tmp_path, lines[:2], "b.jsonl"))
+    assert h2.sends["outcome"].tolist() == ["ok"]
+
+
+def test_interleaved_processes_pair_correctly(tmp_path):
+    lines = [send_inv("a", 0), send_inv("b", 1),
+             {"time": 3, "process": 1, "type": "fail", "f": "send", "value": None},
+             {"time": 4, "process": 0, "type": "info", "f": "send", "value": None}]
+    h = read_history(write(tmp_path, lines))
+    s = h.sends.set_index("id")["outcome"].to_dict()
+    assert s == {"a": "info", "b": "fail"}
+
+
+def test_latest_open_invoke_takes_the_completion(tmp_path):
+    lines = [send_inv("a", 0), send_inv("b", 0, 2),
+             {"time": 3, "process": 0, "type": "ok", "f": "send", "value": None}]
+    h = read_history(write(tmp_path, lines))
+    assert h.sends.set_index("id")["outcome"].to_dict() == {"a": "open", "b": "ok"}
+
+
+def test_uncompleted_invoke_is_open(tmp_path):
+    h = read_history(write(tmp_path, [send_inv()]))
+    assert h.sends["outcome"].tolist() == ["open"]
+
+
+def test_truncated_last_line_is_tolerated_with_a_warning(tmp_path):
+    p = tmp_path / "history.jsonl"
+    p.write_text(json.dumps(send_inv()) + "\n" + '{"time": 2, "process": 0, "ty')
+    h = read_history(p)
+    assert len(h) == 1
+    assert any(":2:" in w and "truncated" in w for w in h.warnings)
+
+
+def test_blank_lines_are_skipped_and_line_numbers_kept(tmp_path):
+    p = tmp_path / "history.jsonl"
+    p.write_text(json.dumps(send_inv()) + "\n\n" + '{"time": 2}\n')
+    with pytest.raises(HistoryError, match=r"history.jsonl:3: field 'process' is missing"):
+        read_history(p)
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ("not json", "not valid JSON"),
+    ("[1, 2]", "must be a JSON object"),
+    ({"process": 0, "type": "invoke", "f": "send", "value": {"id": "a"}}, "field 'time' is missing"),
+    ({"time": "x", "process": 0, "type": "invoke", "f": "send", "value": {"id": "a"}}, "field 'time' must be"),
+    ({"time": 1.5, "process": 0, "type": "invoke", "f": "send", "value": {"id": "a"}}, "field 'time' must be"),
+    ({"time": 1, "process": [1], "type": "invoke", "f": "send", "value": {"id": "a"}}, "field 'process'"),
+    ({"time": 1, "process": 0, "type": "okay", "f": "send", "value": {"id": "a"}}, "unknown type"),
+    ({"time": 1, "process": 0, "f": "send", "value": {"id": "a"}}, "field 'type' is missing"),
+    ({"time": 1, "process": 0, "type": "invoke", "value": {"id": "a"}}, "field 'f' is missing"),
+    ({"time": 1, "process": 0, "type": "invoke", "f": "send", "value": {}}, "field 'value.id' is missing"),
+    ({"time": 1, "process": 0, "type": "invoke", "f": "send", "value": {"id": 7}}, "'value.id' must be a string"),
+    ({"time": 1, "process": 0, "type": "invoke", "f": "send", "value": None}, "value"),
+    ({"time": 1, "process": 0, "type": "invoke", "f": "send", "value": {"id": "a"}, "index": "x"}, "'index'"),
+])
+def test_bad_line_names_file_line_and_field(tmp_path, line, message):
+    p = write(tmp_path, [send_inv("z"), {"time": 1, "process": 0, "type": "ok", "f": "send", "value": None},
+                         line, send_inv("y", 3)])
+    with pytest.raises(HistoryError) as e:
+        read_history(p)
+    assert str(e.value).startswith(f"{p}:3: ")
+    assert message in str(e.value)
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    (None, "value.messages' is missing"),
+    ({"messages": 3}, "must be a list"),
+    ({"messages": [{"key": 1}]}, "value.messages[0]'.id is missing"),
+    ({"messages": [{"id": "a", "offset": "7"}]}, "offset must be an integer"),
+    ({"messages": [{"id": "a", "redelivered": "yes"}]}, "redelivered"),
+])
+def test_bad_poll_values(tmp_path, value, message):
+    p = write(tmp_path, [{"time": 1, "process": 0, "type": "invoke", "f": "poll", "value": None},
+                         {"time": 2, "process": 0, "type": "ok", "f": "poll", "value": value}])
+    with pytest.raises(HistoryError, match=r":2: ") as e:
+        read_history(p)
+    assert message in str(e.value)
+
+
+def test_bad_effects_counts(tmp_path):
+    p = write(tmp_path, [{"time": 1, "process": 0, "type": "invoke", "f": "effects", "value": None},
+                         {"time": 2, "process": 0, "type": "ok", "f": "effects", "value": {"counts": {"a": -1}}}])
+    with pytest.raises(HistoryError, match=r":2: .*counts"):
+        read_history(p)
+
+
+def test_completion_without_invoke_is_an_error(tmp_path):
+    p = write(tmp_path, [send_inv("a", 0), {"time": 2, "process": 9, "type": "ok", "f": "send", "value": None}])
+    with pytest.raises(HistoryError, match=r":2: .*no open invoke"):
+        read_history(p)
+
+
+def test_completion_of_another_operation_is_an_error(tmp_path):
+    p = write(tmp_path, [send_inv("a", 0), {"time": 2, "process": 0, "type": "ok", "f": "poll",
+                                             "value": {"messages": []}}])
+    with pytest.raises(HistoryError, match=r":2: completion of 'poll'"):
+        read_history(p)
+
+
+def test_unknown_operations_are_kept_and_ignored(tmp_path):
+    p = write(tmp_path, [{"time": 1, "process": 0, "type": "invoke", "f": "frobnicate", "value": [1, 2]},
+                         {"time": 2, "process": 0, "type": "ok", "f": "frobnicate", "value": "x"},
+                         send_inv("a", 1, 3)])
+    h = read_history(p)
+    assert len(h) == 3 and h.sends["id"].tolist() == ["a"]
+
+
+def test_missing_file_and_empty_history(tmp_path):
+    with pytest.raises(HistoryError, match="no such history file"):
+        read_history(tmp_path / "nope.jsonl")
+    (tmp_path / "history.jsonl").write_text("")
+    assert len(read_history(tmp_path)) == 0
+
+
+def test_faults_become_windows(tmp_path):
+    b = Builder()
+    b.fault("start-fault", "kill", ["n1"])
+    b.send(0, "a")
+    b.fault("stop-fault", "kill", ["n1"])
+    b.fault("start-fault", "pause", ["n2"])
+    h = read_history(b.write(tmp_path / "h.jsonl"))
+    f = h.faults
+    assert f["fault"].tolist() == ["kill", "pause"]
+    assert f["unhealed"].tolist() == [False, True]
+    assert f["stop"].tolist()[1] == int(h.ops["time"].max())
+
+
+def test_big_history_uses_several_chunks(tmp_path, monkeypatch):
+    import checkers.history as hist
+
+    monkeypatch.setattr(hist, "CHUNK_BYTES", 256)
+    b = Builder()
+    for i in range(200):
+        b.send(i % 3, f"m{i}")
+    b.poll(9, [f"m{i}" for i in range(200)])
+    p = b.write(tmp_path / "h.jsonl")
+    h = read_history(p)
+    assert len(h) == 402
+    assert h.ops["line"].tolist() == list(range(1, 403))
+    assert (h.sends["outcome"] == "ok").all()
+    lines = p.read_text().splitlines()
+    lines[300] = lines[300].replace('"time"', '"tiem"')
+    p.write_text("\n".join(lines) + "\n")
+    with pytest.raises(HistoryError, match=r":301: field 'time' is missing"):
+        read_history(p)
