@@ -1,0 +1,95 @@
+"""`onceproof check` and `onceproof run`: exit codes, files written, clear errors on bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+from tests.histories import Builder
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def history(tmp_path: Path, lost: bool = False) -> Path:
+    b = Builder()
+    b.send(0, "a")
+    b.send(0, "b")
+    b.poll(1, ["a"] if lost else ["a", "b"])
+    return b.write(tmp_path / "history.jsonl")
+
+
+def test_valid_exits_0_and_writes_results_beside_the_history(tmp_path, capsys):
+    history(tmp_path)
+    assert main(["check", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("verdict: VALID")
+    r = json.loads((tmp_path / "results.json").read_text())
+    assert r["valid"] is True and r["guarantee"] == "exactly-once"
+    assert set(r["delivery"]["counts"]) >= {"attempted", "lost", "duplicated_effects"}
+    assert (tmp_path / "report.html").exists() and (tmp_path / "junit.xml").exists()
+
+
+def test_invalid_exits_1(tmp_path, capsys):
+    p = history(tmp_path, lost=True)
+    out = tmp_path / "out"
+    assert main(["check", str(p), "--out", str(out)]) == 1
+    assert "INVALID" in capsys.readouterr().out
+    r = json.loads((out / "results.json").read_text())
+    assert r["delivery"]["lost"] == ["b"]
+
+
+def test_guarantee_changes_the_verdict(tmp_path):
+    p = history(tmp_path, lost=True)
+    assert main(["check", str(p), "--guarantee", "at-most-once"]) == 0
+    assert main(["check", str(p), "--guarantee", "at-least-once"]) == 1
+
+
+def test_empty_history_is_unknown_exit_2(tmp_path, capsys):
+    (tmp_path / "history.jsonl").write_text("")
+    assert main(["check", str(tmp_path)]) == 2
+    assert "UNKNOWN" in capsys.readouterr().out
+    assert json.loads((tmp_path / "results.json").read_text())["valid"] == "unknown"
+
+
+def test_bad_line_exits_2_naming_file_and_line_and_writes_nothing(tmp_path, capsys):
+    p = history(tmp_path)
+    lines = p.read_text().splitlines()
+    lines[2] = lines[2].replace('"type": "invoke"', '"type": "started"')
+    p.write_text("\n".join(lines) + "\n")
+    assert main(["check", str(p)]) == 2
+    err = capsys.readouterr().err
+    assert f"{p}:3:" in err and "unknown type" in err
+    assert not (tmp_path / "results.json").exists()
+
+
+def test_missing_path_exits_2(tmp_path, capsys):
+    assert main(["check", str(tmp_path / "nope")]) == 2
+    assert "no such history file" in capsys.readouterr().err
+
+
+def test_unknown_guarantee_is_refused(tmp_path, capsys):
+    history(tmp_path)
+    with pytest.raises(SystemExit) as e:
+        main(["check", str(tmp_path), "--guarantee", "twice"])
+    assert e.value.code == 2
+    assert "exactly-once" in capsys.readouterr().err
+
+
+def test_run_checks_the_bundled_example_into_the_store(tmp_path):
+    store = tmp_path / "store"
+    assert main(["run", "--store", str(store)]) == 0
+    latest = store / "example" / "latest"
+    assert (latest / "history.jsonl").exists() and (latest / "report.html").exists()
+
+
+def test_module_entry_point_and_exit_code(tmp_path):
+    history(tmp_path, lost=True)
+    r = subprocess.run([sys.executable, "-m", "harness.cli", "check", str(tmp_path), "-q"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1, r.stderr
+    assert "lost 1 (0 in the middle)" in r.stdout
