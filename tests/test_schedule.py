@@ -1,0 +1,27 @@
+"""Schedules are reproducible from the seed and stay inside the load phase."""
+
+from itertools import pairwise
+
+from harness.schedule import make_schedule
+
+CANDIDATES = {"kill": ["redis-1"], "ack-loss": ["redis-1"], "kill-consumer": ["consumer-0", "consumer-1"]}
+
+
+def test_same_seed_same_schedule_and_different_seed_differs():
+    a = make_schedule(["kill", "ack-loss", "kill-consumer"], 30, 7, CANDIDATES)
+    b = make_schedule(["kill", "ack-loss", "kill-consumer"], 30, 7, CANDIDATES)
+    c = make_schedule(["kill", "ack-loss", "kill-consumer"], 30, 8, CANDIDATES)
+    assert a == b and a != c
+
+
+def test_windows_do_not_overlap_and_fit_the_load_phase():
+    w = make_schedule(["kill", "ack-loss", "kill-consumer"], 30, 1, CANDIDATES)
+    assert {x.fault for x in w[:3]} == {"kill", "ack-loss", "kill-consumer"}
+    for x, y in pairwise(w):
+        assert x.stop <= y.start
+    assert w[0].start >= 2.0 and w[-1].stop <= 29.0
+    assert all(len(x.nodes) == 1 for x in w)
+
+
+def test_no_faults_no_windows():
+    assert make_schedule([], 30, 1, {}) == []

@@ -1,0 +1,121 @@
+"""The `queue` workload: producers send messages with globally unique ids, consumers apply an effect.
+
+Ids are `<producer>-<counter>`; each message credits `amount` to the account named by its key, and
+the effect store counts applications per id, so a double charge shows as a duplicated effect. The
+loops here are what a client *does*; the target's client says how (and maps errors to outcomes).
+A retry is always a new `send` operation with the same id, never hidden inside the client.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+NAME = "queue"
+CHECKERS = ("delivery", "log", "perf")
+
+
+@dataclass
+class QueueConfig:
+    rate: float = 200.0  # messages per second, all producers together
+    producers: int = 2
+    consumers: int = 2
+    keys: int = 8
+    batch: int = 10  # messages per poll
+    block_ms: int = 100
+    claim_every_s: float = 1.0
+    retry_backoff_s: float = 0.05
+
+
+class ProcessLog:
+    """Writes one logical process's operations; after an `info` the process id is retired (Jepsen)."""
+
+    def __init__(self, writer: Any, first_id: int):
+        self.w = writer
+        self.process = first_id
+
+    def invoke(self, f: str, value: Any) -> dict:
+        return self.w.write(self.process, "invoke", f, value)
+
+    def complete(self, type_: str, f: str, value: Any, error: str | None = None) -> None:
+        extra = {"error": error} if error else {}
+        self.w.write(self.process, type_, f, value, **extra)
+        if type_ == "info":
+            self.process += 1
+
+
+def message_id(producer: str, n: int) -> str:
+    return f"{producer}-{n}"
+
+
+def run_producer(client: Any, log: ProcessLog, cfg: QueueConfig, producer: str, retries: int,
+                 stop: Callable[[], bool], start_counter: int = 0) -> int:
+    """Send messages at this producer's share of the rate until `stop()`; returns messages attempted."""
+    interval = cfg.producers / cfg.rate if cfg.rate > 0 else 0.0
+    next_t = time.monotonic()
+    n = start_counter
+    while not stop():
+        mid = message_id(producer, n)
+        key = f"k{n % cfg.keys}"
+        amount = 1 + n % 5
+        for attempt in range(retries + 1):
+            log.invoke("send", {"id": mid, "key": key, "producer": producer})
+            out = client.send(mid, key, amount)
+            value = out.value if out.type == "ok" else None
+            log.complete(out.type, "send", value, out.error)
+            if out.type == "ok" or stop():
+                break
+            if attempt < retries:
+                time.sleep(cfg.retry_backoff_s)
+        n += 1
+        next_t += interval
+        delay = next_t - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        elif delay < -1.0:
+            next_t = time.monotonic()  # fell behind (a fault): don't burst to catch up
+    return n - start_counter
+
+
+def run_consumer(client: Any, log: ProcessLog, cfg: QueueConfig, name: str, stop: Callable[[], bool],
+                 drain: bool = False, on_delivery: Callable[[int], None] | None = None) -> None:
+    """Poll, record deliveries, process them; reclaim entries of dead consumers now and then."""
+
+    def record_ack(type_: str, value: Any, invoke: Any = None) -> Any:
+        if type_ == "invoke":
+            return log.invoke("ack", value)
+        log.complete(type_, "ack", value)
+        return None
+
+    def work(seconds: float) -> None:
+        if seconds > 0:
+            time.sleep(seconds)
+
+    def handle(f_value: dict, fetch: Callable[[], tuple[Any, list]]) -> int:
+        log.invoke("poll", f_value)
+        out, batch = fetch()
+        if out.type != "ok":
+            log.complete(out.type, "poll", None, out.error)
+            return 0
+        log.complete("ok", "poll", {"messages": [d.record() for d in batch]})
+        if batch and on_delivery:
+            on_delivery(len(batch))
+        try:
+            client.process(batch, record_ack, work)
+        except Exception:  # the effect's outcome is unknown; the history already says so
+            log.process += 1
+        return len(batch)
+
+    if drain:  # take over everything dead consumers left pending
+        while not stop() and handle({"consumer": name, "claim": True, "min_idle_ms": 0},
+                                    lambda: client.reclaim(cfg.batch, 0)):
+            pass
+    last_claim = time.monotonic()
+    while not stop():
+        if time.monotonic() - last_claim >= cfg.claim_every_s:
+            last_claim = time.monotonic()
+            handle({"consumer": name, "claim": True}, lambda: client.reclaim(cfg.batch))
+            continue
+        handle({"consumer": name}, lambda: client.poll(cfg.batch, cfg.block_ms))
