@@ -373,27 +373,25 @@ class History:
         f = ops["f"].to_numpy()
         rows = np.flatnonzero(((f == "start-fault") | (f == "stop-fault")) & (ops["type"].to_numpy() != "invoke"))
         end = int(ops["time"].max()) if len(ops) else 0
-        open_: dict[tuple, list[tuple[int, int]]] = {}
+        open_: dict[tuple, list[tuple[int, int, Any]]] = {}
         windows = []
         for r in rows.tolist():
             v = self.values[r]
             nodes = v.nodes if v is not None else None
-            key = (v.fault if v is not None else "?", _freeze(nodes))
+            name = v.fault if v is not None else "?"
             t, line = int(ops["time"].iat[r]), int(ops["line"].iat[r])
             if f[r] == "start-fault":
-                open_.setdefault(key, []).append((t, line))
-            elif open_.get(key):
-                t0, l0 = open_[key].pop(0)
-                windows.append((key[0], nodes, t0, t, l0, False))
-            else:  # a stop that matches any open window of the same fault
-                for k2, starts in open_.items():
-                    if k2[0] == key[0] and starts:
-                        t0, l0 = starts.pop(0)
-                        windows.append((key[0], _thaw(k2[1]), t0, t, l0, False))
-                        break
+                open_.setdefault((name, _freeze(nodes)), []).append((t, line, nodes))
+                continue
+            starts = open_.get((name, _freeze(nodes)))
+            if not starts:  # a stop naming other nodes heals the oldest open window of that fault
+                starts = next((s for k, s in open_.items() if k[0] == name and s), None)
+            if starts:
+                t0, l0, n0 = starts.pop(0)
+                windows.append((name, n0, t0, t, l0, False))
         for key, starts in open_.items():
-            for t0, l0 in starts:
-                windows.append((key[0], _thaw(key[1]), t0, end, l0, True))
+            for t0, l0, n0 in starts:
+                windows.append((key[0], n0, t0, end, l0, True))
         windows.sort(key=lambda w: w[2])
         return pd.DataFrame(windows, columns=["fault", "nodes", "start", "stop", "line", "unhealed"])
 
@@ -404,10 +402,6 @@ def _freeze(x: Any) -> Any:
     if isinstance(x, dict):
         return tuple(sorted((k, _freeze(v)) for k, v in x.items()))
     return x
-
-
-def _thaw(x: Any) -> Any:
-    return list(x) if isinstance(x, tuple) else x
 
 
 def resolve_history_path(path: str | os.PathLike) -> Path:
