@@ -1,0 +1,469 @@
+"""How fast is `onceproof check` on a big history, against a naive checker?
+
+    python benchmarks/check_speed.py [--messages N] [--out DIR] [--seed S]
+
+1. generates (deterministically from the seed) a contract-v1 history of N messages, about 3N operations;
+2. runs a naive baseline checker (json.loads per line, Python sets and dicts) over it;
+3. runs `onceproof check FILE --out DIR -q` over it, the full command including the reports;
+4. cross-checks onceproof's `delivery.counts` (and its anomaly id lists) against the baseline's
+   and exits 1 on any mismatch;
+5. prints sizes, times, the ratio baseline/onceproof and peak memory, with PASS/FAIL lines for the
+   targets "ratio >= 5" and "peak < 2048 MB" (informational: they do not change the exit status).
+
+Every step runs in its own child process and is reaped with os.wait4, so each gets its own
+ru_maxrss. This launcher stays small on purpose: Linux carries the parent's RSS high-water mark
+into a child at exec, so a big launcher would inflate every child's figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import time
+from collections import deque
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+COUNT_KEYS = ("attempted", "acknowledged", "failed", "indeterminate", "delivered", "lost", "duplicated",
+              "unexpected", "aborted_read", "recovered", "unresolved", "lost_effects", "duplicated_effects")
+LIST_KEYS = ("lost", "unexpected", "aborted_read", "lost_effects")
+MAP_KEYS = ("duplicated", "duplicated_effects")
+TARGET_RATIO = 5.0
+TARGET_PEAK_MB = 2048.0
+
+
+# --- 1. the history generator --------------------------------------------------------------------
+
+
+def generate(path: Path, n: int, seed: int) -> dict[str, int]:
+    """Write a realistic contract-v1 history of `n` messages to `path`; return a few tallies.
+
+    8 producer slots send with invoke/ok pairs: 1% of sends `fail`, 3% complete `info` (the system
+    took half of those anyway; the producer takes a new process id and retries 60% of them with the
+    same message id). The two last messages are left uncompleted. 4 consumers poll batches of 1-7
+    messages and ack them; 0.4% of deliveries are redelivered later (marked `redelivered`), 0.1%
+    of polls end `info` (their messages are not deliveries and come back later) and 0.2% `fail`.
+    Partition p (of 12) is consumed by consumer p % 4, in log order. The consumer applies each
+    message once to the effect store. Nemesis faults open and heal four times. Injected anomalies:
+    3 + n/200000 acknowledged messages are lost, as many are applied twice, and two delivered
+    messages are never applied.
+    """
+    rng = random.Random(seed)
+    rnd = rng.random
+    n_prod, n_cons, n_parts, n_keys = 8, 4, 12, 1000
+    k_anom = 3 + n // 200_000
+    lost_set = set(rng.sample(range(n), min(n, k_anom)))
+    dup_eff_set = set(rng.sample(range(n), min(n, k_anom)))
+    skip_apply = set(rng.sample(range(n), min(n, 2)))
+    hang_set = set(range(max(0, n - 2), n))
+
+    keyn = [rng.randrange(n_keys) for _ in range(n)]
+    part_next = [0] * n_parts
+    seen = bytearray(n)
+    eff = bytearray(n)
+    # the broker: per consumer (partition p is assigned to consumer p % n_cons), a queue of
+    # (msg index, partition, offset, redelivered) in log order
+    queues: list[deque] = [deque() for _ in range(n_cons)]
+
+    next_pid = 0
+
+    def new_pid() -> int:
+        nonlocal next_pid
+        next_pid += 1
+        return next_pid - 1
+
+    # producer slot: [pid, in-flight msg (-1 none), outcome 0 ok / 1 fail / 2 info, retry msg (-1 none)]
+    producers = [[new_pid(), -1, 0, -1] for _ in range(n_prod)]
+    # consumer: [pid, state 0 idle / 1 polling / 2 acking, JSON of the ids being acked, its queue]
+    consumers = [[new_pid(), 0, None, queues[j]] for j in range(n_cons)]
+    active_p = list(producers)
+    active_c = list(consumers)
+    next_msg = 0
+
+    est_steps = 3 * n + 10
+    faults = [("partition", ["n1", "n2"]), ("kill", ["n3"]), ("pause", ["n2"]), ("partition", ["n3"])]
+    nemesis_events = []
+    for j, (name, nodes) in enumerate(faults):
+        start = int(est_steps * (0.12 + 0.2 * j))
+        nemesis_events.append((start, "start-fault", name, nodes))
+        nemesis_events.append((start + est_steps // 25, "stop-fault", name, nodes))
+    nemesis_events.sort(key=lambda e: e[0])
+    next_event = nemesis_events.pop(0) if nemesis_events else None
+
+    out: list[str] = []
+    t = 1_000_000
+    step = 0
+    tallies = {"operations": 0}
+    batch_lines = 200_000
+
+    with open(path, "w", encoding="ascii") as fh:
+
+        def flush() -> None:
+            if out:
+                fh.write("\n".join(out))
+                fh.write("\n")
+                tallies["operations"] += len(out)
+                out.clear()
+
+        while active_p or active_c:
+            step += 1
+            t += 200 + int(rnd() * 20_000)
+            if next_event is not None and step >= next_event[0]:
+                _, fname, fault, nodes = next_event
+                out.append(f'{{"time":{t},"process":"nemesis","type":"info","f":"{fname}",'
+                           f'"value":{{"fault":"{fault}","nodes":{json.dumps(nodes)}}}}}')
+                next_event = nemesis_events.pop(0) if nemesis_events else None
+                t += 1000
+
+            c = active_c[int(rnd() * len(active_c))] if active_c else None
+            if active_p and (c is None or len(c[3]) < 12 or rnd() < 0.55):
+                p = active_p[int(rnd() * len(active_p))]
+                pid, idx = p[0], p[1]
+                if idx < 0:  # invoke a send
+                    if p[3] >= 0:
+                        idx, p[3] = p[3], -1
+                        retry = True
+                    elif next_msg < n:
+                        idx = next_msg
+                        next_msg += 1
+                        retry = False
+                    else:
+                        active_p.remove(p)
+                        continue
+                    out.append(f'{{"time":{t},"process":{pid},"type":"invoke","f":"send",'
+                               f'"value":{{"id":"m{idx}","key":"k{keyn[idx]}"}}}}')
+                    if idx in hang_set and not retry:
+                        active_p.remove(p)  # never completes: treated as info
+                        continue
+                    r = rnd()
+                    p[1], p[2] = idx, (1 if r < 0.01 else 2 if r < 0.04 else 0)
+                else:  # complete it
+                    kn = keyn[idx]
+                    outcome = p[2]
+                    p[1] = -1
+                    if outcome == 0:
+                        part = kn % n_parts
+                        off = part_next[part]
+                        part_next[part] += 1
+                        if idx not in lost_set:
+                            queues[part % n_cons].append((idx, part, off, False))
+                        out.append(f'{{"time":{t},"process":{pid},"type":"ok","f":"send",'
+                                   f'"value":{{"id":"m{idx}","key":"k{kn}","partition":{part},"offset":{off}}}}}')
+                    elif outcome == 1:
+                        out.append(f'{{"time":{t},"process":{pid},"type":"fail","f":"send",'
+                                   f'"value":{{"id":"m{idx}","key":"k{kn}"}}}}')
+                    else:
+                        if rnd() < 0.5:  # the system did take it
+                            part = kn % n_parts
+                            off = part_next[part]
+                            part_next[part] += 1
+                            queues[part % n_cons].append((idx, part, off, False))
+                        out.append(f'{{"time":{t},"process":{pid},"type":"info","f":"send",'
+                                   f'"value":{{"id":"m{idx}","key":"k{kn}"}}}}')
+                        p[0] = new_pid()
+                        if rnd() < 0.6:
+                            p[3] = idx
+            else:
+                pid, state, queue = c[0], c[1], c[3]
+                if state == 0:
+                    if not queue and not active_p:
+                        active_c.remove(c)
+                        continue
+                    out.append(f'{{"time":{t},"process":{pid},"type":"invoke","f":"poll","value":null}}')
+                    c[1] = 1
+                elif state == 1:
+                    r = rnd()
+                    if r < 0.002:
+                        out.append(f'{{"time":{t},"process":{pid},"type":"fail","f":"poll","value":null}}')
+                        c[1] = 0
+                        continue
+                    b = 1 + int(rnd() * 7)
+                    got = [queue.popleft() for _ in range(min(b, len(queue)))]
+                    msgs = ",".join(
+                        f'{{"id":"m{i}","key":"k{keyn[i]}","partition":{pa},"offset":{of},'
+                        f'"redelivered":{"true" if red else "false"}}}'
+                        for i, pa, of, red in got)
+                    if r < 0.003:  # the consumer crashed holding them: not deliveries, they come back
+                        out.append(f'{{"time":{t},"process":{pid},"type":"info","f":"poll",'
+                                   f'"value":{{"messages":[{msgs}]}}}}')
+                        queue.extend((i, pa, of, True) for i, pa, of, _ in got)
+                        c[0], c[1] = new_pid(), 0
+                        continue
+                    out.append(f'{{"time":{t},"process":{pid},"type":"ok","f":"poll",'
+                               f'"value":{{"messages":[{msgs}]}}}}')
+                    ids = []
+                    for i, pa, of, _ in got:
+                        ids.append(i)
+                        if rnd() < 0.004:
+                            queue.append((i, pa, of, True))  # ack lost: the broker delivers it again
+                        if not seen[i]:
+                            seen[i] = 1
+                            if i in dup_eff_set:
+                                eff[i] = 2
+                            elif i not in skip_apply:
+                                eff[i] = 1
+                    if ids:
+                        ids_json = ",".join([f'"m{i}"' for i in ids])
+                        c[1], c[2] = 2, ids_json
+                        out.append(f'{{"time":{t + 100},"process":{pid},"type":"invoke","f":"ack",'
+                                   f'"value":{{"ids":[{ids_json}]}}}}')
+                        t += 100
+                    else:
+                        c[1] = 0
+                else:
+                    out.append(f'{{"time":{t},"process":{pid},"type":"ok","f":"ack",'
+                               f'"value":{{"ids":[{c[2]}]}}}}')
+                    c[1], c[2] = 0, None
+            if len(out) >= batch_lines:
+                flush()
+
+        while next_event is not None:  # faults scheduled past the end still heal
+            _, fname, fault, nodes = next_event
+            t += 1000
+            out.append(f'{{"time":{t},"process":"nemesis","type":"info","f":"{fname}",'
+                       f'"value":{{"fault":"{fault}","nodes":{json.dumps(nodes)}}}}}')
+            next_event = nemesis_events.pop(0) if nemesis_events else None
+        t += 1_000_000
+        out.append(f'{{"time":{t},"process":"effects","type":"invoke","f":"effects","value":null}}')
+        counts = ",".join(f'"m{i}":{e}' for i, e in enumerate(eff) if e)
+        out.append(f'{{"time":{t + 5_000_000},"process":"effects","type":"ok","f":"effects",'
+                   f'"value":{{"counts":{{{counts}}}}}}}')
+        flush()
+    tallies["messages"] = n
+    tallies["processes"] = next_pid
+    return tallies
+
+
+# --- 2. the naive baseline -----------------------------------------------------------------------
+
+
+def baseline(path: Path) -> dict:
+    """Contract v1's delivery classification, the plain way: json.loads per line, sets and dicts."""
+    open_invokes: dict = {}  # process -> stack of open invokes
+    attempts: dict[str, int] = {}  # id -> send invokes
+    fails: dict[str, int] = {}  # id -> send fail completions
+    acked: set[str] = set()
+    deliveries: dict[str, int] = {}
+    effects = None
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if not line.strip():
+                continue
+            op = json.loads(line)
+            proc, typ, f, value = op["process"], op["type"], op["f"], op.get("value")
+            if typ == "invoke":
+                open_invokes.setdefault(proc, []).append(op)
+                if f == "send":
+                    mid = value["id"]
+                    attempts[mid] = attempts.get(mid, 0) + 1
+                continue
+            stack = open_invokes.get(proc)
+            inv = stack.pop() if stack else None
+            if f == "send":
+                mid = inv["value"]["id"] if inv is not None else value["id"]
+                if typ == "ok":
+                    acked.add(mid)
+                elif typ == "fail":
+                    fails[mid] = fails.get(mid, 0) + 1
+            elif f == "poll" and typ == "ok":
+                for m in value["messages"]:
+                    deliveries[m["id"]] = deliveries.get(m["id"], 0) + 1
+            elif f == "effects" and typ == "ok":
+                effects = value["counts"]
+    # uncompleted invokes stay counted in `attempts` without a completion: they count as info
+
+    attempted = set(attempts)
+    failed = {i for i, k in attempts.items() if i not in acked and fails.get(i, 0) == k}
+    indeterminate = {i for i, k in attempts.items() if i not in acked and fails.get(i, 0) < k}
+    delivered = set(deliveries)
+    sets: dict = {
+        "attempted": attempted,
+        "acknowledged": acked,
+        "failed": failed,
+        "indeterminate": indeterminate,
+        "delivered": delivered,
+        "lost": acked - delivered,
+        "duplicated": {i: k for i, k in deliveries.items() if k > 1},
+        "unexpected": delivered - attempted,
+        "aborted_read": delivered & failed,
+        "recovered": indeterminate & delivered,
+        "unresolved": indeterminate - delivered,
+    }
+    if effects is not None:
+        applied = {i for i, k in effects.items() if k > 0}
+        sets["lost_effects"] = acked - applied
+        sets["duplicated_effects"] = {i: k for i, k in effects.items() if k > 1}
+    else:
+        sets["lost_effects"], sets["duplicated_effects"] = set(), {}
+    return {
+        "counts": {k: len(sets[k]) for k in COUNT_KEYS},
+        **{k: sorted(sets[k]) for k in LIST_KEYS},
+        **{k: dict(sorted(sets[k].items())) for k in MAP_KEYS},
+    }
+
+
+# --- child-process entry points ------------------------------------------------------------------
+
+
+def _child_generate(args: argparse.Namespace) -> int:
+    t0 = time.perf_counter()
+    tallies = generate(Path(args.path), args.messages, args.seed)
+    tallies["seconds"] = time.perf_counter() - t0
+    Path(args.result).write_text(json.dumps(tallies))
+    return 0
+
+
+def _child_baseline(args: argparse.Namespace) -> int:
+    t0 = time.perf_counter()
+    res = baseline(Path(args.path))
+    res["seconds"] = time.perf_counter() - t0
+    Path(args.result).write_text(json.dumps(res))
+    return 0
+
+
+# --- 3. timing, memory, cross-check, report ------------------------------------------------------
+
+
+def run_child(cmd: list[str], log: Path) -> tuple[int, float, float]:
+    """Run `cmd` from the repo root; return (exit code, wall seconds, peak RSS in MB) of that child alone."""
+    with open(log, "wb") as fh:
+        t0 = time.perf_counter()
+        p = subprocess.Popen(cmd, cwd=REPO, stdout=fh, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(p.pid, 0)
+        wall = time.perf_counter() - t0
+    p.returncode = os.waitstatus_to_exitcode(status)  # reaped by wait4; tell Popen
+    return p.returncode, wall, usage.ru_maxrss / 1024  # ru_maxrss is in kB on Linux
+
+
+def _self_cmd(*args: str) -> list[str]:
+    return [sys.executable, str(Path(__file__).resolve()), *args]
+
+
+def _die(msg: str, log: Path | None = None) -> int:
+    print(f"check_speed: ERROR: {msg}", file=sys.stderr)
+    if log is not None and log.exists():
+        print(f"--- {log} (tail) ---", file=sys.stderr)
+        print("\n".join(log.read_text(errors="replace").splitlines()[-30:]), file=sys.stderr)
+    return 1
+
+
+def compare(base: dict, delivery: dict) -> list[str]:
+    """Differences between the baseline and onceproof's `delivery` section."""
+    problems = []
+    oc = delivery.get("counts", {})
+    for k in COUNT_KEYS:
+        if oc.get(k) != base["counts"][k]:
+            problems.append(f"counts.{k}: baseline {base['counts'][k]}, onceproof {oc.get(k)}")
+    for k in (*LIST_KEYS, *MAP_KEYS):
+        if k in delivery and delivery[k] != base[k]:
+            problems.append(f"{k}: the ids differ (baseline {len(base[k])}, onceproof {len(delivery[k])})")
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--messages", "-n", type=int, default=1_000_000,
+                    help="messages in the history (default 1,000,000)")
+    ap.add_argument("--out", default=str(REPO / "bench-out"),
+                    help="directory for the history, results and logs (default: <repo>/bench-out)")
+    ap.add_argument("--seed", type=int, default=1, help="generator seed (default 1)")
+    ap.add_argument("--reuse", action="store_true",
+                    help="reuse the history in --out when it was generated with the same messages and seed")
+    hidden = argparse.SUPPRESS  # the child-process modes below
+    ap.add_argument("--_generate", dest="child", action="store_const", const="generate", help=hidden)
+    ap.add_argument("--_baseline", dest="child", action="store_const", const="baseline", help=hidden)
+    ap.add_argument("--path", help=hidden)
+    ap.add_argument("--result", help=hidden)
+    args = ap.parse_args(argv)
+    if args.child == "generate":
+        return _child_generate(args)
+    if args.child == "baseline":
+        return _child_baseline(args)
+    if args.messages < 1:
+        ap.error("--messages must be at least 1")
+
+    load_start = os.getloadavg()[0]
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    hist = out / "history.jsonl"
+    gen_info = out / "generate.json"
+    want = {"messages": args.messages, "seed": args.seed}
+    reused = False
+    if args.reuse and hist.exists() and gen_info.exists():
+        info = json.loads(gen_info.read_text())
+        reused = {k: info.get(k) for k in want} == want
+    if not reused:
+        print(f"generating {args.messages:,} messages (seed {args.seed}) into {hist} ...", flush=True)
+        rc, _, gen_mb = run_child(_self_cmd("--_generate", "--path", str(hist), "--result", str(gen_info),
+                                            "--messages", str(args.messages), "--seed", str(args.seed)),
+                                  out / "generate.log")
+        if rc != 0:
+            return _die(f"the generator failed (exit {rc})", out / "generate.log")
+        info = json.loads(gen_info.read_text())
+        info.update(want, peak_mb=gen_mb)
+        gen_info.write_text(json.dumps(info))
+    info = json.loads(gen_info.read_text())
+    size_mb = hist.stat().st_size / 2**20
+    print(f"history: {info['operations']:,} operations, {size_mb:,.1f} MB, {info['processes']} process ids"
+          + (" (reused)" if reused else f" (generated in {info['seconds']:.1f}s)"), flush=True)
+
+    print("baseline (json.loads + sets) ...", flush=True)
+    base_result = out / "baseline.json"
+    rc, base_wall, base_mb = run_child(
+        _self_cmd("--_baseline", "--path", str(hist), "--result", str(base_result)), out / "baseline.log")
+    if rc != 0:
+        return _die(f"the baseline failed (exit {rc})", out / "baseline.log")
+
+    print("onceproof check ...", flush=True)
+    check_out = out / "check"
+    cmd = [sys.executable, "-m", "harness.cli", "check", str(hist), "--out", str(check_out), "-q"]
+    rc, op_wall, op_mb = run_child(cmd, out / "onceproof.log")
+    if rc not in (0, 1):  # 1 = invalid, expected: the history carries anomalies
+        return _die(f"`onceproof check` exited {rc}", out / "onceproof.log")
+
+    base = json.loads(base_result.read_text())
+    results = json.loads((check_out / "results.json").read_text())
+    problems = compare(base, results.get("delivery", {}))
+    floor_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    load_end = os.getloadavg()[0]
+
+    c = base["counts"]
+    ratio = base["seconds"] / op_wall if op_wall > 0 else float("inf")
+    print()
+    print(f"operations          {info['operations']:>12,}   ({info['messages']:,} messages)")
+    print(f"file size           {size_mb:>12,.1f} MB")
+    print("counts              " + ", ".join(f"{k} {c[k]}" for k in COUNT_KEYS))
+    print(f"baseline            {base['seconds']:>12.2f} s   (json.loads + sets, in-process; "
+          f"{base_wall:.2f}s with interpreter start)")
+    print(f"onceproof check     {op_wall:>12.2f} s   (whole command: start, imports, read, check, reports)")
+    print(f"ratio               {ratio:>12.2f} x   (baseline / onceproof)")
+    print(f"onceproof peak RSS  {op_mb:>12,.0f} MB")
+    print(f"baseline peak RSS   {base_mb:>12,.0f} MB")
+    print(f"(no child's peak can read below this launcher's own, {floor_mb:.0f} MB, carried over at exec)")
+    print(f"verdict             {results.get('valid')!s:>12}   (exit {rc}; results in {check_out})")
+    print(f"load average        {load_start:>12.2f} -> {load_end:.2f}   ({os.cpu_count()} CPUs; "
+          "other work on the machine skews the times)")
+    print()
+    ratio_ok, peak_ok = ratio >= TARGET_RATIO, op_mb < TARGET_PEAK_MB
+    print(f"target ratio >= {TARGET_RATIO:g}:       {'PASS' if ratio_ok else 'FAIL'} ({ratio:.2f}x)")
+    print(f"target peak < {TARGET_PEAK_MB:g} MB:   {'PASS' if peak_ok else 'FAIL'} ({op_mb:,.0f} MB)")
+    if problems:
+        print()
+        print("!" * 78)
+        print("COUNTS MISMATCH between onceproof and the baseline:")
+        for p in problems:
+            print(f"  {p}")
+        print("!" * 78)
+        return 1
+    print("cross-check: onceproof's delivery counts and anomaly ids equal the baseline's")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
