@@ -13,7 +13,6 @@ from checkers.history import HistoryError, read_history, resolve_history_path
 from checkers.suite import check_history
 
 EXIT = {True: 0, False: 1, "unknown": 2}
-EXAMPLE = Path(__file__).parent / "examples" / "example-history.jsonl"
 
 
 def _verdict_word(valid: bool | str) -> str:
@@ -73,16 +72,53 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Until live runs exist: check the bundled example history into the store."""
-    out = Path(args.store) / "example" / time.strftime("%Y%m%dT%H%M%S")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "history.jsonl").write_bytes(EXAMPLE.read_bytes())
-    latest = Path(args.store) / "example" / "latest"
-    if latest.is_symlink() or latest.exists():
-        latest.unlink()
-    latest.symlink_to(out.name)
-    ns = argparse.Namespace(path=str(out), guarantee="exactly-once", out=None, explain_limit=1000, quiet=True)
-    return cmd_check(ns)
+    """A live certification run, then the check and the reports in the run directory."""
+    from harness.config import ConfigError, RunConfig
+    from harness.report import write_reports
+    from harness.run import Run
+    from harness.runtime import cleanup
+
+    faults = [f for f in (args.faults or "").split(",") if f and f != "none"] if args.faults is not None else None
+    cfg = RunConfig()
+    for name in ("target", "profile", "workload", "time", "rate", "seed", "store", "producers", "consumers",
+                 "quiet", "drain_deadline", "runtime"):
+        value = getattr(args, name)
+        if value is not None:
+            setattr(cfg, name, value)
+    if faults is not None:
+        cfg.faults = faults
+    try:
+        cfg.validate()
+    except ConfigError as e:
+        print(f"onceproof run: error: {e}", file=sys.stderr)
+        return 2
+    cleanup.install_handlers()
+    run = None
+    try:
+        run = Run(cfg)
+        history = run.execute()
+    except KeyboardInterrupt:
+        if run is not None:
+            print(f"onceproof run: interrupted; everything it started is stopped. The history so far is in "
+                  f"{run.dir / 'history.jsonl'} (check it with: onceproof check {run.dir})", file=sys.stderr)
+        return 130
+    except Exception as e:
+        where = f" (run directory {run.dir})" if run is not None else ""
+        print(f"onceproof run: error: {type(e).__name__}: {e}{where}", file=sys.stderr)
+        return 2
+    finally:
+        cleanup.uninstall_handlers()
+    try:
+        h = read_history(history)
+    except HistoryError as e:
+        print(f"onceproof run: error: the recorded history is unusable: {e}", file=sys.stderr)
+        return 2
+    results = check_history(h, cfg.guarantee)
+    results["run"] = {"dir": str(run.dir), "config": cfg.resolved()}
+    paths = write_reports(results, run.dir)
+    print(summarize(results))
+    print(f"report: {paths['report']}")
+    return EXIT[results["valid"]]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,9 +136,29 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--quiet", "-q", action="store_true", help="no timing line")
     c.set_defaults(func=cmd_check)
 
-    r = sub.add_parser("run", help="run a certification (for now: checks the bundled example history)")
-    r.add_argument("--store", default="store", metavar="DIR", help="where runs are written (default: ./store)")
+    r = sub.add_parser("run", help="a live certification run (no arguments: a short Redis certification)",
+                       description="Start the target's nodes, drive producers and consumers under a seeded fault "
+                                   "schedule, heal, drain, check and report. Exit 0 valid, 1 invalid, 2 unknown "
+                                   "or error, 130 interrupted.")
+    r.add_argument("--target", help="system under test (default: redis)")
+    r.add_argument("--profile", help="configuration claiming a guarantee (default: exactly-once)")
+    r.add_argument("--workload", help="what clients do (default: queue)")
+    r.add_argument("--faults", metavar="F1,F2", help="comma-separated faults, or 'none' "
+                   "(default: ack-loss,kill-consumer,kill-producer,restart)")
+    r.add_argument("--time", type=float, metavar="S", help="seconds of load under faults (default: 20)")
+    r.add_argument("--rate", type=float, metavar="R", help="messages per second (default: 200)")
+    r.add_argument("--seed", type=int, metavar="N", help="fault-schedule seed (default: 1)")
+    r.add_argument("--store", metavar="DIR", help="where runs are written (default: ./store)")
+    r.add_argument("--producers", type=int, metavar="N", help="producer processes (default: 2)")
+    r.add_argument("--consumers", type=int, metavar="N", help="consumer processes (default: 2)")
+    r.add_argument("--quiet", type=float, metavar="S", help="drain ends after S seconds without a delivery (3)")
+    r.add_argument("--drain-deadline", type=float, metavar="S", help="drain ends after S seconds anyway (60)")
+    r.add_argument("--runtime", help="where nodes run (default: local)")
     r.set_defaults(func=cmd_run)
+
+    from harness.setup import add_commands
+
+    add_commands(sub)
     return p
 
 

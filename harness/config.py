@@ -28,6 +28,7 @@ class RunConfig:
     quiet: float = 3.0  # drain ends after this long without a new delivery...
     drain_deadline: float = 60.0  # ...or after this long in any case
     runtime: str = "local"
+    work_ms: float = 5.0  # consumer processing time per message
 
     def validate(self) -> None:
         """Refuse unknown names and impossible numbers, listing what is valid."""

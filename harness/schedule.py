@@ -37,6 +37,13 @@ def make_schedule(faults: Sequence[str], time_s: float, seed: int, candidates: M
     windows: list[Window] = []
     if not faults:
         return windows
+    # shrink windows and gaps when a short run could not otherwise give every fault one window
+    room = time_s - tail - first_at
+    need = len(faults) * (duration[1] + gap[1])
+    if need > room > 0:
+        k = room / need
+        duration = (duration[0] * k, duration[1] * k)
+        gap = (gap[0] * k, gap[1] * k)
     order: list[str] = []
     t = first_at
     while True:
@@ -45,7 +52,7 @@ def make_schedule(faults: Sequence[str], time_s: float, seed: int, candidates: M
             rng.shuffle(order)
         fault = order.pop()
         d = round(rng.uniform(*duration), 3)
-        if t + d > time_s - tail:
+        if t + d > time_s - tail + 1e-9:
             break
         nodes = tuple(sorted(rng.sample(list(candidates[fault]), 1))) if candidates.get(fault) else ()
         windows.append(Window(fault, nodes, round(t, 3), d))

@@ -54,7 +54,7 @@ def main(argv: list[str]) -> int:
                          lambda: stopping["flag"])
         else:
             name = f"c{index}"
-            client = target.consumer(spec["port"], profile, name)
+            client = target.consumer(spec["port"], profile, name, work_s=cfg.work_ms / 1000)
             run_consumer(client, log, cfg, name, lambda: stopping["flag"], drain=spec.get("drain", False))
         client.close()
     return 0

@@ -183,6 +183,11 @@ class RedisConsumer:
         try:
             resp = self.r.xreadgroup(GROUP, self.name, {STREAM: ">"}, count=max_messages, block=block_ms)
         except Exception as e:
+            if "NOGROUP" in str(e):  # the broker lost the group (no persistence): recreate it, as an app would
+                try:
+                    self.r.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
+                except Exception:
+                    pass
             return classify_error(e), []
         entries = resp[0][1] if resp else []
         return Outcome("ok"), self._deliveries(entries, False)
@@ -255,5 +260,5 @@ def producer(port: int, profile: Profile) -> RedisProducer:
     return RedisProducer(port, profile)
 
 
-def consumer(port: int, profile: Profile, name: str) -> RedisConsumer:
-    return RedisConsumer(port, profile, name)
+def consumer(port: int, profile: Profile, name: str, work_s: float = 0.005) -> RedisConsumer:
+    return RedisConsumer(port, profile, name, work_s=work_s)

@@ -25,3 +25,12 @@ def test_windows_do_not_overlap_and_fit_the_load_phase():
 
 def test_no_faults_no_windows():
     assert make_schedule([], 30, 1, {}) == []
+
+
+def test_a_short_run_still_gets_every_fault_once():
+    faults = ["kill", "ack-loss", "kill-consumer", "restart", "pause", "latency"]
+    c = {f: ["n1"] for f in faults}
+    for seed in range(20):
+        w = make_schedule(faults, 12, seed, c)
+        assert {x.fault for x in w} == set(faults)
+        assert w[-1].stop <= 11.0 + 1e-6

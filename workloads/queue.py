@@ -26,6 +26,7 @@ class QueueConfig:
     batch: int = 10  # messages per poll
     block_ms: int = 100
     claim_every_s: float = 1.0
+    work_ms: float = 5.0  # processing time per message: where a consumer kill usually lands
     retry_backoff_s: float = 0.05
 
 

@@ -1,0 +1,292 @@
+"""One live certification run: setup -> load under faults -> heal -> stop producers -> drain -> effects
+-> teardown -> check -> report.
+
+Everything the run starts (broker nodes, the Toxiproxy server, worker processes) is torn down on
+normal exit, on exceptions and on Ctrl-C/SIGTERM, and the shards written so far are merged into
+history.jsonl in every case, so an interrupted run still leaves a history that can be checked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+import targets
+from harness.config import RunConfig
+from harness.faults import FAULTS
+from harness.files import atomic_write
+from harness.history import HistoryWriter, merge_shards
+from harness.progress import ShardTail
+from harness.runtime import LocalRuntime, NodeSpec, cleanup
+from harness.schedule import Window, make_schedule
+from harness.toxiproxy import ToxiproxyServer
+from harness.worker import shard_path, worker_spec
+from targets.base import NodeInfo
+
+
+def make_run_dir(store: Path, test: str) -> Path:
+    """store/<test>/<timestamp>, plus `latest` links in store/<test>/ and store/."""
+    base = Path(store) / test
+    base.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    d, n = base / stamp, 1
+    while d.exists():
+        n += 1
+        d = base / f"{stamp}-{n}"
+    d.mkdir()
+    for link, dest in ((base / "latest", d.name), (Path(store) / "latest", f"{test}/{d.name}")):
+        tmp = link.with_name(f".{link.name}.tmp")
+        if tmp.is_symlink() or tmp.exists():
+            tmp.unlink()
+        tmp.symlink_to(dest)
+        os.replace(tmp, link)
+    return d
+
+
+class Run:
+    """A run's state; also the context faults act through (nodes, proxies, worker slots)."""
+
+    def __init__(self, cfg: RunConfig, out: TextIO = sys.stdout):
+        self.cfg = cfg
+        self.out = out
+        self.target = targets.load(cfg.target)
+        self.profile = self.target.PROFILES[cfg.profile]
+        self.dir = make_run_dir(Path(cfg.store), cfg.test_name)
+        self.runtime = LocalRuntime(self.dir)
+        self.toxiproxy: Any = None
+        self.nodes: dict[str, Any] = {}
+        self.infos: dict[str, NodeInfo] = {}
+        self.proxies: dict[str, Any] = {}
+        self.workers: dict[str, Any] = {}  # slot -> process
+        self.worker_index = 0
+        self.start_ns = time.monotonic_ns()
+        self.tail = ShardTail(self.dir / "shards")
+        self.active: list[Window] = []
+        (self.dir / "shards").mkdir(exist_ok=True)
+        self.nemesis = HistoryWriter(self.dir / "shards" / "nemesis.jsonl", start_ns=self.start_ns)
+        self.harness_log = HistoryWriter(self.dir / "shards" / "harness.jsonl", start_ns=self.start_ns)
+
+    # --- output -----------------------------------------------------------------------------------
+
+    def say(self, msg: str) -> None:
+        print(msg, file=self.out, flush=True)
+
+    # --- the context faults use ------------------------------------------------------------------
+
+    def node(self, name: str) -> Any:
+        return self.nodes[name]
+
+    def proxy(self, node: str) -> Any:
+        return self.proxies[node]
+
+    def restart_node(self, name: str) -> None:
+        node = self.nodes[name]
+        if node.alive:
+            node.stop()
+        node.start()
+        node.wait_ready(30)
+
+    def kill_worker(self, slot: str) -> None:
+        proc = self.workers.get(slot)
+        if proc is not None:
+            proc.kill()
+
+    def replace_worker(self, slot: str) -> None:
+        role, _ = slot.split("-")
+        self.workers[slot] = self._spawn_worker(role)
+
+    # --- phases ------------------------------------------------------------------------------------
+
+    def _start_nodes(self) -> None:
+        for i in range(1, getattr(self.target, "NODES", 1) + 1):
+            name = f"{self.cfg.target}-{i}"
+            data = self.dir / "nodes" / name
+            data.mkdir(parents=True, exist_ok=True)
+            info = NodeInfo(name, self.runtime.free_port(), data_dir=data)
+            argv = self.target.node_argv(info, self.profile)
+            spec = NodeSpec(name=name, argv=argv, data_dir=data, log_path=data / f"{name}.log",
+                            ports={"client": info.port}, ready=lambda n, p=info.port: self.target.ping(p))
+            node = self.runtime.node(spec)
+            node.start()
+            self.nodes[name], self.infos[name] = node, info
+        for node in self.nodes.values():
+            node.wait_ready(30)
+        self.toxiproxy = ToxiproxyServer(log_path=self.dir / "toxiproxy.log")
+        self.toxiproxy.start()
+        for name, info in self.infos.items():
+            self.proxies[name] = self.toxiproxy.create_proxy(name, f"127.0.0.1:{info.port}")
+            info.proxy_port = self.proxies[name].port
+        self.target.prepare(next(iter(self.infos.values())).port)
+
+    def _spawn_worker(self, role: str, drain: bool = False) -> Any:
+        index = self.worker_index
+        self.worker_index += 1
+        info = next(iter(self.infos.values()))
+        spec = worker_spec(role, index, self.dir, self.start_ns, self.cfg.target, self.cfg.profile,
+                           info.proxy_port, self.workload_cfg(), drain=drain)
+        wdir = self.dir / "workers"
+        wdir.mkdir(exist_ok=True)
+        spec_path = wdir / f"{role}-{index}.json"
+        spec_path.write_text(json.dumps(spec))
+        return self.runtime.spawn(f"{role}-{index}", [sys.executable, "-m", "harness.worker", str(spec_path)],
+                                  log_path=wdir / f"{role}-{index}.log")
+
+    def workload_cfg(self) -> dict[str, Any]:
+        return {"rate": self.cfg.rate, "producers": self.cfg.producers, "consumers": self.cfg.consumers,
+                "work_ms": self.cfg.work_ms}
+
+    def _nemesis(self, kind: str, w: Window, error: str | None = None) -> None:
+        value: dict[str, Any] = {"fault": w.fault, "nodes": list(w.nodes)}
+        if error:
+            value["error"] = error
+        self.nemesis.write("nemesis", "info", kind, value)
+
+    def _apply(self, w: Window, action: str) -> None:
+        fault = FAULTS[w.fault]
+        if action == "start":
+            self._nemesis("start-fault", w)
+        err = None
+        try:
+            getattr(fault, action)(self, w)
+        except Exception as e:  # a fault that did not apply is reported, and the run goes on
+            err = f"{type(e).__name__}: {e}"
+            self.say(f"  warning: {action} {w.fault} on {','.join(w.nodes)} failed: {err}")
+        if action == "heal":
+            self._nemesis("stop-fault", w, err)
+
+    def _load(self, schedule: list[Window]) -> None:
+        for i in range(self.cfg.consumers):
+            self.workers[f"consumer-{i}"] = self._spawn_worker("consumer")
+        for i in range(self.cfg.producers):
+            self.workers[f"producer-{i}"] = self._spawn_worker("producer")
+        t0 = time.monotonic()
+        pending = sorted(schedule, key=lambda w: w.start)
+        last_print, last_ops = t0, 0
+        while (now := time.monotonic() - t0) < self.cfg.time:
+            for w in list(self.active):
+                if now >= w.stop:
+                    self.active.remove(w)
+                    self._apply(w, "heal")
+            while pending and now >= pending[0].start:
+                w = pending.pop(0)
+                self.active.append(w)
+                self._apply(w, "start")
+            if time.monotonic() - last_print >= 2.0:
+                self.tail.poll()
+                rate = (self.tail.ops - last_ops) / (time.monotonic() - last_print)
+                last_print, last_ops = time.monotonic(), self.tail.ops
+                faults = ", ".join(f"{w.fault}({','.join(w.nodes)})" for w in self.active) or "none"
+                self.say(f"[load {now:5.1f}/{self.cfg.time:.0f}s] sent {self.tail.sent} acked {self.tail.acked} "
+                         f"unknown {self.tail.unknown} delivered {self.tail.delivered} | {rate:.0f} ops/s | "
+                         f"faults: {faults}")
+            time.sleep(0.05)
+
+    def _heal_all(self) -> None:
+        for w in list(self.active):
+            self.active.remove(w)
+            self._apply(w, "heal")
+        if self.toxiproxy is not None:
+            self.toxiproxy.reset()
+        for name, node in self.nodes.items():
+            if node.paused:
+                node.resume()
+            if not node.alive:
+                self.restart_node(name)
+
+    def _stop_role(self, role: str) -> None:
+        procs = [p for slot, p in self.workers.items() if slot.startswith(role)]
+        for p in procs:
+            p.stop(timeout=10)
+        for slot in [s for s in self.workers if s.startswith(role)]:
+            del self.workers[slot]
+
+    def _drain(self) -> None:
+        self._stop_role("consumer")
+        for i in range(self.cfg.consumers):
+            self.workers[f"drainer-{i}"] = self._spawn_worker("consumer", drain=True)
+        t0 = last = time.monotonic()
+        self.tail.poll()
+        while True:
+            time.sleep(0.25)
+            if self.tail.poll():
+                last = time.monotonic()
+            now = time.monotonic()
+            if now - last >= self.cfg.quiet:
+                self.say(f"[drain] quiet for {self.cfg.quiet:.0f}s after {now - t0:.1f}s; "
+                         f"delivered {self.tail.delivered}")
+                break
+            if now - t0 >= self.cfg.drain_deadline:
+                self.say(f"[drain] deadline of {self.cfg.drain_deadline:.0f}s reached; still delivering")
+                break
+        self._stop_role("drainer")
+
+    def _effects(self) -> None:
+        port = next(iter(self.infos.values())).port
+        self.harness_log.write("harness", "invoke", "effects", None)
+        try:
+            counts = self.target.read_effects(port)
+        except Exception as e:
+            self.harness_log.write("harness", "info", "effects", None, error=f"{type(e).__name__}: {e}")
+            return
+        self.harness_log.write("harness", "ok", "effects", {"counts": counts})
+
+    def _teardown(self) -> None:
+        self.runtime.teardown()
+        if self.toxiproxy is not None:
+            self.toxiproxy.stop()
+        self.nemesis.close()
+        self.harness_log.close()
+
+    def execute(self) -> Path:
+        """Run the phases; always tear down and merge the shards. Returns history.jsonl's path."""
+        cfg = self.cfg
+        candidates = self._candidates()
+        schedule = make_schedule(cfg.faults, cfg.time, cfg.seed, candidates)
+        atomic_write(self.dir / "config.json", json.dumps(cfg.resolved(), indent=2) + "\n")
+        atomic_write(self.dir / "schedule.json",
+                     json.dumps({"seed": cfg.seed, "windows": [w.to_json() for w in schedule]}, indent=2) + "\n")
+        self.say(f"run: {self.dir}")
+        self.say(f"target {cfg.target}, profile {cfg.profile} (claims {self.profile.guarantee}), workload "
+                 f"{cfg.workload}, {cfg.time:.0f}s at {cfg.rate:.0f} msg/s, seed {cfg.seed}, "
+                 f"{len(schedule)} fault windows: {', '.join(cfg.faults) or 'none'}")
+        cleanup.register(self._teardown)
+        try:
+            self.say("[setup] starting nodes and toxiproxy")
+            self._start_nodes()
+            self._load(schedule)
+            self.say("[heal] healing every fault")
+            self._heal_all()
+            self.say("[stop] stopping producers")
+            self._stop_role("producer")
+            self.say("[drain] fresh consumers read until quiet")
+            self._drain()
+            self._effects()
+        finally:
+            self.say("[teardown] stopping everything the run started")
+            try:
+                self._teardown()
+            finally:
+                cleanup.unregister(self._teardown)
+                shards = sorted((self.dir / "shards").glob("*.jsonl"))
+                n = merge_shards(shards, self.dir / "history.jsonl")
+                self.say(f"[history] {n} operations in {self.dir / 'history.jsonl'}")
+        return self.dir / "history.jsonl"
+
+    def _candidates(self) -> dict[str, list[str]]:
+        nodes = [f"{self.cfg.target}-{i}" for i in range(1, getattr(self.target, "NODES", 1) + 1)]
+        out = {}
+        for name, f in FAULTS.items():
+            if f.kind in ("network", "process"):
+                out[name] = nodes
+            elif f.kind == "consumer":
+                out[name] = [f"consumer-{i}" for i in range(self.cfg.consumers)]
+            else:
+                out[name] = [f"producer-{i}" for i in range(self.cfg.producers)]
+        return out
+
+
+__all__ = ["Run", "make_run_dir", "shard_path"]

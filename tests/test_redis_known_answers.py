@@ -1,0 +1,127 @@
+"""Known answers against real redis-server and real Toxiproxy: each profile under the faults it
+claims to survive, and each unsafe configuration under the fault that breaks it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _need_redis():
+    if not shutil.which("redis-server"):
+        pytest.skip("redis-server is not installed (run: onceproof setup redis)")
+
+
+def run(tmp_path: Path, profile: str, faults: str, seed: int = 1, secs: int = 12) -> dict:
+    rc = main(["run", "--target", "redis", "--profile", profile, "--faults", faults, "--time", str(secs),
+               "--rate", "300", "--seed", str(seed), "--store", str(tmp_path)])
+    results = json.loads((tmp_path / "latest" / "results.json").read_text())
+    assert rc == {True: 0, False: 1, "unknown": 2}[results["valid"]]
+    return results
+
+
+def test_at_most_once_loses_effects_but_never_duplicates_under_kill_consumer(tmp_path):
+    r = run(tmp_path, "at-most-once", "kill-consumer")
+    c = r["delivery"]["counts"]
+    assert c["lost"] + c["lost_effects"] > 0
+    assert c["duplicated_effects"] == 0 and c["duplicated"] == 0
+    assert r["valid"] is True and r["delivery"]["holds"]["at-least-once"] is False
+
+
+def test_at_least_once_duplicates_but_never_loses_under_kill_consumer(tmp_path):
+    r = run(tmp_path, "at-least-once", "kill-consumer")
+    c = r["delivery"]["counts"]
+    assert c["duplicated"] > 0 and c["duplicated_effects"] > 0
+    assert c["lost"] == 0 and c["lost_effects"] == 0
+    assert r["valid"] is True
+    assert r["delivery"]["holds"] == {"at-most-once": False, "at-least-once": True, "exactly-once": False}
+
+
+def test_exactly_once_survives_ack_loss_kills_and_restart(tmp_path):
+    r = run(tmp_path, "exactly-once", "ack-loss,kill-consumer,kill-producer,restart", secs=16)
+    c = r["delivery"]["counts"]
+    assert r["valid"] is True, c
+    assert c["lost"] == 0 and c["lost_effects"] == 0 and c["duplicated_effects"] == 0
+    assert {f["fault"] for f in r["faults"]} == {"ack-loss", "kill-consumer", "kill-producer", "restart"}
+
+
+def test_debian_default_persistence_loses_acknowledged_messages_under_kill(tmp_path):
+    r = run(tmp_path, "at-least-once-debian-defaults", "kill")
+    assert r["valid"] is False
+    assert r["delivery"]["counts"]["lost"] > 0
+
+
+def test_unknown_names_are_refused_before_anything_starts(tmp_path, capsys):
+    for args, word in ((["--target", "nope"], "valid targets: redis"),
+                       (["--profile", "twice"], "valid profiles: at-most-once"),
+                       (["--faults", "kill,meteor"], "valid faults: ack-loss"),
+                       (["--workload", "ledgerx"], "valid workloads: queue")):
+        assert main(["run", *args, "--store", str(tmp_path)]) == 2
+        assert word in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def _ours(marker: str) -> list[int]:
+    """Pids whose command line mentions `marker` (the run's store directory)."""
+    pids = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                cmd = (p / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                state = (p / "stat").read_text().split(") ")[-1][:1]
+            except OSError:
+                continue
+            if marker in cmd and state != "Z":
+                pids.append(int(p.name))
+    return pids
+
+
+def _toxiproxies() -> set[int]:
+    return {int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
+            and b"toxiproxy" in _read(p / "cmdline") and _read(p / "stat").split(b") ")[-1][:1] != b"Z"}
+
+
+def _read(p: Path) -> bytes:
+    try:
+        return p.read_bytes()
+    except OSError:
+        return b""
+
+
+def test_sigint_mid_run_leaves_nothing_behind_and_a_checkable_history(tmp_path):
+    before = _toxiproxies()
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", "--time", "60", "--store", str(tmp_path),
+                             "--faults", "kill-consumer,ack-loss"], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    lines = []
+    deadline = time.monotonic() + 60
+    for line in proc.stdout:
+        lines.append(line)
+        if "[load" in line or time.monotonic() > deadline:
+            break
+    time.sleep(1.5)
+    assert _ours(str(tmp_path)), "the run should have nodes and workers by now"
+    os.kill(proc.pid, signal.SIGINT)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130, "".join(lines) + out
+    time.sleep(0.5)
+    assert _ours(str(tmp_path)) == []
+    assert _toxiproxies() <= before
+    run_dir = (tmp_path / "latest").resolve()
+    assert (run_dir / "history.jsonl").stat().st_size > 0
+    assert main(["check", str(run_dir), "--guarantee", "exactly-once"]) in (0, 1)
+    assert (run_dir / "results.json").exists()
