@@ -1,6 +1,7 @@
 #!/bin/sh
 # Bootstrap onceproof on a fresh Debian machine (as root): a Python >= 3.11 virtualenv in .venv with
-# onceproof installed in it, and with --test the test tools and Debian's chromium for the browser test.
+# onceproof installed in it, what the default target needs (`onceproof setup redis`: redis-server and a
+# pinned Toxiproxy built with go install, cached), and with --test the test tools and Debian's chromium.
 # Idempotent and quick when everything is already there.
 set -eu
 cd "$(dirname "$0")/.."
@@ -45,4 +46,5 @@ fi
 if [ "$want_test" = 1 ]; then
     command -v chromium >/dev/null 2>&1 || apt_install chromium
 fi
+.venv/bin/onceproof setup redis >&2
 say "ready: .venv/bin/onceproof"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import heapq
 import os
 import time
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -34,12 +35,14 @@ class HistoryWriter:
         self.fsync = fsync
         self._buf: list[bytes] = []
         self._fh = open(self.path, "ab")  # noqa: SIM115 - owned by the writer, closed in close()
+        self.counts: Counter[tuple[str, str]] = Counter()  # (type, f) -> operations written
 
     def write(self, process: Any, type_: str, f: str, value: Any = None, time_ns: int | None = None,
               **extra: Any) -> dict[str, Any]:
         """Record one operation now (or at `time_ns`) and return it."""
         op = {"time": clock_ns(self.start_ns) if time_ns is None else time_ns, "process": process,
               "type": type_, "f": f, "value": value, **extra}
+        self.counts[type_, f] += 1
         self._buf.append(_ENC.encode(op) + b"\n")
         if len(self._buf) >= self.batch:
             self.flush()
@@ -63,6 +66,31 @@ class HistoryWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class NullWriter:
+    """Records nothing but counts: for measuring what the recording itself costs."""
+
+    def __init__(self, start_ns: int = 0):
+        self.start_ns = start_ns
+        self.counts: Counter[tuple[str, str]] = Counter()
+
+    def write(self, process: Any, type_: str, f: str, value: Any = None, time_ns: int | None = None,
+              **extra: Any) -> dict[str, Any]:
+        self.counts[type_, f] += 1
+        return {"time": time_ns, "process": process, "type": type_, "f": f, "value": value}
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> NullWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
 
 
 def _shard_ops(path: Path) -> Iterator[tuple[int, int, bytes]]:

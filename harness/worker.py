@@ -12,19 +12,20 @@ import importlib
 import json
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
-from harness.history import HistoryWriter
+from harness.history import HistoryWriter, NullWriter
 from workloads.queue import ProcessLog, QueueConfig, run_consumer, run_producer
 
 PROCESS_ID_STRIDE = 1_000_000  # worker k's logical processes are k * STRIDE + 0, 1, 2, ...
 
 
 def worker_spec(role: str, index: int, run_dir: Path, start_ns: int, target: str, profile: str,
-                port: int, workload: dict[str, Any], drain: bool = False) -> dict[str, Any]:
+                port: int, workload: dict[str, Any], drain: bool = False, record: bool = True) -> dict[str, Any]:
     return {"role": role, "index": index, "run_dir": str(run_dir), "start_ns": start_ns, "target": target,
-            "profile": profile, "port": port, "workload": workload, "drain": drain}
+            "profile": profile, "port": port, "workload": workload, "drain": drain, "record": record}
 
 
 def shard_path(run_dir: Path, role: str, index: int) -> Path:
@@ -46,17 +47,24 @@ def main(argv: list[str]) -> int:
     role, index = spec["role"], spec["index"]
     path = shard_path(Path(spec["run_dir"]), role, index)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with HistoryWriter(path, start_ns=spec["start_ns"], batch=1) as w:
+    record = spec.get("record", True)
+    writer = HistoryWriter(path, start_ns=spec["start_ns"], batch=1) if record else NullWriter(spec["start_ns"])
+    t0 = time.monotonic()
+    with writer as w:
         log = ProcessLog(w, (index + 1) * PROCESS_ID_STRIDE)
         if role == "producer":
             client = target.producer(spec["port"], profile)
-            run_producer(client, log, cfg, f"p{index}", int(profile.settings.get("producer_retries", 0)),
-                         lambda: stopping["flag"])
+            sent = run_producer(client, log, cfg, f"p{index}", int(profile.settings.get("producer_retries", 0)),
+                                lambda: stopping["flag"])
+            stats = {"attempted": sent, "acked": w.counts.get(("ok", "send"), 0)}
         else:
             name = f"c{index}"
             client = target.consumer(spec["port"], profile, name, work_s=cfg.work_ms / 1000)
             run_consumer(client, log, cfg, name, lambda: stopping["flag"], drain=spec.get("drain", False))
+            stats = {"polls": w.counts.get(("ok", "poll"), 0)}
         client.close()
+    stats["seconds"] = time.monotonic() - t0
+    path.with_suffix(".stats.json").write_text(json.dumps(stats))
     return 0
 
 

@@ -80,11 +80,16 @@ def test_unknown_guarantee_is_refused(tmp_path, capsys):
     assert "exactly-once" in capsys.readouterr().err
 
 
-def test_run_checks_the_bundled_example_into_the_store(tmp_path):
-    store = tmp_path / "store"
-    assert main(["run", "--store", str(store)]) == 0
-    latest = store / "example" / "latest"
-    assert (latest / "history.jsonl").exists() and (latest / "report.html").exists()
+def test_the_bundled_example_history_checks_valid(tmp_path):
+    example = ROOT / "harness" / "examples" / "example-history.jsonl"
+    assert main(["check", str(example), "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "report.html").exists()
+
+
+def test_run_refuses_bad_numbers_before_starting(tmp_path, capsys):
+    assert main(["run", "--time", "0", "--store", str(tmp_path)]) == 2
+    assert "--time must be positive" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
 
 
 def test_module_entry_point_and_exit_code(tmp_path):

@@ -54,7 +54,7 @@ def message_id(producer: str, n: int) -> str:
 def run_producer(client: Any, log: ProcessLog, cfg: QueueConfig, producer: str, retries: int,
                  stop: Callable[[], bool], start_counter: int = 0) -> int:
     """Send messages at this producer's share of the rate until `stop()`; returns messages attempted."""
-    interval = cfg.producers / cfg.rate if cfg.rate > 0 else 0.0
+    interval = cfg.producers / cfg.rate if cfg.rate > 0 else 0.0  # rate 0: as fast as the system answers
     next_t = time.monotonic()
     n = start_counter
     while not stop():
