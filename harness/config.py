@@ -29,9 +29,10 @@ class RunConfig:
     drain_deadline: float = 60.0  # ...or after this long in any case
     runtime: str = "local"
     work_ms: float = 5.0  # consumer processing time per message
+    nodes: int | None = None  # broker nodes; None: the target's default
 
     def validate(self) -> None:
-        """Refuse unknown names and impossible numbers, listing what is valid."""
+        """Refuse unknown names and impossible numbers, listing what is valid; fill in target defaults."""
         if self.target not in targets.TARGETS:
             raise ConfigError(f"unknown target {self.target!r}; valid targets: {', '.join(targets.TARGETS)}")
         t = targets.load(self.target)
@@ -45,6 +46,11 @@ class RunConfig:
         if bad:
             raise ConfigError(f"unknown fault{'s' if len(bad) > 1 else ''} {', '.join(map(repr, bad))} for "
                               f"target {self.target}; valid faults: {', '.join(t.FAULTS)}")
+        if self.nodes is None:
+            self.nodes = t.NODES
+        if self.nodes not in getattr(t, "NODE_COUNTS", (t.NODES,)):
+            raise ConfigError(f"--nodes {self.nodes} is not supported by {self.target}; valid: "
+                              f"{', '.join(map(str, getattr(t, 'NODE_COUNTS', (t.NODES,))))}")
         if self.runtime != "local":
             raise ConfigError(f"unknown runtime {self.runtime!r}; valid runtimes: local")
         for name in ("time", "rate", "quiet", "drain_deadline"):

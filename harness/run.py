@@ -88,7 +88,7 @@ class Run:
         if node.alive:
             node.stop()
         node.start()
-        node.wait_ready(30)
+        node.wait_ready(self.target.READY_TIMEOUT)
 
     def kill_worker(self, slot: str) -> None:
         proc = self.workers.get(slot)
@@ -101,33 +101,41 @@ class Run:
 
     # --- phases ------------------------------------------------------------------------------------
 
+    def _node_names(self) -> list[str]:
+        return [f"{self.cfg.target}-{i}" for i in range(1, self.cfg.nodes + 1)]
+
     def _start_nodes(self) -> None:
-        for i in range(1, getattr(self.target, "NODES", 1) + 1):
-            name = f"{self.cfg.target}-{i}"
-            data = self.dir / "nodes" / name
-            data.mkdir(parents=True, exist_ok=True)
-            info = NodeInfo(name, self.runtime.free_port(), data_dir=data)
-            argv = self.target.node_argv(info, self.profile)
-            spec = NodeSpec(name=name, argv=argv, data_dir=data, log_path=data / f"{name}.log",
-                            ports={"client": info.port}, ready=lambda n, p=info.port: self.target.ping(p))
-            node = self.runtime.node(spec)
-            node.start()
-            self.nodes[name], self.infos[name] = node, info
-        for node in self.nodes.values():
-            node.wait_ready(30)
+        """Toxiproxy first, so each node can advertise its proxy; then the nodes, ready, prepared."""
         self.toxiproxy = ToxiproxyServer(log_path=self.dir / "toxiproxy.log")
         self.toxiproxy.start()
-        for name, info in self.infos.items():
+        for name in self._node_names():
+            data = self.dir / "nodes" / name
+            data.mkdir(parents=True, exist_ok=True)
+            extra = {p: self.runtime.free_port() for p in getattr(self.target, "EXTRA_PORTS", ())}
+            info = NodeInfo(name, self.runtime.free_port(), data_dir=data, extra_ports=extra)
             self.proxies[name] = self.toxiproxy.create_proxy(name, f"127.0.0.1:{info.port}")
             info.proxy_port = self.proxies[name].port
-        self.target.prepare(next(iter(self.infos.values())).port)
+            self.infos[name] = info
+        infos = list(self.infos.values())
+        self.target.setup_nodes(infos, self.profile)
+        for info in infos:
+            spec = NodeSpec(name=info.name, argv=self.target.node_argv(info, self.profile),
+                            data_dir=info.data_dir, log_path=info.data_dir / f"{info.name}.log",
+                            ports={"client": info.port, **info.extra_ports},
+                            ready=lambda n, i=info: self.target.ready(i))
+            node = self.runtime.node(spec)
+            node.start()
+            self.nodes[info.name] = node
+        for node in self.nodes.values():
+            node.wait_ready(self.target.READY_TIMEOUT)
+        self.target.prepare(infos, self.profile)
 
     def _spawn_worker(self, role: str, drain: bool = False) -> Any:
         index = self.worker_index
         self.worker_index += 1
-        info = next(iter(self.infos.values()))
+        bootstrap = [f"127.0.0.1:{i.proxy_port}" for i in self.infos.values()]
         spec = worker_spec(role, index, self.dir, self.start_ns, self.cfg.target, self.cfg.profile,
-                           info.proxy_port, self.workload_cfg(), drain=drain)
+                           bootstrap, self.workload_cfg(), drain=drain)
         wdir = self.dir / "workers"
         wdir.mkdir(exist_ok=True)
         spec_path = wdir / f"{role}-{index}.json"
@@ -225,10 +233,9 @@ class Run:
         self._stop_role("drainer")
 
     def _effects(self) -> None:
-        port = next(iter(self.infos.values())).port
         self.harness_log.write("harness", "invoke", "effects", None)
         try:
-            counts = self.target.read_effects(port)
+            counts = self.target.read_effects(list(self.infos.values()), self.profile)
         except Exception as e:
             self.harness_log.write("harness", "info", "effects", None, error=f"{type(e).__name__}: {e}")
             return
@@ -277,7 +284,7 @@ class Run:
         return self.dir / "history.jsonl"
 
     def _candidates(self) -> dict[str, list[str]]:
-        nodes = [f"{self.cfg.target}-{i}" for i in range(1, getattr(self.target, "NODES", 1) + 1)]
+        nodes = self._node_names()
         out = {}
         for name, f in FAULTS.items():
             if f.kind in ("network", "process"):

@@ -23,9 +23,11 @@ PROCESS_ID_STRIDE = 1_000_000  # worker k's logical processes are k * STRIDE + 0
 
 
 def worker_spec(role: str, index: int, run_dir: Path, start_ns: int, target: str, profile: str,
-                port: int, workload: dict[str, Any], drain: bool = False, record: bool = True) -> dict[str, Any]:
+                bootstrap: list[str], workload: dict[str, Any], drain: bool = False,
+                record: bool = True) -> dict[str, Any]:
+    """What a worker needs: `bootstrap` lists the nodes' proxy addresses (host:port), the only way in."""
     return {"role": role, "index": index, "run_dir": str(run_dir), "start_ns": start_ns, "target": target,
-            "profile": profile, "port": port, "workload": workload, "drain": drain, "record": record}
+            "profile": profile, "bootstrap": bootstrap, "workload": workload, "drain": drain, "record": record}
 
 
 def shard_path(run_dir: Path, role: str, index: int) -> Path:
@@ -53,13 +55,13 @@ def main(argv: list[str]) -> int:
     with writer as w:
         log = ProcessLog(w, (index + 1) * PROCESS_ID_STRIDE)
         if role == "producer":
-            client = target.producer(spec["port"], profile)
+            client = target.producer(spec["bootstrap"], profile)
             sent = run_producer(client, log, cfg, f"p{index}", int(profile.settings.get("producer_retries", 0)),
                                 lambda: stopping["flag"])
             stats = {"attempted": sent, "acked": w.counts.get(("ok", "send"), 0)}
         else:
             name = f"c{index}"
-            client = target.consumer(spec["port"], profile, name, work_s=cfg.work_ms / 1000)
+            client = target.consumer(spec["bootstrap"], profile, name, work_s=cfg.work_ms / 1000)
             run_consumer(client, log, cfg, name, lambda: stopping["flag"], drain=spec.get("drain", False))
             stats = {"polls": w.counts.get(("ok", "poll"), 0)}
         client.close()

@@ -1,5 +1,12 @@
 """What a target (a system under test) provides, in the spirit of Jepsen: it knows its nodes and clients.
 
+A target module defines NAME, PROFILES, FAULTS, NODES (default node count), READY_TIMEOUT, optionally
+EXTRA_PORTS (names of more ports per node), and these functions, called by the harness in this order:
+`setup_nodes(infos, profile)` before the first start (write configs, format storage), `node_argv(info,
+profile)`, `ready(info)`, `prepare(infos, profile)` (create topics, streams, groups), then in workers
+`producer(bootstrap, profile)` and `consumer(bootstrap, profile, name, work_s=...)` where `bootstrap` lists
+the nodes' proxy addresses, and after the drain `read_effects(infos, profile)`.
+
 A target module declares its profiles (configurations that *claim* a guarantee), how to start its
 nodes, and the client operations the workloads call. Clients run inside worker processes; they never
 retry on their own, and map every error to an outcome: `ok`, `fail` (definitely did not happen) or
@@ -58,6 +65,7 @@ class NodeInfo:
     port: int
     proxy_port: int | None = None
     data_dir: Path | None = None
+    extra_ports: dict[str, int] = field(default_factory=dict)  # e.g. a controller or replication port
 
 
 class Producer(Protocol):

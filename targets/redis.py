@@ -13,6 +13,7 @@ the exactly-once profile can apply the effect and acknowledge atomically.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from typing import Any
 
@@ -48,6 +49,8 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
             expected_unsafe_under=("kill",)),
 )}
 
+NODES = 1
+READY_TIMEOUT = 30.0
 FAULTS = ("ack-loss", "latency", "reset", "partition-client", "kill", "pause", "restart",
           "kill-consumer", "kill-producer")
 
@@ -82,6 +85,14 @@ def node_argv(node: NodeInfo, profile: Profile) -> list[str]:
     return argv
 
 
+def setup_nodes(infos: list[NodeInfo], profile: Profile) -> None:
+    """Nothing to write before the first start: node_argv carries the whole configuration."""
+
+
+def ready(info: NodeInfo) -> bool:
+    return ping(info.port)
+
+
 def ping(port: int, timeout: float = 0.5) -> bool:
     """Ready = answers PING with PONG (and is not still loading its data)."""
     try:
@@ -103,11 +114,11 @@ def _client(port: int, timeout: float):
                        health_check_interval=0, single_connection_client=True)
 
 
-def prepare(port: int) -> None:
+def prepare(infos: list[NodeInfo], profile: Profile) -> None:
     """Create the stream and the consumer group (directly on the node, not through a proxy)."""
     import redis
 
-    r = _client(port, 5.0)
+    r = _client(infos[0].port, 5.0)
     try:
         r.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
     except redis.ResponseError as e:
@@ -117,9 +128,9 @@ def prepare(port: int) -> None:
         r.close()
 
 
-def read_effects(port: int) -> dict[str, int]:
-    """Times each message id was applied, from the effect store."""
-    r = _client(port, 10.0)
+def read_effects(infos: list[NodeInfo], profile: Profile) -> dict[str, int]:
+    """Times each message id was applied, from the effect store (read directly, not through a proxy)."""
+    r = _client(infos[0].port, 10.0)
     try:
         return {k: int(v) for k, v in r.hgetall(EFFECTS).items()}
     finally:
@@ -184,10 +195,8 @@ class RedisConsumer:
             resp = self.r.xreadgroup(GROUP, self.name, {STREAM: ">"}, count=max_messages, block=block_ms)
         except Exception as e:
             if "NOGROUP" in str(e):  # the broker lost the group (no persistence): recreate it, as an app would
-                try:
+                with contextlib.suppress(Exception):
                     self.r.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
-                except Exception:
-                    pass
             return classify_error(e), []
         entries = resp[0][1] if resp else []
         return Outcome("ok"), self._deliveries(entries, False)
@@ -256,9 +265,13 @@ class RedisConsumer:
         self.r.close()
 
 
-def producer(port: int, profile: Profile) -> RedisProducer:
-    return RedisProducer(port, profile)
+def _port(bootstrap: list[str]) -> int:
+    return int(bootstrap[0].rsplit(":", 1)[1])
 
 
-def consumer(port: int, profile: Profile, name: str, work_s: float = 0.005) -> RedisConsumer:
-    return RedisConsumer(port, profile, name, work_s=work_s)
+def producer(bootstrap: list[str], profile: Profile) -> RedisProducer:
+    return RedisProducer(_port(bootstrap), profile)
+
+
+def consumer(bootstrap: list[str], profile: Profile, name: str, work_s: float = 0.005) -> RedisConsumer:
+    return RedisConsumer(_port(bootstrap), profile, name, work_s=work_s)
