@@ -151,7 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--store", metavar="DIR", help="where runs are written (default: ./store)")
     r.add_argument("--producers", type=int, metavar="N", help="producer processes (default: 2)")
     r.add_argument("--consumers", type=int, metavar="N", help="consumer processes (default: 2)")
-    r.add_argument("--quiet", type=float, metavar="S", help="drain ends after S seconds without a delivery (3)")
+    r.add_argument("--quiet", type=float, metavar="S",
+                   help="drain ends after S seconds without a delivery (default: redis 3, kafka 10)")
     r.add_argument("--drain-deadline", type=float, metavar="S", help="drain ends after S seconds anyway (60)")
     r.add_argument("--runtime", help="where nodes run (default: local)")
     r.add_argument("--nodes", type=int, metavar="N", help="broker nodes (default: the target's, e.g. redis 1)")

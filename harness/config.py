@@ -25,7 +25,7 @@ class RunConfig:
     store: str = "store"
     producers: int = 2
     consumers: int = 2
-    quiet: float = 3.0  # drain ends after this long without a new delivery...
+    quiet: float | None = None  # drain ends after this long without a new delivery (target's default)...
     drain_deadline: float = 60.0  # ...or after this long in any case
     runtime: str = "local"
     work_ms: float = 5.0  # consumer processing time per message
@@ -48,6 +48,8 @@ class RunConfig:
                               f"target {self.target}; valid faults: {', '.join(t.FAULTS)}")
         if self.nodes is None:
             self.nodes = t.NODES
+        if self.quiet is None:
+            self.quiet = getattr(t, "DRAIN_QUIET", 3.0)
         if self.nodes not in getattr(t, "NODE_COUNTS", (t.NODES,)):
             raise ConfigError(f"--nodes {self.nodes} is not supported by {self.target}; valid: "
                               f"{', '.join(map(str, getattr(t, 'NODE_COUNTS', (t.NODES,))))}")

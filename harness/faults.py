@@ -29,8 +29,12 @@ class FaultContext(Protocol):
 
 @dataclass(frozen=True)
 class Fault:
+    """`kind` says what it may hit: "network"/"process" a broker node, "leader"/"controller" the node that
+    holds that role when the fault starts, "cluster" every node in turn, "consumer"/"producer" a worker.
+    `start` and `heal` get the window with its nodes resolved (a leader becomes the node's name)."""
+
     name: str
-    kind: str  # "network", "process" or "worker": which nodes it may hit
+    kind: str
     start: Callable[[FaultContext, Window], Any]
     heal: Callable[[FaultContext, Window], Any]
     describe: str
@@ -81,6 +85,11 @@ def _noop(ctx: FaultContext, w: Window) -> None:
     return None
 
 
+def _rolling_restart(ctx: FaultContext, w: Window) -> None:
+    for n in w.nodes:
+        ctx.restart_node(n)
+
+
 FAULTS: dict[str, Fault] = {f.name: f for f in (
     Fault("ack-loss", "network", *_toxic("timeout", "downstream", {"timeout": 0}),
           "requests reach the broker, responses are dropped; healing closes those connections"),
@@ -94,6 +103,16 @@ FAULTS: dict[str, Fault] = {f.name: f for f in (
           "SIGKILL the broker; started again at heal"),
     Fault("pause", "process", _each_node("pause"), _each_node("resume"), "SIGSTOP the broker; SIGCONT at heal"),
     Fault("restart", "process", _restart_nodes, _noop, "SIGTERM the broker and start it again at once"),
+    Fault("rolling-restart", "cluster", _rolling_restart, _noop,
+          "SIGTERM and restart every broker in turn, each waited until ready"),
+    Fault("kill-leader", "leader", _each_node("kill"), _restart_nodes,
+          "SIGKILL the leader of partition 0 (from metadata); started again at heal"),
+    Fault("pause-leader", "leader", _each_node("pause"), _each_node("resume"),
+          "SIGSTOP the leader of partition 0; SIGCONT at heal"),
+    Fault("kill-controller", "controller", _each_node("kill"), _restart_nodes,
+          "SIGKILL the active controller; started again at heal"),
+    Fault("pause-controller", "controller", _each_node("pause"), _each_node("resume"),
+          "SIGSTOP the active controller; SIGCONT at heal"),
     Fault("kill-consumer", "consumer", _kill_workers, _replace_workers,
           "SIGKILL a consumer process; a fresh one replaces it at heal"),
     Fault("kill-producer", "producer", _kill_workers, _replace_workers,

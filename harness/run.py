@@ -66,6 +66,7 @@ class Run:
         self.start_ns = time.monotonic_ns()
         self.tail = ShardTail(self.dir / "shards")
         self.active: list[Window] = []
+        self.resolved: dict[Window, Window] = {}
         (self.dir / "shards").mkdir(exist_ok=True)
         self.nemesis = HistoryWriter(self.dir / "shards" / "nemesis.jsonl", start_ns=self.start_ns)
         self.harness_log = HistoryWriter(self.dir / "shards" / "harness.jsonl", start_ns=self.start_ns)
@@ -153,18 +154,39 @@ class Run:
             value["error"] = error
         self.nemesis.write("nemesis", "info", kind, value)
 
+    def _resolve(self, w: Window) -> Window:
+        """Turn a role (leader, controller, cluster) into node names when the fault starts."""
+        kind = FAULTS[w.fault].kind
+        infos = list(self.infos.values())
+        if kind == "leader":
+            nodes: tuple[str, ...] = (self.target.leader_node(infos),)
+        elif kind == "controller":
+            nodes = (self.target.controller_node(infos),)
+        elif kind == "cluster":
+            nodes = tuple(self.infos)
+        else:
+            return w
+        return Window(w.fault, nodes, w.start, w.duration)
+
     def _apply(self, w: Window, action: str) -> None:
         fault = FAULTS[w.fault]
         if action == "start":
-            self._nemesis("start-fault", w)
+            try:
+                self.resolved[w] = self._resolve(w)
+            except Exception as e:
+                self.say(f"  warning: could not find the nodes for {w.fault}: {type(e).__name__}: {e}")
+                self.resolved[w] = w
+        rw = self.resolved.get(w, w)
+        if action == "start":
+            self._nemesis("start-fault", rw)
         err = None
         try:
-            getattr(fault, action)(self, w)
+            getattr(fault, action)(self, rw)
         except Exception as e:  # a fault that did not apply is reported, and the run goes on
             err = f"{type(e).__name__}: {e}"
             self.say(f"  warning: {action} {w.fault} on {','.join(w.nodes)} failed: {err}")
         if action == "heal":
-            self._nemesis("stop-fault", w, err)
+            self._nemesis("stop-fault", rw, err)
 
     def _load(self, schedule: list[Window]) -> None:
         for i in range(self.cfg.consumers):
@@ -289,6 +311,8 @@ class Run:
         for name, f in FAULTS.items():
             if f.kind in ("network", "process"):
                 out[name] = nodes
+            elif f.kind in ("leader", "controller", "cluster"):
+                out[name] = [f.kind]
             elif f.kind == "consumer":
                 out[name] = [f"consumer-{i}" for i in range(self.cfg.consumers)]
             else:

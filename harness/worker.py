@@ -61,7 +61,12 @@ def main(argv: list[str]) -> int:
             stats = {"attempted": sent, "acked": w.counts.get(("ok", "send"), 0)}
         else:
             name = f"c{index}"
-            client = target.consumer(spec["bootstrap"], profile, name, work_s=cfg.work_ms / 1000)
+            def on_assign(partitions: list) -> None:  # a rebalance: the log checker restarts its tracking
+                log.invoke("assign", {"partitions": partitions})
+                log.complete("ok", "assign", {"partitions": partitions})
+
+            client = target.consumer(spec["bootstrap"], profile, name, work_s=cfg.work_ms / 1000,
+                                     on_assign=on_assign)
             run_consumer(client, log, cfg, name, lambda: stopping["flag"], drain=spec.get("drain", False))
             stats = {"polls": w.counts.get(("ok", "poll"), 0)}
         client.close()

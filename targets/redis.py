@@ -273,5 +273,6 @@ def producer(bootstrap: list[str], profile: Profile) -> RedisProducer:
     return RedisProducer(_port(bootstrap), profile)
 
 
-def consumer(bootstrap: list[str], profile: Profile, name: str, work_s: float = 0.005) -> RedisConsumer:
+def consumer(bootstrap: list[str], profile: Profile, name: str, work_s: float = 0.005,
+             on_assign: Any = None) -> RedisConsumer:
     return RedisConsumer(_port(bootstrap), profile, name, work_s=work_s)
