@@ -1,0 +1,124 @@
+"""Apache Kafka 4.x (KRaft, combined broker+controller nodes from Maven jars) as a queue.
+
+Facts behind the profiles: ../shared/research/kafka.md §1, §3–§6, and jepsen.md §1, §4. Three nodes by
+default, each advertising its own Toxiproxy port so every client byte passes a proxy; replication and
+the controller quorum use their own listeners, so client-side faults hit client traffic only.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from targets.base import NodeInfo, Profile
+from targets.kafka import cluster
+from targets.kafka.clients import INPUT, OUTPUT, KafkaQueueConsumer, KafkaQueueProducer, read_topic
+
+NAME = "kafka"
+NODES = 3
+NODE_COUNTS = (1, 3)
+READY_TIMEOUT = 90.0
+DRAIN_QUIET = 10.0  # a killed member's partitions return only after its session times out (6 s)
+PARTITIONS = 6
+
+_BROKER_SAFE = {"min.insync.replicas": 2, "unclean.leader.election.enable": "false"}
+
+PROFILES: dict[str, Profile] = {p.name: p for p in (
+    Profile("acks1", "at-least-once",
+            "acks=1, no idempotence: the leader acknowledges before any follower has the record, so a "
+            "leader failover loses acknowledged writes.",
+            {"acks": 1, "idempotence": False, "producer_retries": 3, "broker": dict(_BROKER_SAFE)},
+            expected_unsafe_under=("kill-leader",)),
+    Profile("unclean", "at-least-once",
+            "unclean.leader.election.enable=true, min.insync.replicas=1, acks=1: an out-of-sync replica may "
+            "become leader and truncate acknowledged writes. Known unsafe.",
+            {"acks": 1, "idempotence": False, "producer_retries": 3,
+             "broker": {"min.insync.replicas": 1, "unclean.leader.election.enable": "true"}},
+            expected_unsafe_under=("kill-leader",)),
+    Profile("at-least-once", "at-least-once",
+            "acks=all, min.insync.replicas=2, no idempotence, the harness retries unknown sends; consumers "
+            "commit after processing.",
+            {"acks": "all", "idempotence": False, "producer_retries": 3, "broker": dict(_BROKER_SAFE)}),
+    Profile("idempotent", "at-least-once",
+            "enable_idempotence (acks=all, sequence numbers dedup the client's own retries), "
+            "min.insync.replicas=2; consumers commit after processing.",
+            {"acks": "all", "idempotence": True, "producer_retries": 0, "broker": dict(_BROKER_SAFE)}),
+    Profile("exactly-once", "exactly-once",
+            "consume-transform-produce: read the input with read_committed, produce the output and the "
+            "consumed offsets in one transaction; idempotent producers; min.insync.replicas=2. The verdict "
+            "is on the output topic (the effect store) and the input->output mapping.",
+            {"acks": "all", "idempotence": True, "producer_retries": 0, "transactional": True,
+             "broker": dict(_BROKER_SAFE)}),
+)}
+
+FAULTS = ("ack-loss", "latency", "reset", "partition-client", "kill", "pause", "restart", "rolling-restart",
+          "kill-leader", "pause-leader", "kill-controller", "pause-controller", "kill-consumer",
+          "kill-producer")
+
+EXTRA_PORTS = ("controller", "internal")
+
+
+def setup_nodes(infos: list[NodeInfo], profile: Profile) -> None:
+    """Write each node's server.properties and format its storage with one cluster id."""
+    cp = cluster.classpath()
+    configs = [cluster.write_config(info, i, infos, _broker_settings(profile, len(infos)))
+               for i, info in enumerate(infos, 1)]
+    cluster.format_all(infos, configs, cluster.cluster_id(), cp)
+
+
+def _broker_settings(profile: Profile, n: int) -> dict[str, Any]:
+    b = dict(profile.settings["broker"])
+    if n < 3:
+        b["min.insync.replicas"] = 1
+    return b
+
+
+def node_argv(info: NodeInfo, profile: Profile) -> list[str]:
+    return cluster.node_argv(info, cluster.config_path(info), cluster.classpath())
+
+
+def ready(info: NodeInfo) -> bool:
+    return cluster.ready(info)
+
+
+def bootstrap(infos: list[NodeInfo]) -> list[str]:
+    return [f"127.0.0.1:{i.proxy_port}" for i in infos]
+
+
+def prepare(infos: list[NodeInfo], profile: Profile) -> None:
+    rf = min(3, len(infos))
+    isr = _broker_settings(profile, len(infos))["min.insync.replicas"]
+    for topic in (INPUT, OUTPUT):
+        cluster.create_topic(bootstrap(infos), topic, PARTITIONS, rf, isr)
+
+
+def leader_node(infos: list[NodeInfo], partition: int = 0) -> str:
+    """The node currently leading `partition` of the input topic, from metadata."""
+    leaders = cluster.partition_leaders(bootstrap(infos), INPUT)
+    return infos[leaders[partition] - 1].name
+
+
+def controller_node(infos: list[NodeInfo]) -> str:
+    return infos[cluster.controller_id(bootstrap(infos)) - 1].name
+
+
+def read_effects(infos: list[NodeInfo], profile: Profile) -> dict[str, int]:
+    """Times each input id appears in the output topic (committed records only for transactions)."""
+    counts: dict[str, int] = {}
+    committed = bool(profile.settings.get("transactional"))
+    for r in read_topic(bootstrap(infos), OUTPUT, committed_only=committed):
+        try:
+            mid = json.loads(r.value)["id"]
+        except (ValueError, KeyError, TypeError):
+            continue
+        counts[mid] = counts.get(mid, 0) + 1
+    return counts
+
+
+def producer(bootstrap_: list[str], profile: Profile) -> KafkaQueueProducer:
+    return KafkaQueueProducer(bootstrap_, profile)
+
+
+def consumer(bootstrap_: list[str], profile: Profile, name: str, work_s: float = 0.005,
+             on_assign: Any = None) -> KafkaQueueConsumer:
+    return KafkaQueueConsumer(bootstrap_, profile, name, work_s=work_s, on_assign=on_assign)

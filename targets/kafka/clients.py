@@ -1,0 +1,240 @@
+"""Kafka clients for the queue workload (kafka-python 3.0.12), with Jepsen's error mapping.
+
+Producers send to the input topic; consumers apply each message's effect by producing it to the output
+topic, and commit their offsets after processing (at-least-once), or, in the transactional profile,
+read the input with read_committed and produce the output and the consumed offsets in one transaction
+(consume-transform-produce). The effect store is the output topic, read back at the end.
+
+Errors: a timeout, a network error or NOT_LEADER_OR_FOLLOWER (KAFKA-13574) on a produce is `info`; only
+errors that prove the write was refused (NOT_ENOUGH_REPLICAS before the append, an unknown topic, a
+record too large) are `fail`. The client never retries a send behind the harness's back, except the
+idempotent producer's own retries, which the broker deduplicates by sequence number.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from typing import Any
+
+from targets.base import Delivery, Outcome, Profile
+
+INPUT = "onceproof-in"
+OUTPUT = "onceproof-out"
+GROUP = "onceproof"
+
+logging.getLogger("kafka").setLevel(logging.CRITICAL)  # the client logs every reconnect at ERROR
+
+
+def _definite_failure(e: BaseException) -> bool:
+    import kafka.errors as E
+
+    definite = (E.NotEnoughReplicasError, E.UnknownTopicOrPartitionError, E.MessageSizeTooLargeError,
+                E.RecordListTooLargeError if hasattr(E, "RecordListTooLargeError") else E.MessageSizeTooLargeError,
+                E.InvalidTopicError, E.TopicAuthorizationFailedError)
+    return isinstance(e, definite)
+
+
+def classify_error(e: BaseException) -> Outcome:
+    kind = "fail" if _definite_failure(e) else "info"
+    return Outcome(kind, error=f"{type(e).__name__}: {e}")
+
+
+def producer_config(profile: Profile, bootstrap: list[str]) -> dict[str, Any]:
+    s = profile.settings
+    cfg: dict[str, Any] = {
+        "bootstrap_servers": bootstrap,
+        "acks": s["acks"],
+        "enable_idempotence": bool(s.get("idempotence")),
+        "linger_ms": 0,
+        "request_timeout_ms": 4000,
+        "max_block_ms": 8000,
+        "metadata_max_age_ms": 5000,
+        "reconnect_backoff_ms": 100,
+        "reconnect_backoff_max_ms": 1000,
+        "key_serializer": lambda k: None if k is None else str(k).encode(),
+        "value_serializer": lambda v: json.dumps(v).encode(),
+    }
+    if cfg["enable_idempotence"]:
+        # the idempotent producer's own retries are deduplicated by the broker (sequence numbers)
+        cfg.update(retries=2**31 - 1, max_in_flight_requests_per_connection=1, delivery_timeout_ms=30000)
+    else:
+        cfg.update(retries=0, max_in_flight_requests_per_connection=1, delivery_timeout_ms=8000)
+    return cfg
+
+
+class KafkaQueueProducer:
+    def __init__(self, bootstrap: list[str], profile: Profile):
+        from kafka import KafkaProducer
+
+        self.cfg = producer_config(profile, bootstrap)
+        self.p = KafkaProducer(**self.cfg)
+        self.wait_s = self.cfg["delivery_timeout_ms"] / 1000 + 5
+
+    def send(self, mid: str, key: Any, amount: int) -> Outcome:
+        try:
+            md = self.p.send(INPUT, key=key, value={"id": mid, "amount": amount}).get(timeout=self.wait_s)
+        except Exception as e:
+            return classify_error(e)
+        return Outcome("ok", {"id": mid, "key": key, "partition": md.partition, "offset": md.offset})
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.p.close(timeout=5)
+
+
+def _deliveries(records: dict) -> list[Delivery]:
+    out = []
+    for tp, recs in records.items():
+        for r in recs:
+            try:
+                v = json.loads(r.value)
+                mid, amount = v["id"], int(v.get("amount", 1))
+            except (ValueError, KeyError, TypeError):
+                continue
+            key = r.key.decode() if r.key is not None else None
+            out.append(Delivery(id=mid, key=key, amount=amount, handle=(tp, r.offset), partition=tp.partition,
+                                offset=r.offset))
+    out.sort(key=lambda d: (d.partition, d.offset))
+    return out
+
+
+class KafkaQueueConsumer:
+    """A group member (subscribe) that processes, then commits; `transactional` for consume-transform-produce."""
+
+    def __init__(self, bootstrap: list[str], profile: Profile, name: str, work_s: float = 0.005,
+                 on_assign: Any = None):
+        self.bootstrap = bootstrap
+        self.profile = profile
+        self.name = name
+        self.work_s = work_s
+        self.on_assign = on_assign
+        self.transactional = profile.settings.get("transactional", False)
+        self._open()
+
+    def _open(self) -> None:
+        from kafka import KafkaConsumer, KafkaProducer
+        from kafka.consumer.subscription_state import ConsumerRebalanceListener
+
+        consumer = self
+
+        class Listener(ConsumerRebalanceListener):
+            def on_partitions_revoked(self, revoked):
+                pass
+
+            def on_partitions_assigned(self, assigned):
+                if consumer.on_assign:
+                    consumer.on_assign(sorted(tp.partition for tp in assigned))
+
+        self.c = KafkaConsumer(
+            bootstrap_servers=self.bootstrap, group_id=GROUP, client_id=self.name, enable_auto_commit=False,
+            auto_offset_reset="earliest", isolation_level="read_committed" if self.transactional else
+            "read_uncommitted", session_timeout_ms=6000, heartbeat_interval_ms=1500, request_timeout_ms=8000,
+            max_poll_interval_ms=60000, metadata_max_age_ms=5000, reconnect_backoff_ms=100,
+            reconnect_backoff_max_ms=1000)
+        self.c.subscribe([INPUT], listener=Listener())
+        out = {"bootstrap_servers": self.bootstrap, "acks": "all", "linger_ms": 0, "request_timeout_ms": 4000,
+               "max_block_ms": 8000, "metadata_max_age_ms": 5000,
+               "key_serializer": lambda k: None if k is None else str(k).encode(),
+               "value_serializer": lambda v: json.dumps(v).encode()}
+        if self.transactional:
+            out.update(transactional_id=f"onceproof-{self.name}", enable_idempotence=True,
+                       transaction_timeout_ms=20000, delivery_timeout_ms=20000)
+        else:
+            out.update(enable_idempotence=False, retries=0, delivery_timeout_ms=8000)
+        self.p = KafkaProducer(**out)
+        if self.transactional:
+            self.p.init_transactions()
+
+    def reset(self) -> None:
+        """After an unknown outcome: new clients, which resume from the group's committed offsets (and, for
+        transactions, fence the old producer and abort its open transaction — never an explicit abort
+        after a commit timeout: KAFKA-17754)."""
+        self.close()
+        self._open()
+
+    def poll(self, max_messages: int, block_ms: int) -> tuple[Outcome, list[Delivery]]:
+        try:
+            records = self.c.poll(timeout_ms=block_ms, max_records=max_messages)
+        except Exception as e:
+            return classify_error(e), []
+        return Outcome("ok"), _deliveries(records)
+
+    def reclaim(self, max_messages: int, min_idle_ms: int | None = None) -> tuple[Outcome, list[Delivery]]:
+        """Kafka's group coordinator reassigns a dead member's partitions itself: nothing to claim."""
+        return self.poll(max_messages, 10)
+
+    def _offsets(self, batch: list[Delivery]) -> dict:
+        from kafka.structs import OffsetAndMetadata
+
+        offsets: dict = {}
+        for d in batch:
+            tp, off = d.handle
+            if tp not in offsets or offsets[tp].offset < off + 1:
+                offsets[tp] = OffsetAndMetadata(off + 1, "", -1)
+        return offsets
+
+    def process(self, batch: list[Delivery], record_ack, work) -> None:
+        if not batch:
+            return
+        ids = [d.id for d in batch]
+        try:
+            if self.transactional:
+                self.p.begin_transaction()
+            futures = []
+            for d in batch:
+                work(self.work_s)
+                futures.append(self.p.send(OUTPUT, key=d.key, value={"id": d.id, "amount": d.amount}))
+            if not self.transactional:
+                for f in futures:
+                    f.get(timeout=15)
+        except Exception:
+            self.reset()
+            raise
+        inv = record_ack("invoke", {"ids": ids})
+        try:
+            if self.transactional:
+                self.p.send_offsets_to_transaction(self._offsets(batch), self.c.group_metadata())
+                self.p.commit_transaction()
+            else:
+                self.c.commit(self._offsets(batch))
+        except Exception as e:
+            record_ack(classify_error(e).type, {"ids": ids}, invoke=inv)
+            self.reset()
+            raise
+        record_ack("ok", {"ids": ids}, invoke=inv)
+
+    def close(self) -> None:
+        for client in (getattr(self, "c", None), getattr(self, "p", None)):
+            if client is None:
+                continue
+            with contextlib.suppress(Exception):
+                client.close(timeout=5) if client is self.p else client.close()
+
+
+def read_topic(bootstrap: list[str], topic: str, committed_only: bool, timeout_s: float = 60) -> list[Any]:
+    """Every record of `topic` from the beginning to the end offsets (read_committed if asked)."""
+    import time
+
+    from kafka import KafkaConsumer, TopicPartition
+
+    c = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+                      isolation_level="read_committed" if committed_only else "read_uncommitted",
+                      request_timeout_ms=10000)
+    try:
+        parts = c.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        c.assign(tps)
+        c.seek_to_beginning(*tps)
+        end = c.end_offsets(tps)
+        out: list[Any] = []
+        deadline = time.monotonic() + timeout_s
+        while any(c.position(tp) < end[tp] for tp in tps):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"reading {topic} to its end offsets took more than {timeout_s:.0f}s")
+            for recs in c.poll(timeout_ms=500, max_records=5000).values():
+                out.extend(recs)
+        return out
+    finally:
+        c.close()
