@@ -81,7 +81,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     faults = [f for f in (args.faults or "").split(",") if f and f != "none"] if args.faults is not None else None
     cfg = RunConfig()
     for name in ("target", "profile", "workload", "time", "rate", "seed", "store", "producers", "consumers",
-                 "quiet", "drain_deadline", "runtime", "nodes"):
+                 "quiet", "drain_deadline", "runtime", "nodes", "work_ms"):
         value = getattr(args, name)
         if value is not None:
             setattr(cfg, name, value)
@@ -155,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="drain ends after S seconds without a delivery (default: redis 3, kafka 10)")
     r.add_argument("--drain-deadline", type=float, metavar="S", help="drain ends after S seconds anyway (60)")
     r.add_argument("--runtime", help="where nodes run (default: local)")
+    r.add_argument("--work-ms", type=float, metavar="MS", help="consumer processing time per message (default: 5)")
     r.add_argument("--nodes", type=int, metavar="N", help="broker nodes (default: the target's, e.g. redis 1)")
     r.set_defaults(func=cmd_run)
 

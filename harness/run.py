@@ -196,23 +196,33 @@ class Run:
         t0 = time.monotonic()
         pending = sorted(schedule, key=lambda w: w.start)
         last_print, last_ops = t0, 0
-        while (now := time.monotonic() - t0) < self.cfg.time:
+        stalled = 0.0  # time spent inside fault actions: the schedule's clock stops meanwhile, so a slow
+        # heal (a JVM restart) shifts later windows instead of squeezing them together
+
+        def now() -> float:
+            return time.monotonic() - t0 - stalled
+
+        while now() < self.cfg.time:
             for w in list(self.active):
-                if now >= w.stop:
+                if now() >= w.stop:
                     self.active.remove(w)
+                    a = time.monotonic()
                     self._apply(w, "heal")
-            while pending and now >= pending[0].start:
+                    stalled += time.monotonic() - a
+            while pending and now() >= pending[0].start:
                 w = pending.pop(0)
                 self.active.append(w)
+                a = time.monotonic()
                 self._apply(w, "start")
+                stalled += time.monotonic() - a
             if time.monotonic() - last_print >= 2.0:
                 self.tail.poll()
                 rate = (self.tail.ops - last_ops) / (time.monotonic() - last_print)
                 last_print, last_ops = time.monotonic(), self.tail.ops
-                faults = ", ".join(f"{w.fault}({','.join(w.nodes)})" for w in self.active) or "none"
-                self.say(f"[load {now:5.1f}/{self.cfg.time:.0f}s] sent {self.tail.sent} acked {self.tail.acked} "
+                faults = ", ".join(f"{w.fault}({','.join(self.resolved.get(w, w).nodes)})" for w in self.active)
+                self.say(f"[load {now():5.1f}/{self.cfg.time:.0f}s] sent {self.tail.sent} acked {self.tail.acked} "
                          f"unknown {self.tail.unknown} delivered {self.tail.delivered} | {rate:.0f} ops/s | "
-                         f"faults: {faults}")
+                         f"faults: {faults or 'none'}")
             time.sleep(0.05)
 
     def _heal_all(self) -> None:

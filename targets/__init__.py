@@ -3,7 +3,7 @@
 import importlib
 from types import ModuleType
 
-TARGETS = ("redis",)
+TARGETS = ("redis", "kafka")
 
 
 def load(name: str) -> ModuleType:
