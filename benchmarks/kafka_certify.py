@@ -1,0 +1,86 @@
+"""The long Kafka known-answer certification: many seeded runs per case, and how many gave the expected answer.
+
+    python benchmarks/kafka_certify.py [--seeds 10] [--time 60] [--cases acks1,unclean,at-least-once,exactly-once]
+
+Each case is a profile, the faults it is run under and the answer expected of it (the short versions are
+tests/test_kafka_known_answers.py). Every run is a full `onceproof run` in its own process; results and
+reports stay in --store for inspection. Prints one line per run and a summary table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def lost(r: dict) -> bool:
+    return r["delivery"]["counts"]["lost"] > 0
+
+
+def at_least_once_dups(r: dict) -> bool:
+    c = r["delivery"]["counts"]
+    return c["duplicated"] > 0 and c["lost"] == 0 and c["lost_effects"] == 0
+
+
+def exactly_once(r: dict) -> bool:
+    c = r["delivery"]["counts"]
+    return r["valid"] is True and c["lost"] == 0 and c["lost_effects"] == 0 and c["duplicated_effects"] == 0
+
+
+CASES = {
+    "acks1": ("acks1", "kill-leader", ["--producers", "4", "--rate", "600"], lost, "lost > 0"),
+    "unclean": ("unclean", "kill-leader", ["--producers", "4", "--rate", "600"], lost, "lost > 0"),
+    "at-least-once": ("at-least-once", "kill-consumer", ["--rate", "100", "--work-ms", "30"], at_least_once_dups,
+                      "duplicates > 0, lost = 0"),
+    "exactly-once": ("exactly-once", "kill-leader,pause-leader,ack-loss,kill-consumer", ["--producers", "4"],
+                     exactly_once, "valid, no loss, no duplicated effects"),
+}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--first-seed", type=int, default=1)
+    ap.add_argument("--time", type=int, default=60)
+    ap.add_argument("--cases", default=",".join(CASES))
+    ap.add_argument("--store", default=str(ROOT / "bench-out" / "kafka-certify"))
+    args = ap.parse_args()
+    summary = []
+    for case in args.cases.split(","):
+        profile, faults, extra, expected, says = CASES[case]
+        good = 0
+        runs = 0
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
+            store = Path(args.store) / case / f"seed-{seed}"
+            t0 = time.monotonic()
+            cmd = [sys.executable, "-m", "harness.cli", "run", "--target", "kafka", "--profile", profile,
+                   "--faults", faults, "--time", str(args.time), "--seed", str(seed), "--store", str(store), *extra]
+            p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=args.time * 10 + 600)
+            res = store / "latest" / "results.json"
+            if not res.exists():
+                print(f"{case} seed {seed}: no results (exit {p.returncode}): {p.stderr.strip()[-300:]}", flush=True)
+                continue
+            r = json.loads(res.read_text())
+            runs += 1
+            ok = expected(r)
+            good += ok
+            c = r["delivery"]["counts"]
+            print(f"{case} seed {seed}: {'expected' if ok else 'UNEXPECTED'} valid={r['valid']} "
+                  f"acked={c['acknowledged']} lost={c['lost']} (middle {c.get('lost_middle', 0)}) "
+                  f"dup={c['duplicated']} dup_effects={c['duplicated_effects']} lost_effects={c['lost_effects']} "
+                  f"log={r['log'].get('counts')} {time.monotonic() - t0:.0f}s", flush=True)
+        summary.append((case, faults, says, good, runs))
+    print("\ncase            faults                                        expected                              got")
+    for case, faults, says, good, runs in summary:
+        print(f"{case:15} {faults:45} {says:37} {good}/{runs}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
