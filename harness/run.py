@@ -98,7 +98,7 @@ class Run:
 
     def replace_worker(self, slot: str) -> None:
         role, _ = slot.split("-")
-        self.workers[slot] = self._spawn_worker(role)
+        self.workers[slot] = self._spawn_worker(role, slot=slot)
 
     # --- phases ------------------------------------------------------------------------------------
 
@@ -131,12 +131,12 @@ class Run:
             node.wait_ready(self.target.READY_TIMEOUT)
         self.target.prepare(infos, self.profile)
 
-    def _spawn_worker(self, role: str, drain: bool = False) -> Any:
+    def _spawn_worker(self, role: str, drain: bool = False, slot: str = "") -> Any:
         index = self.worker_index
         self.worker_index += 1
         bootstrap = [f"127.0.0.1:{i.proxy_port}" for i in self.infos.values()]
         spec = worker_spec(role, index, self.dir, self.start_ns, self.cfg.target, self.cfg.profile,
-                           bootstrap, self.workload_cfg(), drain=drain)
+                           bootstrap, self.workload_cfg(), drain=drain, slot=slot)
         wdir = self.dir / "workers"
         wdir.mkdir(exist_ok=True)
         spec_path = wdir / f"{role}-{index}.json"
@@ -190,9 +190,9 @@ class Run:
 
     def _load(self, schedule: list[Window]) -> None:
         for i in range(self.cfg.consumers):
-            self.workers[f"consumer-{i}"] = self._spawn_worker("consumer")
+            self.workers[f"consumer-{i}"] = self._spawn_worker("consumer", slot=f"consumer-{i}")
         for i in range(self.cfg.producers):
-            self.workers[f"producer-{i}"] = self._spawn_worker("producer")
+            self.workers[f"producer-{i}"] = self._spawn_worker("producer", slot=f"producer-{i}")
         t0 = time.monotonic()
         pending = sorted(schedule, key=lambda w: w.start)
         last_print, last_ops = t0, 0
@@ -247,7 +247,7 @@ class Run:
     def _drain(self) -> None:
         self._stop_role("consumer")
         for i in range(self.cfg.consumers):
-            self.workers[f"drainer-{i}"] = self._spawn_worker("consumer", drain=True)
+            self.workers[f"drainer-{i}"] = self._spawn_worker("consumer", drain=True, slot=f"drainer-{i}")
         t0 = last = time.monotonic()
         self.tail.poll()
         while True:

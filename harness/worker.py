@@ -24,10 +24,12 @@ PROCESS_ID_STRIDE = 1_000_000  # worker k's logical processes are k * STRIDE + 0
 
 def worker_spec(role: str, index: int, run_dir: Path, start_ns: int, target: str, profile: str,
                 bootstrap: list[str], workload: dict[str, Any], drain: bool = False,
-                record: bool = True) -> dict[str, Any]:
-    """What a worker needs: `bootstrap` lists the nodes' proxy addresses (host:port), the only way in."""
+                record: bool = True, slot: str = "") -> dict[str, Any]:
+    """What a worker needs: `bootstrap` lists the nodes' proxy addresses (host:port), the only way in;
+    `slot` names the place it fills (a replacement after a kill takes the same slot)."""
     return {"role": role, "index": index, "run_dir": str(run_dir), "start_ns": start_ns, "target": target,
-            "profile": profile, "bootstrap": bootstrap, "workload": workload, "drain": drain, "record": record}
+            "profile": profile, "bootstrap": bootstrap, "workload": workload, "drain": drain, "record": record,
+            "slot": slot or f"{role}-{index}"}
 
 
 def shard_path(run_dir: Path, role: str, index: int) -> Path:
@@ -66,7 +68,7 @@ def main(argv: list[str]) -> int:
                 log.complete("ok", "assign", {"partitions": partitions})
 
             client = target.consumer(spec["bootstrap"], profile, name, work_s=cfg.work_ms / 1000,
-                                     on_assign=on_assign)
+                                     on_assign=on_assign, slot=spec.get("slot", name))
             run_consumer(client, log, cfg, name, lambda: stopping["flag"], drain=spec.get("drain", False))
             stats = {"polls": w.counts.get(("ok", "poll"), 0)}
         client.close()

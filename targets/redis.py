@@ -274,5 +274,5 @@ def producer(bootstrap: list[str], profile: Profile) -> RedisProducer:
 
 
 def consumer(bootstrap: list[str], profile: Profile, name: str, work_s: float = 0.005,
-             on_assign: Any = None) -> RedisConsumer:
+             on_assign: Any = None, slot: str = "") -> RedisConsumer:
     return RedisConsumer(_port(bootstrap), profile, name, work_s=work_s)

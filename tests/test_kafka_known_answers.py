@@ -47,7 +47,8 @@ def test_at_least_once_duplicates_but_never_loses_under_kill_consumer(tmp_path):
 
 
 def test_exactly_once_survives_leader_kill_pause_ack_loss_and_consumer_kill(tmp_path):
-    r = run(tmp_path, "exactly-once", "kill-leader,pause-leader,ack-loss,kill-consumer", "--producers", "4")
+    r = run(tmp_path, "exactly-once", "kill-leader,pause-leader,ack-loss,kill-consumer", "--producers", "4",
+            "--rate", "40")
     c = r["delivery"]["counts"]
     assert r["valid"] is True, c
     assert c["lost"] == 0 and c["lost_effects"] == 0 and c["duplicated_effects"] == 0

@@ -12,7 +12,15 @@ from typing import Any
 
 from targets.base import NodeInfo, Profile
 from targets.kafka import cluster
-from targets.kafka.clients import INPUT, OUTPUT, KafkaQueueConsumer, KafkaQueueProducer, read_topic
+from targets.kafka.clients import (
+    INPUT,
+    OUTPUT,
+    TRANSACTION_TIMEOUT_S,
+    KafkaQueueConsumer,
+    KafkaQueueProducer,
+    read_topic,
+    wait_for_open_transactions,
+)
 
 NAME = "kafka"
 NODES = 3
@@ -106,6 +114,8 @@ def read_effects(infos: list[NodeInfo], profile: Profile) -> dict[str, int]:
     """Times each input id appears in the output topic (committed records only for transactions)."""
     counts: dict[str, int] = {}
     committed = bool(profile.settings.get("transactional"))
+    if committed:  # a killed transformer's open transaction holds the LSO back until it times out
+        wait_for_open_transactions(bootstrap(infos), OUTPUT, timeout_s=TRANSACTION_TIMEOUT_S + 20)
     for r in read_topic(bootstrap(infos), OUTPUT, committed_only=committed):
         try:
             mid = json.loads(r.value)["id"]
@@ -120,5 +130,5 @@ def producer(bootstrap_: list[str], profile: Profile) -> KafkaQueueProducer:
 
 
 def consumer(bootstrap_: list[str], profile: Profile, name: str, work_s: float = 0.005,
-             on_assign: Any = None) -> KafkaQueueConsumer:
-    return KafkaQueueConsumer(bootstrap_, profile, name, work_s=work_s, on_assign=on_assign)
+             on_assign: Any = None, slot: str = "") -> KafkaQueueConsumer:
+    return KafkaQueueConsumer(bootstrap_, profile, name, work_s=work_s, on_assign=on_assign, slot=slot or name)

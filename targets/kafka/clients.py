@@ -23,6 +23,7 @@ from targets.base import Delivery, Outcome, Profile
 INPUT = "onceproof-in"
 OUTPUT = "onceproof-out"
 GROUP = "onceproof"
+TRANSACTION_TIMEOUT_S = 10  # how long a killed transformer's open transaction holds read_committed readers
 
 logging.getLogger("kafka").setLevel(logging.CRITICAL)  # the client logs every reconnect at ERROR
 
@@ -104,8 +105,11 @@ class KafkaQueueConsumer:
     """A group member (subscribe) that processes, then commits; `transactional` for consume-transform-produce."""
 
     def __init__(self, bootstrap: list[str], profile: Profile, name: str, work_s: float = 0.005,
-                 on_assign: Any = None):
+                 on_assign: Any = None, slot: str = ""):
         self.bootstrap = bootstrap
+        # one transactional id per slot: a replacement after a kill fences its dead predecessor at once
+        # and aborts the transaction it left open, instead of waiting for the transaction timeout
+        self.txn_id = f"onceproof-{slot or name}"
         self.profile = profile
         self.name = name
         self.work_s = work_s
@@ -139,8 +143,8 @@ class KafkaQueueConsumer:
                "key_serializer": lambda k: None if k is None else str(k).encode(),
                "value_serializer": lambda v: json.dumps(v).encode()}
         if self.transactional:
-            out.update(transactional_id=f"onceproof-{self.name}", enable_idempotence=True,
-                       transaction_timeout_ms=20000, delivery_timeout_ms=20000)
+            out.update(transactional_id=self.txn_id, enable_idempotence=True,
+                       transaction_timeout_ms=TRANSACTION_TIMEOUT_S * 1000, delivery_timeout_ms=20000)
         else:
             out.update(enable_idempotence=False, retries=0, delivery_timeout_ms=8000)
         self.p = KafkaProducer(**out)
@@ -238,3 +242,28 @@ def read_topic(bootstrap: list[str], topic: str, committed_only: bool, timeout_s
         return out
     finally:
         c.close()
+
+
+def wait_for_open_transactions(bootstrap: list[str], topic: str, timeout_s: float) -> bool:
+    """Wait until no transaction is open on `topic` (last stable offset == high watermark everywhere)."""
+    import time
+
+    from kafka import KafkaConsumer, TopicPartition
+
+    readers = [KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, group_id=None,
+                             isolation_level=level, request_timeout_ms=10000)
+               for level in ("read_committed", "read_uncommitted")]
+    try:
+        parts = readers[0].partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            stable, high = (r.end_offsets(tps) for r in readers)
+            if stable == high:
+                return True
+            time.sleep(0.5)
+        return False
+    finally:
+        for r in readers:
+            with contextlib.suppress(Exception):
+                r.close()
