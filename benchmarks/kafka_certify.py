@@ -38,8 +38,8 @@ CASES = {
     "unclean": ("unclean", "kill-leader", ["--producers", "4", "--rate", "600"], lost, "lost > 0"),
     "at-least-once": ("at-least-once", "kill-consumer", ["--rate", "100", "--work-ms", "30"], at_least_once_dups,
                       "duplicates > 0, lost = 0"),
-    "exactly-once": ("exactly-once", "kill-leader,pause-leader,ack-loss,kill-consumer", ["--producers", "4", "--rate", "40"],
-                     exactly_once, "valid, no loss, no duplicated effects"),
+    "exactly-once": ("exactly-once", "kill-leader,pause-leader,ack-loss,kill-consumer",
+                     ["--producers", "4", "--rate", "40"], exactly_once, "valid, no loss, no duplicated effects"),
 }
 
 
