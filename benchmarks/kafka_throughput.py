@@ -1,0 +1,299 @@
+"""What does each Kafka delivery guarantee cost in acknowledged messages/s, in the harness and in Kafka's own tool?
+
+    python benchmarks/kafka_throughput.py [--seconds 10] [--producers 2] [--nodes 3]
+                                          [--profiles acks1,at-least-once,idempotent,exactly-once] [--rounds 1]
+
+On one Kafka cluster it starts itself (KRaft nodes behind one Toxiproxy proxy each, in the order
+harness/run.py uses), for each profile in turn:
+
+1. the harness's producers, spawned exactly as harness/run.py spawns them, unpaced (rate 0) and
+   recording their history: acknowledged messages/s. Each sends one message and waits for its ack;
+2. Kafka's ProducerPerformance at the profile's acks and idempotence, through the same proxies, in three
+   modes (MODES): "sync", as many JVMs as producers, each with one record on the wire at a time like the
+   harness; "inflight1", one JVM with max.in.flight.requests.per.connection=1, linger.ms=0, batch.size=0,
+   which still pipelines across records (its send() never waits); "default", the producer's defaults.
+   Each run's rate is ProducerPerformance's steady state, after --warmup-records (a fresh JVM is slow);
+3. the cost of each guarantee: its rate relative to acks1, for the harness and for the tool.
+
+The exactly-once profile's producers are the idempotent producer (acks=all, idempotence); the
+transactions are the consumer's (consume-transform-produce), which this does not measure. For it the tool
+also runs once transactional (a commit every --txn-ms) for reference.
+
+Run it with the project's interpreter (.venv/bin/python): it imports the harness. Everything runs on
+127.0.0.1 in a temporary directory that is removed at the end (--keep to keep it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from harness.runtime import LocalRuntime, NodeSpec, cleanup
+from harness.setup import kafka_cds_archive, kafka_classpath
+from harness.toxiproxy import ToxiproxyServer
+from harness.worker import shard_path, worker_spec
+from targets import kafka as target
+from targets.base import NodeInfo
+from targets.kafka import cluster
+
+PERF_TOPIC = "onceproof-perf"  # ProducerPerformance's topic, apart from the harness's onceproof-in
+RECORD_SIZE = 100
+# ProducerPerformance's summaries: "N records sent, R records/sec (M MB/sec), A ms avg latency, X ms max latency,
+# P ms 50th, ..." for the whole run, then "N steady state records sent, ..." for the records after the warm-up
+# (the periodic lines lack the percentiles)
+STEADY = re.compile(r"(\d+) steady state records sent, ([0-9.]+) records/sec \(([0-9.]+) MB/sec\), ([0-9.]+) ms avg "
+                    r"latency, ([0-9.]+) ms max latency, (\d+) ms 50th, (\d+) ms 95th, (\d+) ms 99th")
+WARMUP = 0.5  # each tool run sends this share of its records more first, as warm-up (JIT, connections, metadata)
+MODES = {  # ProducerPerformance's producer properties beyond acks and idempotence
+    # one record on the wire per producer, as the harness: buffer.memory holds one 100-byte record's batch
+    # (about 182 bytes) but not two, so send() blocks until the previous record is acknowledged
+    "sync": {"linger.ms": 0, "batch.size": 0, "max.in.flight.requests.per.connection": 1, "buffer.memory": 300},
+    # one request in flight per broker, one record per batch; send() never waits, so it pipelines across
+    # records (a request carries one batch per partition the broker leads)
+    "inflight1": {"linger.ms": 0, "batch.size": 0, "max.in.flight.requests.per.connection": 1},
+    "default": {},  # the producer's defaults: linger.ms 5, batch.size 16384, 5 requests in flight
+}
+
+
+def start_cluster(runtime: LocalRuntime, toxiproxy: ToxiproxyServer, run_dir: Path, profile, n: int) -> list[NodeInfo]:
+    """`n` Kafka nodes with the profile's broker settings, each behind its own proxy, ready and prepared,
+    in the order harness/run.py uses (proxies, setup_nodes, node_argv, ready, prepare)."""
+    infos = []
+    for i in range(1, n + 1):
+        data = run_dir / "nodes" / f"kafka-{i}"
+        data.mkdir(parents=True)
+        extra = {p: runtime.free_port() for p in target.EXTRA_PORTS}
+        info = NodeInfo(f"kafka-{i}", runtime.free_port(), data_dir=data, extra_ports=extra)
+        info.proxy_port = toxiproxy.create_proxy(info.name, f"127.0.0.1:{info.port}").port
+        infos.append(info)
+    target.setup_nodes(infos, profile)
+    nodes = []
+    for info in infos:
+        spec = NodeSpec(name=info.name, argv=target.node_argv(info, profile), data_dir=info.data_dir,
+                        log_path=info.data_dir / f"{info.name}.log", ports={"client": info.port, **info.extra_ports},
+                        ready=lambda _n, i=info: target.ready(i))
+        nodes.append(runtime.node(spec).start())
+    for node in nodes:
+        node.wait_ready(target.READY_TIMEOUT)
+    target.prepare(infos, profile)
+    return infos
+
+
+def harness_rate(runtime: LocalRuntime, phase_dir: Path, profile: str, bootstrap: list[str], args) -> dict:
+    """Run `args.producers` unpaced, recording producer workers for `args.seconds`, stop them with SIGTERM,
+    and add up their stats files. Rate = sum over workers of acked / that worker's own seconds."""
+    start_ns = time.monotonic_ns()
+    workload = {"rate": 0, "producers": args.producers, "consumers": 0}
+    (phase_dir / "workers").mkdir(parents=True)
+    workers = []
+    for i in range(args.producers):
+        spec = worker_spec("producer", i, phase_dir, start_ns, "kafka", profile, bootstrap, workload, record=True)
+        spec_path = phase_dir / "workers" / f"producer-{i}.json"
+        spec_path.write_text(json.dumps(spec))
+        workers.append(runtime.spawn(f"{phase_dir.name}-producer-{i}",
+                                     [sys.executable, "-m", "harness.worker", str(spec_path)],
+                                     log_path=phase_dir / "workers" / f"producer-{i}.log"))
+    time.sleep(args.seconds)
+    for w in workers:
+        w.stop(timeout=20)  # SIGTERM: the worker finishes the send in hand, writes its stats and exits
+    total = {"attempted": 0, "acked": 0, "rate": 0.0, "seconds": 0.0}
+    for i, w in enumerate(workers):
+        stats_file = shard_path(phase_dir, "producer", i).with_suffix(".stats.json")
+        if w.returncode != 0 or not stats_file.exists():
+            tail = "\n".join(w.log_tail())
+            raise RuntimeError(f"worker {w.name} exited with {w.returncode}, no {stats_file.name}:\n{tail}")
+        stats = json.loads(stats_file.read_text())
+        total["attempted"] += stats["attempted"]
+        total["acked"] += stats["acked"]
+        total["rate"] += stats["acked"] / stats["seconds"]
+        total["seconds"] = max(total["seconds"], stats["seconds"])
+    return total
+
+
+def perf_props(settings: dict, mode: str) -> dict:
+    acks = "all" if settings["acks"] == "all" else "1"
+    return {"acks": acks, "enable.idempotence": "true" if settings.get("idempotence") else "false", **MODES[mode]}
+
+
+def producer_performance(bootstrap: list[str], props: dict, records: int, copies: int = 1, txn_ms: int | None = None,
+                         timeout: float = 120.0) -> dict:
+    """`copies` ProducerPerformance JVMs at once, each sending `records` after a warm-up of WARMUP * records,
+    through the proxies; their steady-state summaries combined: rates added, latencies averaged (avg) or
+    the worst (max, p99). A short JVM run without the warm-up reads 2-3x slower on this machine."""
+    cds = kafka_cds_archive()
+    argv = ["java", "-Xmx256m", *([f"-XX:SharedArchiveFile={cds}"] if cds else []), "-cp", kafka_classpath(),
+            "org.apache.kafka.tools.ProducerPerformance", "--bootstrap-server", ",".join(bootstrap),
+            "--topic", PERF_TOPIC, "--num-records", str(records + int(WARMUP * records)),
+            "--warmup-records", str(int(WARMUP * records)), "--record-size", str(RECORD_SIZE),
+            "--throughput", "-1", "--command-property", *(f"{k}={v}" for k, v in props.items())]
+    if txn_ms:
+        argv += ["--transaction-duration-ms", str(txn_ms)]
+    procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(copies)]
+    summaries = []
+    try:
+        deadline = time.monotonic() + timeout
+        for p in procs:
+            out, err = p.communicate(timeout=max(1.0, deadline - time.monotonic()))
+            found = STEADY.findall(out)
+            if p.returncode != 0 or not found:
+                raise RuntimeError(f"ProducerPerformance exited with {p.returncode}, no summary:\n"
+                                   f"{out[-800:]}\n{err[-800:]}")
+            summaries.append([float(x) for x in found[-1]])
+    finally:
+        for p in procs:  # on a timeout, an error or Ctrl-C: no JVM outlives this call
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    sent, rate, mb, avg, mx, p50, _p95, p99 = zip(*summaries, strict=True)
+    return {"records": int(sum(sent)), "rate": sum(rate), "mb": sum(mb), "avg_ms": sum(avg) / copies,
+            "max_ms": max(mx), "p50": max(p50), "p99": max(p99)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seconds", type=float, default=10.0, help="load time of each harness phase (default 10)")
+    ap.add_argument("--producers", type=int, default=2, help="producer workers per harness phase (default 2)")
+    ap.add_argument("--nodes", type=int, default=target.NODES, choices=target.NODE_COUNTS)
+    ap.add_argument("--profiles", default="acks1,at-least-once,idempotent,exactly-once",
+                    help="comma-separated; all must share the broker settings (default: the four safe ones)")
+    ap.add_argument("--tool-seconds", type=float, default=4.0,
+                    help="about how long each ProducerPerformance run lasts at acks=1 (sized by a probe)")
+    ap.add_argument("--txn-ms", type=int, default=100, help="transaction length of the transactional tool run")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="repeat every measurement, alternating the profiles' order; the table shows medians")
+    ap.add_argument("--keep", action="store_true", help="keep the temporary run directory")
+    args = ap.parse_args()
+
+    names = [p.strip() for p in args.profiles.split(",") if p.strip()]
+    unknown = [p for p in names if p not in target.PROFILES]
+    if unknown or not names:
+        print(f"unknown profiles {unknown}; valid: {', '.join(target.PROFILES)}")
+        return 2
+    profiles = [target.PROFILES[p] for p in names]
+    if len({json.dumps(p.settings["broker"], sort_keys=True) for p in profiles}) > 1:
+        print("these profiles need different broker settings (one cluster serves one setting); run them apart")
+        return 2
+    kafka_classpath()  # SetupError naming `onceproof setup kafka` when the jars are missing
+
+    cleanup.install_handlers()  # Ctrl-C or SIGTERM: KeyboardInterrupt, so the finally below tears down
+    run_dir = Path(tempfile.mkdtemp(prefix="onceproof-kafka-bench-"))
+    runtime = LocalRuntime(run_dir)
+    toxiproxy = None
+    print(f"run dir {run_dir}; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start")
+    if os.getloadavg()[0] > 0.5 * (os.cpu_count() or 1):
+        print("warning: the machine is already busy; these figures will be noisy (rerun when it is quiet)")
+    try:
+        toxiproxy = ToxiproxyServer(log_path=run_dir / "toxiproxy.log").start()
+        t0 = time.monotonic()
+        infos = start_cluster(runtime, toxiproxy, run_dir, profiles[0], args.nodes)
+        bootstrap = target.bootstrap(infos)
+        broker = target._broker_settings(profiles[0], args.nodes)
+        rf = min(3, args.nodes)
+        cluster.create_topic(bootstrap, PERF_TOPIC, target.PARTITIONS, rf, broker["min.insync.replicas"])
+        print(f"{args.nodes} Kafka node(s) ready and prepared in {time.monotonic() - t0:.1f}s; broker settings "
+              f"{broker}; topics {target.PARTITIONS} partitions, replication {rf}")
+        print(f"every client (harness and tool) connects through the proxies: {','.join(bootstrap)}")
+        print(f"ProducerPerformance JVM: class-data archive {kafka_cds_archive() or 'none'}")
+
+        # probes at acks=1 size the tool runs (and warm the brokers up before the first measured phase)
+        copies = {mode: args.producers if mode == "sync" else 1 for mode in MODES}
+        print("\nprobing ProducerPerformance at acks=1 ...", flush=True)
+        records = {}
+        for mode in MODES:
+            n = 300
+            for _ in range(3):  # until a probe's steady state lasts 1 s: a shorter one is mostly start-up
+                probe = producer_performance(bootstrap, perf_props({"acks": 1}, mode), n, copies[mode])
+                per_jvm = probe["rate"] / copies[mode]
+                if n / per_jvm >= 1.0:
+                    break
+                n = int(per_jvm * 1.5)
+            records[mode] = max(300, int(per_jvm * args.tool_seconds))
+            print(f"  {mode:<9} {probe['rate']:>9,.0f} records/s -> {records[mode]:,} records per JVM, "
+                  f"{copies[mode]} JVM(s) per run")
+
+        rates: dict[str, dict[str, list[float]]] = {}  # table row -> column -> one rate per round
+        for rnd in range(1, args.rounds + 1):
+            # odd rounds run the profiles forward, even rounds backward: a steady drift in the machine's load
+            # then favours no profile in the medians
+            for profile in profiles if rnd % 2 else profiles[::-1]:
+                s = profile.settings
+                print(f"\n[round {rnd}/{args.rounds}: {profile.name}] acks={s['acks']} "
+                      f"idempotence={bool(s.get('idempotence'))}"
+                      f"{' (its transactions are the consumer side: not measured)' if s.get('transactional') else ''}")
+                print(f"  harness, {args.producers} producers, recording, {args.seconds:.0f}s ...", flush=True)
+                h = harness_rate(runtime, run_dir / f"harness-{profile.name}-{rnd}", profile.name, bootstrap, args)
+                print(f"    {h['rate']:>9,.0f} acked/s ({h['acked']:,} acked of {h['attempted']:,} attempted)")
+                rates.setdefault(profile.name, {}).setdefault("harness", []).append(h["rate"])
+                tool_runs = [(profile.name, mode, None) for mode in MODES]
+                if s.get("transactional"):
+                    tool_runs += [(f"{profile.name}+txn", mode, args.txn_ms) for mode in MODES]
+                for row, mode, txn_ms in tool_runs:
+                    props = perf_props(s, mode)
+                    txn = f", transactional ({txn_ms} ms)" if txn_ms else ""
+                    print(f"  ProducerPerformance {mode} x{copies[mode]}{txn} {props} ...", flush=True)
+                    r = producer_performance(bootstrap, props, records[mode], copies[mode], txn_ms,
+                                             timeout=max(120.0, 30 * args.tool_seconds))
+                    print(f"    {r['rate']:>9,.0f} records/s ({r['records']:,} records after the warm-up, "
+                          f"{r['mb']:.2f} MB/s), latency avg {r['avg_ms']:.1f} ms, p50 {r['p50']:.0f} ms, "
+                          f"p99 {r['p99']:.0f} ms, max {r['max_ms']:.0f} ms")
+                    rates.setdefault(row, {}).setdefault(mode, []).append(r["rate"])
+
+        med = {row: {c: statistics.median(v) for c, v in cols.items()} for row, cols in rates.items()}
+        base = med.get("acks1")
+        cols = ["harness", *MODES]
+        print(f"\nacknowledged messages/s ({'median of ' + str(args.rounds) + ' rounds, ' if args.rounds > 1 else ''}"
+              f"{args.nodes} node(s), everything through Toxiproxy)"
+              f"{'; (cost) = 1 - rate / the acks1 rate in the same column' if base else ''}:")
+        print(f"  {'profile':<18}" + "".join(f"{c:>13}{'(cost)':9}" for c in cols))
+        for row, res in med.items():
+            cells = []
+            for c in cols:
+                if c not in res:
+                    cells.append(f"{'-':>22}")
+                    continue
+                cost = f"({1 - res[c] / base[c]:+.0%})" if base and row != "acks1" else ""
+                cells.append(f"{res[c]:>13,.0f} {cost:<8}")
+            print(f"  {row:<18}" + "".join(cells))
+        if args.rounds > 1:
+            print("  spread across rounds (min-max):")
+            for row, res in rates.items():
+                print(f"  {row:<18}" + "".join(f"{f'{min(res[c]):,.0f}-{max(res[c]):,.0f}' if c in res else '-':>22}"
+                                               for c in cols))
+        print(f"""
+  harness    {args.producers} Python producer processes (kafka-python), one message in flight each, ~30-byte JSON
+             values, history recorded
+  sync       ProducerPerformance, {args.producers} JVMs at once, one {RECORD_SIZE}-byte record on the wire each
+             (buffer.memory=300); its latency counts the wait inside send() for the previous record
+  inflight1  ProducerPerformance, one JVM, max.in.flight=1, linger.ms=0, batch.size=0: still pipelines
+             across records (one batch per partition per request), so queueing dominates its latency
+  default    ProducerPerformance, one JVM, the producer's defaults (batching): for reference
+  exactly-once's producer is the idempotent producer: its row repeats idempotent (the difference is noise);
+  the +txn row adds producer transactions (a commit every {args.txn_ms} ms) that the harness's producers
+  do not use.""")
+        print(f"  load average {os.getloadavg()[0]:.2f} at the end.")
+        return 0
+    finally:
+        runtime.teardown()
+        if toxiproxy is not None:
+            toxiproxy.stop()
+        if args.keep:
+            print(f"kept {run_dir}")
+        else:
+            shutil.rmtree(run_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("interrupted; everything the benchmark started is stopped", file=sys.stderr)
+        sys.exit(130)
