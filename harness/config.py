@@ -26,7 +26,7 @@ class RunConfig:
     producers: int = 2
     consumers: int = 2
     quiet: float | None = None  # drain ends after this long without a new delivery (target's default)...
-    drain_deadline: float = 60.0  # ...or after this long in any case
+    drain_deadline: float | None = None  # ...or after this long in any case (target's default, else 60)
     runtime: str = "local"
     work_ms: float = 5.0  # consumer processing time per message
     nodes: int | None = None  # broker nodes; None: the target's default
@@ -50,6 +50,8 @@ class RunConfig:
             self.nodes = t.NODES
         if self.quiet is None:
             self.quiet = getattr(t, "DRAIN_QUIET", 3.0)
+        if self.drain_deadline is None:
+            self.drain_deadline = getattr(t, "DRAIN_DEADLINE", 60.0)
         if self.nodes not in getattr(t, "NODE_COUNTS", (t.NODES,)):
             raise ConfigError(f"--nodes {self.nodes} is not supported by {self.target}; valid: "
                               f"{', '.join(map(str, getattr(t, 'NODE_COUNTS', (t.NODES,))))}")

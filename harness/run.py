@@ -67,6 +67,7 @@ class Run:
         self.tail = ShardTail(self.dir / "shards")
         self.active: list[Window] = []
         self.resolved: dict[Window, Window] = {}
+        self.drain_incomplete: dict[str, Any] | None = None
         (self.dir / "shards").mkdir(exist_ok=True)
         self.nemesis = HistoryWriter(self.dir / "shards" / "nemesis.jsonl", start_ns=self.start_ns)
         self.harness_log = HistoryWriter(self.dir / "shards" / "harness.jsonl", start_ns=self.start_ns)
@@ -244,7 +245,19 @@ class Run:
         for slot in [s for s in self.workers if s.startswith(role)]:
             del self.workers[slot]
 
+    def _backlog(self) -> int | None:
+        """What the target says is still unconsumed, or None when it cannot tell."""
+        if not hasattr(self.target, "backlog"):
+            return None
+        try:
+            return int(self.target.backlog(list(self.infos.values()), self.profile))
+        except Exception:
+            return None
+
     def _drain(self) -> None:
+        """Fresh consumers until no delivery for `quiet` seconds (and, where the target can tell, nothing
+        left unconsumed), bounded by the deadline. An unfinished drain is remembered: messages it did not
+        reach are not provably lost."""
         self._stop_role("consumer")
         for i in range(self.cfg.consumers):
             self.workers[f"drainer-{i}"] = self._spawn_worker("consumer", drain=True, slot=f"drainer-{i}")
@@ -256,11 +269,16 @@ class Run:
                 last = time.monotonic()
             now = time.monotonic()
             if now - last >= self.cfg.quiet:
-                self.say(f"[drain] quiet for {self.cfg.quiet:.0f}s after {now - t0:.1f}s; "
-                         f"delivered {self.tail.delivered}")
-                break
+                left = self._backlog()
+                if not left:
+                    self.say(f"[drain] quiet for {self.cfg.quiet:.0f}s after {now - t0:.1f}s; "
+                             f"delivered {self.tail.delivered}")
+                    break
             if now - t0 >= self.cfg.drain_deadline:
-                self.say(f"[drain] deadline of {self.cfg.drain_deadline:.0f}s reached; still delivering")
+                left = self._backlog()
+                self.drain_incomplete = {"deadline_s": self.cfg.drain_deadline, "backlog": left}
+                self.say(f"[drain] deadline of {self.cfg.drain_deadline:.0f}s reached; "
+                         f"{'unknown' if left is None else left} messages still unconsumed")
                 break
         self._stop_role("drainer")
 

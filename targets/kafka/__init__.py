@@ -18,6 +18,7 @@ from targets.kafka.clients import (
     TRANSACTION_TIMEOUT_S,
     KafkaQueueConsumer,
     KafkaQueueProducer,
+    group_backlog,
     read_topic,
     wait_for_open_transactions,
 )
@@ -27,6 +28,7 @@ NODES = 3
 NODE_COUNTS = (1, 3)
 READY_TIMEOUT = 90.0
 DRAIN_QUIET = 10.0  # a killed member's partitions return only after its session times out (6 s)
+DRAIN_DEADLINE = 180.0
 PARTITIONS = 6
 
 _BROKER_SAFE = {"min.insync.replicas": 2, "unclean.leader.election.enable": "false"}
@@ -108,6 +110,11 @@ def leader_node(infos: list[NodeInfo], partition: int = 0) -> str:
 
 def controller_node(infos: list[NodeInfo]) -> str:
     return infos[cluster.controller_id(bootstrap(infos)) - 1].name
+
+
+def backlog(infos: list[NodeInfo], profile: Profile) -> int:
+    """Input messages the consumer group has not yet committed: the drain is done when this is 0."""
+    return group_backlog(bootstrap(infos))
 
 
 def read_effects(infos: list[NodeInfo], profile: Profile) -> dict[str, int]:

@@ -179,6 +179,22 @@ class KafkaQueueConsumer:
                 offsets[tp] = OffsetAndMetadata(off + 1, "", -1)
         return offsets
 
+    def _rewind(self, batch: list[Delivery]) -> None:
+        """Seek back to the batch's first offsets, so its messages come again (no rejoin, no rebalance)."""
+        first: dict = {}
+        for d in batch:
+            tp, off = d.handle
+            first[tp] = min(first.get(tp, off), off)
+        for tp, off in first.items():
+            with contextlib.suppress(Exception):
+                self.c.seek(tp, off)
+
+    def _recover(self, batch: list[Delivery]) -> None:
+        if self.transactional:
+            self.reset()  # fence the old transactional producer; resume from committed offsets
+        else:
+            self._rewind(batch)
+
     def process(self, batch: list[Delivery], record_ack, work) -> None:
         if not batch:
             return
@@ -194,7 +210,7 @@ class KafkaQueueConsumer:
                 for f in futures:
                     f.get(timeout=15)
         except Exception:
-            self.reset()
+            self._recover(batch)
             raise
         inv = record_ack("invoke", {"ids": ids})
         try:
@@ -205,7 +221,7 @@ class KafkaQueueConsumer:
                 self.c.commit(self._offsets(batch))
         except Exception as e:
             record_ack(classify_error(e).type, {"ids": ids}, invoke=inv)
-            self.reset()
+            self._recover(batch)
             raise
         record_ack("ok", {"ids": ids}, invoke=inv)
 
@@ -267,3 +283,18 @@ def wait_for_open_transactions(bootstrap: list[str], topic: str, timeout_s: floa
         for r in readers:
             with contextlib.suppress(Exception):
                 r.close()
+
+
+def group_backlog(bootstrap: list[str], topic: str = INPUT, group: str = GROUP) -> int:
+    """Messages of `topic` the group has not committed yet (end offset - committed offset, summed)."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    c = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
+                      request_timeout_ms=10000)
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(c.partitions_for_topic(topic) or ())]
+        end = c.end_offsets(tps)
+        return sum(max(0, end[tp] - (c.committed(tp) or 0)) for tp in tps)
+    finally:
+        with contextlib.suppress(Exception):
+            c.close()
