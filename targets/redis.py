@@ -202,7 +202,13 @@ class RedisConsumer:
         return Outcome("ok"), self._deliveries(entries, False)
 
     def reclaim(self, max_messages: int, min_idle_ms: int | None = None) -> tuple[Outcome, list[Delivery]]:
-        """Take over entries another consumer read but never acknowledged (it may be dead)."""
+        """Take over entries another consumer read but never acknowledged (it may be dead).
+
+        Not for at-most-once: a claim can take an entry from a consumer that is only slow (descheduled,
+        paused) between its read and its XACK, and then both apply it. Such a consumer's pending
+        entries stay pending: lost, never twice."""
+        if self.ack == "before-effect":
+            return Outcome("ok"), []
         idle = self.min_idle_ms if min_idle_ms is None else min_idle_ms
         try:
             resp = self.r.xautoclaim(STREAM, GROUP, self.name, min_idle_time=idle,
