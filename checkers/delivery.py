@@ -1,10 +1,13 @@
 """Delivery classification and verdicts of history contract v1, vectorised.
 
-Set algebra over message ids, done with factorize/bincount/isin so that a
-history of millions of operations is classified without a Python loop per
-operation. Beyond the contract it says, for each lost message, whether later
-messages of the same producer were delivered (lost in the middle: the worst
-kind), and gathers for each anomalous message what explains it.
+Set algebra over message ids, done on the integer id codes of `History.id_table`
+(one code per distinct id across sends, polls and effects): counts per id are
+bincounts, sets are boolean tables indexed by code, so a history of millions of
+operations is classified without a Python loop per operation; ids become strings
+only for the lists that go into the results. Beyond the contract it says, for
+each lost message, whether later messages of the same producer were delivered
+(lost in the middle: the worst kind), and gathers for each anomalous message
+what explains it.
 """
 
 from __future__ import annotations
@@ -12,83 +15,76 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
-from checkers.history import History
+from checkers.history import OUTCOMES, History
 
 GUARANTEES = ("at-most-once", "at-least-once", "exactly-once")
 COUNT_KEYS = ("attempted", "acknowledged", "failed", "indeterminate", "delivered", "lost", "duplicated",
               "unexpected", "aborted_read", "recovered", "unresolved", "lost_effects", "duplicated_effects")
 ANOMALIES = ("lost", "duplicated", "unexpected", "aborted_read", "lost_effects", "duplicated_effects")
-
-
-def _ids(a: Any) -> np.ndarray:
-    return np.asarray(a, dtype=object)
-
-
-def _isin(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Hash-based membership of `a` in `b` (both object arrays of ids)."""
-    if len(a) == 0:
-        return np.zeros(0, dtype=bool)
-    return pd.Index(a).isin(b) if len(b) else np.zeros(len(a), dtype=bool)
-
-
-def _sorted(a: np.ndarray) -> list:
-    return sorted(a.tolist())
+LISTS = ("lost", "unexpected", "aborted_read", "lost_effects")
+MAPS = ("duplicated", "duplicated_effects")
+_OK, _FAIL = OUTCOMES.index("ok"), OUTCOMES.index("fail")
 
 
 def classify(h: History) -> dict[str, Any]:
-    """The contract's sets, as object arrays of ids (and id -> count maps for duplicates)."""
-    sends = h.sends
-    codes, attempted = pd.factorize(sends["id"])
-    attempted = _ids(attempted)
-    k = len(attempted)
-    outcome = sends["outcome"].to_numpy()
-    n_all = np.bincount(codes, minlength=k)
-    n_ok = np.bincount(codes[outcome == "ok"], minlength=k)
-    n_fail = np.bincount(codes[outcome == "fail"], minlength=k)
-    acknowledged = attempted[n_ok > 0]
-    failed = attempted[(n_ok == 0) & (n_fail == n_all)]
-    indeterminate = attempted[(n_ok == 0) & (n_fail < n_all)]
+    """The contract's sets as boolean tables over id codes, and per-id counts.
 
-    d = h.deliveries
-    dcodes, delivered = pd.factorize(d["id"])
-    delivered = _ids(delivered)
-    dcount = np.bincount(dcodes, minlength=len(delivered))
-    dup_mask = dcount > 1
+    Every key of COUNT_KEYS maps to a mask over id codes, except `duplicated` and
+    `duplicated_effects`, which map to (codes, counts) sorted by code. `deliveries` and
+    `applied` hold per-id counts (`applied` is None without an effects read).
+    """
+    k = h.n_ids
+    s = h.send_cols
+    n_all = np.bincount(s.id, minlength=k)
+    n_ok = np.bincount(s.id[s.outcome == _OK], minlength=k)
+    n_fail = np.bincount(s.id[s.outcome == _FAIL], minlength=k)
+    attempted = n_all > 0
+    acknowledged = n_ok > 0
+    failed = attempted & ~acknowledged & (n_fail == n_all)
+    indeterminate = attempted & ~acknowledged & (n_fail < n_all)
 
+    dcount = np.bincount(h.delivery_cols.id, minlength=k)
+    delivered = dcount > 0
+    dup = np.flatnonzero(dcount > 1)
     out: dict[str, Any] = {
         "attempted": attempted,
         "acknowledged": acknowledged,
         "failed": failed,
         "indeterminate": indeterminate,
         "delivered": delivered,
-        "lost": acknowledged[~_isin(acknowledged, delivered)],
-        "duplicated": dict(zip(delivered[dup_mask].tolist(), dcount[dup_mask].tolist(), strict=True)),
-        "unexpected": delivered[~_isin(delivered, attempted)],
-        "aborted_read": delivered[_isin(delivered, failed)],
+        "lost": acknowledged & ~delivered,
+        "duplicated": (dup, dcount[dup]),
+        "unexpected": delivered & ~attempted,
+        "aborted_read": delivered & failed,
+        "recovered": indeterminate & delivered,
+        "unresolved": indeterminate & ~delivered,
+        "deliveries": dcount,
+        "applied": None,
     }
-    rec = _isin(indeterminate, delivered)
-    out["recovered"] = indeterminate[rec]
-    out["unresolved"] = indeterminate[~rec]
-    eff = h.effects
+    eff = h.effect_counts
     if eff is not None:
-        applied = _ids([i for i, n in eff.items() if n > 0])
-        out["lost_effects"] = acknowledged[~_isin(acknowledged, applied)]
-        out["duplicated_effects"] = {i: n for i, n in eff.items() if n > 1}
+        codes, counts = eff
+        applied = np.zeros(k, dtype=np.int64)
+        applied[codes] = counts  # codes of one read are distinct
+        out["applied"] = applied
+        out["lost_effects"] = acknowledged & (applied == 0)
+        many = counts > 1
+        order = np.argsort(codes[many], kind="stable")
+        out["duplicated_effects"] = (codes[many][order], counts[many][order])
     else:
-        out["lost_effects"] = _ids([])
-        out["duplicated_effects"] = {}
+        out["lost_effects"] = np.zeros(k, dtype=bool)
+        out["duplicated_effects"] = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
     return out
 
 
-def verdicts(c: dict[str, Any], effects: bool) -> dict[str, bool]:
+def verdicts(counts: dict[str, int], effects: bool) -> dict[str, bool]:
     """Which guarantees the classified history satisfies (contract v1, 'Verdict')."""
-    clean = len(c["unexpected"]) == 0 and len(c["aborted_read"]) == 0
+    clean = counts["unexpected"] == 0 and counts["aborted_read"] == 0
     # With an effect store, effects are the ground truth for what was processed: duplicate
     # deliveries the consumer absorbed do not fail a guarantee, duplicate effects do.
-    no_dup = not (c["duplicated_effects"] if effects else c["duplicated"])
-    no_loss = len(c["lost_effects"] if effects else c["lost"]) == 0
+    no_dup = counts["duplicated_effects" if effects else "duplicated"] == 0
+    no_loss = counts["lost_effects" if effects else "lost"] == 0
     return {
         "at-most-once": clean and no_dup,
         "at-least-once": clean and no_loss,
@@ -96,97 +92,142 @@ def verdicts(c: dict[str, Any], effects: bool) -> dict[str, bool]:
     }
 
 
-def _lost_middle(h: History, lost: np.ndarray, delivered: np.ndarray) -> dict[str, int]:
-    """For each lost id: how many later messages of the same producer were delivered."""
+def _by_id(h: History, codes: np.ndarray) -> list[tuple[str, int]]:
+    """(id, code) pairs sorted by id."""
+    return sorted(zip(h.id_table.strings(codes), codes.tolist(), strict=True))
+
+
+def _lost_middle(h: History, lost: np.ndarray, delivered: np.ndarray) -> dict[int, int]:
+    """For each lost id (code): how many later messages of the same producer were delivered.
+
+    A message's producer is `value.producer` of its first send when given, else the sending
+    process (compared as strings); "later" means a first send further down the history.
+    """
     if len(lost) == 0:
         return {}
-    sends = h.sends
-    first = sends.drop_duplicates("id")[["id", "row"]].copy()
-    first["producer"] = _producers(h, first)
-    first["delivered"] = _isin(first["id"].to_numpy(), delivered)
-    dl = first[first["delivered"]]
-    out: dict[str, int] = {}
-    by_prod = {p: np.sort(g["row"].to_numpy()) for p, g in dl.groupby("producer", sort=False)}
-    lost_rows = first[_isin(first["id"].to_numpy(), lost)]
-    for i, row, prod in zip(lost_rows["id"], lost_rows["row"], lost_rows["producer"], strict=True):
-        rows = by_prod.get(prod)
-        out[i] = 0 if rows is None else int(len(rows) - np.searchsorted(rows, row, side="right"))
+    s = h.send_cols
+    n = len(s.id)
+    first = np.full(h.n_ids, n, dtype=np.int64)  # per id: index (in send_cols) of its first send
+    np.minimum.at(first, s.id, np.arange(n, dtype=np.int64))
+
+    def names(idx: np.ndarray) -> list[str]:
+        """Producer names of the sends at `idx`."""
+        out = [str(h.processes[p]) for p in s.proc[idx].tolist()]
+        if s.producer is not None:
+            out = [o if p is None else p for o, p in zip(out, s.producer[idx].tolist(), strict=True)]
+        return out
+
+    lost_first = first[lost]
+    lost_names = names(lost_first)
+    # sends whose producer is one of those: by process (a name may be the str of an int process) ...
+    code_of = {p: i for i, p in enumerate(h.processes)}
+    match = np.zeros(len(h.processes), dtype=bool)
+    for name in set(lost_names):
+        for p in (name, _as_int(name)):
+            if p is not None and p in code_of:
+                match[code_of[p]] = True
+    cand = match[s.proc]
+    if s.producer is not None:  # ... or by `value.producer`
+        given = np.flatnonzero(s.producer != None)  # noqa: E711 - elementwise
+        cand[given] = np.isin(s.producer[given].astype(str), list(set(lost_names)))
+    # ... that are the first send of a delivered id
+    idx = np.flatnonzero(cand)
+    idx = idx[(first[s.id[idx]] == idx) & delivered[s.id[idx]]]
+    by_name: dict[str, list[int]] = {}
+    for name, i in zip(names(idx), idx.tolist(), strict=True):
+        by_name.setdefault(name, []).append(i)
+    out = {}
+    for code, name, f in zip(lost.tolist(), lost_names, lost_first.tolist(), strict=True):
+        later = by_name.get(name, [])
+        out[code] = len(later) - int(np.searchsorted(later, f, side="right"))
     return out
 
 
-def _producers(h: History, first: pd.DataFrame) -> np.ndarray:
-    """A message's producer: `value.producer` of its first send when given, else the sending process."""
-    prod = h.ops["producer"].to_numpy()[first["row"].to_numpy()] if "producer" in h.ops else None
-    procs = h.ops["process"].to_numpy()[first["row"].to_numpy()]
-    if prod is None:
-        return procs.astype(str)
-    return np.where(pd.isna(prod), procs.astype(str), prod.astype(str))
+def _as_int(name: str) -> int | None:
+    """The integer whose str() is `name`, if any."""
+    try:
+        v = int(name)
+    except ValueError:
+        return None
+    return v if str(v) == name else None
 
 
-def explain(h: History, c: dict[str, Any], ids_by_class: dict[str, list], middle: dict[str, int],
-            limit: int) -> dict[str, dict]:
+def _groups(codes: np.ndarray, chosen: np.ndarray) -> dict[int, np.ndarray]:
+    """For each chosen code: the positions in `codes` holding it, in order."""
+    mark = np.zeros(int(max(codes.max(initial=-1), chosen.max(initial=-1))) + 1, dtype=bool)
+    mark[chosen] = True
+    sel = np.flatnonzero(mark[codes]) if len(codes) else np.zeros(0, dtype=np.int64)
+    sel = sel[np.argsort(codes[sel], kind="stable")]
+    c = codes[sel]
+    cuts = np.flatnonzero(c[1:] != c[:-1]) + 1
+    return {int(g[0]): sel[a:b] for g, a, b in zip(np.split(c, cuts), np.r_[0, cuts], np.r_[cuts, len(c)],
+                                                    strict=True) if len(g)}
+
+
+def explain(h: History, c: dict[str, Any], ids_by_class: dict[str, list[tuple[str, int]]],
+            middle: dict[int, int], limit: int) -> dict[str, dict]:
     """What explains each anomalous message: its sends, deliveries, effects and overlapping faults."""
     chosen: dict[str, list[str]] = {}
+    code_of: dict[str, int] = {}
     for cls in ANOMALIES:
-        for i in ids_by_class[cls][:limit]:
+        for i, code in ids_by_class[cls][:limit]:
             chosen.setdefault(i, []).append(cls)
+            code_of[i] = code
     if not chosen:
         return {}
-    ids = _ids(list(chosen))
-    sends = h.sends[_isin(h.sends["id"].to_numpy(), ids)]
-    dels = h.deliveries[_isin(h.deliveries["id"].to_numpy(), ids)]
-    faults = h.faults
-    end = int(h.ops["time"].max())
-    eff = h.effects
+    codes = np.array(list(code_of.values()), dtype=np.int64)
+    s, d = h.send_cols, h.delivery_cols
+    s_groups, d_groups = _groups(s.id, codes), _groups(d.id, codes)
+    windows = h.fault_windows
+    f_start = np.array([w[2] for w in windows], dtype=np.int64)
+    f_stop = np.array([w[3] for w in windows], dtype=np.int64)
+    end = int(h.time.max())
+    applied = c["applied"]
+    procs, parts = h.processes, h.partitions
     out: dict[str, dict] = {}
-    s_groups = {i: g for i, g in sends.groupby("id", sort=False)}
-    d_groups = {i: g for i, g in dels.groupby("id", sort=False)}
     for i, classes in chosen.items():
-        s, d = s_groups.get(i), d_groups.get(i)
+        code = code_of[i]
         times = []
         send_list, del_list = [], []
-        if s is not None:
-            for r in s.itertuples(index=False):
+        sel = s_groups.get(code)
+        if sel is not None:
+            for proc, it, il, oc, ct, cl, part, off in zip(
+                    s.proc[sel].tolist(), s.invoke_time[sel].tolist(), s.invoke_line[sel].tolist(),
+                    s.outcome[sel].tolist(), s.complete_time[sel].tolist(), s.complete_line[sel].tolist(),
+                    s.part[sel].tolist(), s.offset[sel].tolist(), strict=True):
                 send_list.append({
-                    "process": _py(r.process), "invoke_time": int(r.invoke_time), "invoke_line": int(r.invoke_line),
-                    "outcome": r.outcome,
-                    "complete_time": None if r.complete_time < 0 else int(r.complete_time),
-                    "complete_line": None if r.complete_line < 0 else int(r.complete_line),
-                    "partition": _py(r.partition), "offset": None if r.offset < 0 else int(r.offset),
+                    "process": procs[proc], "invoke_time": it, "invoke_line": il, "outcome": OUTCOMES[oc],
+                    "complete_time": None if ct < 0 else ct, "complete_line": None if cl < 0 else cl,
+                    "partition": None if part < 0 else parts[part], "offset": None if off < 0 else off,
                 })
-                times += [int(r.invoke_time), int(r.complete_time)]
-        if d is not None:
-            for r in d.itertuples(index=False):
+                times += [it, ct]
+        sel = d_groups.get(code)
+        if sel is not None:
+            for proc, t, line, part, off, red in zip(
+                    d.proc[sel].tolist(), d.time[sel].tolist(), d.line[sel].tolist(), d.part[sel].tolist(),
+                    d.offset[sel].tolist(), d.redelivered[sel].tolist(), strict=True):
                 del_list.append({
-                    "process": _py(r.process), "time": int(r.time), "line": int(r.line),
-                    "partition": _py(r.partition), "offset": None if r.offset < 0 else int(r.offset),
-                    "redelivered": bool(r.redelivered),
+                    "process": procs[proc], "time": t, "line": line,
+                    "partition": None if part < 0 else parts[part], "offset": None if off < 0 else off,
+                    "redelivered": red,
                 })
-                times.append(int(r.time))
+                times.append(t)
         times = [t for t in times if t >= 0]
         lo = min(times) if times else 0
         hi = end if ("lost" in classes or "lost_effects" in classes or not times) else max(times)
-        over = faults[(faults["start"] <= hi) & (faults["stop"] >= lo)] if len(faults) else faults
+        over = np.flatnonzero((f_start <= hi) & (f_stop >= lo)).tolist()
         entry: dict[str, Any] = {
             "classes": classes,
             "sends": send_list,
             "deliveries": del_list,
-            "effects": None if eff is None else int(eff.get(i, 0)),
-            "faults": [{"fault": f.fault, "nodes": f.nodes, "start": int(f.start), "stop": int(f.stop),
-                        "unhealed": bool(f.unhealed)} for f in over.itertuples(index=False)],
+            "effects": None if applied is None else int(applied[code]),
+            "faults": [{"fault": windows[j][0], "nodes": windows[j][1], "start": windows[j][2],
+                        "stop": windows[j][3], "unhealed": windows[j][5]} for j in over],
         }
-        if i in middle:
-            entry["later_delivered"] = middle[i]
+        if code in middle:
+            entry["later_delivered"] = middle[code]
         out[i] = entry
     return out
-
-
-def _py(x: Any) -> Any:
-    if isinstance(x, np.generic):
-        return x.item()
-    if x is None or (isinstance(x, float) and np.isnan(x)):
-        return None
-    return x
 
 
 def check_delivery(h: History, guarantee: str = "exactly-once", explain_limit: int = 1000) -> dict[str, Any]:
@@ -194,17 +235,23 @@ def check_delivery(h: History, guarantee: str = "exactly-once", explain_limit: i
     if guarantee not in GUARANTEES:
         raise ValueError(f"unknown guarantee {guarantee!r}; valid: {', '.join(GUARANTEES)}")
     c = classify(h)
-    effects = h.effects is not None
-    holds = verdicts(c, effects)
-    counts = {k: len(c[k]) for k in COUNT_KEYS}
-    lists = {k: _sorted(c[k]) for k in ("lost", "unexpected", "aborted_read", "lost_effects")}
-    dups = {k: dict(sorted(c[k].items())) for k in ("duplicated", "duplicated_effects")}
-    middle = _lost_middle(h, c["lost"], c["delivered"])
+    effects = c["applied"] is not None
+    counts = {k: (len(c[k][0]) if k in MAPS else int(np.count_nonzero(c[k]))) for k in COUNT_KEYS}
+    holds = verdicts(counts, effects)
+    ids_by_class: dict[str, list[tuple[str, int]]] = {k: _by_id(h, np.flatnonzero(c[k])) for k in LISTS}
+    dups: dict[str, dict[str, int]] = {}
+    for k in MAPS:
+        codes, n = c[k]
+        pairs = sorted(zip(h.id_table.strings(codes), codes.tolist(), n.tolist(), strict=True))
+        ids_by_class[k] = [(i, code) for i, code, _ in pairs]
+        dups[k] = {i: m for i, _, m in pairs}
+    lost = np.array([code for _, code in ids_by_class["lost"]], dtype=np.int64)
+    middle = _lost_middle(h, lost, c["delivered"])
     valid: bool | str = holds[guarantee]
     reason = None
     if counts["attempted"] == 0:
         valid, reason = "unknown", "the history has no send operations, so no delivery can be judged"
-    ids_by_class = {**lists, **{k: list(v) for k, v in dups.items()}}
+    lists = {k: [i for i, _ in ids_by_class[k]] for k in LISTS}
     result: dict[str, Any] = {
         "valid": valid,
         "counts": counts,
@@ -213,7 +260,7 @@ def check_delivery(h: History, guarantee: str = "exactly-once", explain_limit: i
         "duplicated_effects": dups["duplicated_effects"],
         "effects_checked": effects,
         "holds": holds,
-        "lost_middle": sorted(i for i, n in middle.items() if n > 0),
+        "lost_middle": [i for i, code in ids_by_class["lost"] if middle.get(code, 0) > 0],
         "explanations": explain(h, c, ids_by_class, middle, explain_limit),
         "explain_limit": explain_limit,
     }

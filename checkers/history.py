@@ -1,57 +1,85 @@
-"""Read a history (contract v1, JSON Lines) into a columnar form for the checkers.
+"""Read a history (contract v1, JSON Lines) into columns for the checkers.
 
 The reader lives beside the checkers and imports nothing from the rest of
 onceproof, so `onceproof check` works on any history, including ones written by
 a user's own producers and consumers.
 
-Speed matters (histories of millions of operations), so the common case is
-decoded by msgspec straight into typed structs, chunk by chunk, and turned into
-numpy/pandas columns. When a chunk does not fit the fast typed decoder (a bad
-line, or an unusual but legal value), it is decoded again line by line by a
-slow path that either accepts the line or names exactly what is wrong with it.
+Speed matters (histories of millions of operations), and there the cost is in
+touching Python objects, so the design keeps them out of every step but the
+first:
+
+- The file is cut into chunks (CHUNK_BYTES) on line boundaries; big files are
+  decoded by several processes at once (fork), each chunk in pieces of about
+  PIECE_BYTES. A piece is decoded by msgspec straight into typed structs (the
+  fast path); a piece the typed decoder rejects, or whose values the contract
+  still rejects, is decoded again line by line by a slow path that accepts each
+  line or names exactly what is wrong with it. The first error in file order is
+  the one reported.
+- Each piece is turned at once into compact columns: numpy arrays of times,
+  type codes and codes of processes, operations and partitions. Message ids are
+  packed into 64-bit words, hashed and deduplicated with numpy (equal hashes are
+  checked word by word), so only small tables travel to the parent. Keys are
+  not decoded at all: no checker reads them, and `History` reads them from the
+  file if a DataFrame view asks for them.
+- The parent merges the chunks into global codes. Every message id of the
+  history (sends, poll entries, effects) has ONE code in `History.id_table`, so
+  the checkers do set algebra on integers (bincount, boolean tables). Pairing of
+  invokes and completions is done per chunk; the parent joins chunk boundaries.
+
+`History` holds numpy columns for the checkers and offers the same data as
+pandas DataFrames (`ops`, `sends`, `messages`, `deliveries`, `faults`), built on
+first use; pandas is imported only then.
 """
 
 from __future__ import annotations
 
 import gc
+import multiprocessing
 import os
+import threading
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from functools import cached_property
+from itertools import chain, compress, count, pairwise
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
 import numpy as np
-import pandas as pd
 
 TYPES = ("invoke", "ok", "fail", "info")
+OUTCOMES = ("open", "ok", "fail", "info")  # a send's outcome code: the type code of its completion, 0 if none
 CLIENT_OPS = ("send", "poll", "ack")
 NEMESIS = "nemesis"
 CHUNK_BYTES = 32 << 20
+PIECE_BYTES = 1 << 20  # a chunk is decoded piece by piece (see _decode_part)
+PARALLEL_MIN_BYTES = 16 << 20  # smaller files are decoded in this process
+MAX_WORKERS = 8
 
 
 class HistoryError(Exception):
     """A history that does not follow the contract; the message names file, line and field."""
 
 
-# --- fast-path structs ---------------------------------------------------------------------------
+# --- structs (fast path and slow path both produce them) ------------------------------------------
 
 
 class Message(msgspec.Struct, gc=False):
     id: str
-    key: Any = None
     partition: int | str | None = None
-    offset: int | None = None
+    offset: int | None = -1  # -1 or None: no offset
     redelivered: bool = False
+    # `key` is not decoded here: no checker reads keys, `History` reads them from the file on demand
 
 
 class Value(msgspec.Struct, gc=False):
     id: str | None = None
-    key: Any = None
     partition: int | str | None = None
-    offset: int | None = None
+    offset: int | None = -1
     messages: list[Message] | None = None
-    counts: dict[str, int] | None = None
+    counts: msgspec.Raw = None  # type: ignore[assignment]  # raw JSON (a dict from the slow path)
     fault: str | None = None
     nodes: Any = None
     producer: Any = None
@@ -66,7 +94,13 @@ class Op(msgspec.Struct, gc=False):
     index: int | None = None
 
 
-_OP_DECODER = msgspec.json.Decoder(Op)
+class AnyOp(Op, gc=False):
+    # other shapes are legal for operations the checkers do not know (Jepsen's assign takes a list)
+    value: Value | list[Any] | str | int | float | bool | None = None
+
+
+_OP_DECODERS = (msgspec.json.Decoder(Op), msgspec.json.Decoder(AnyOp))
+_EMPTY = Value()
 
 
 # --- slow path: validate one line and say exactly what is wrong -----------------------------------
@@ -74,6 +108,12 @@ _OP_DECODER = msgspec.json.Decoder(Op)
 
 def _is_int(x: Any) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _check_range(x: Any, what: str) -> None:
+    """Times, indexes and offsets are kept as 64-bit integers."""
+    if x is not None and not -(2**63) <= x < 2**63:
+        raise ValueError(f"{what} is out of range (a 64-bit integer)")
 
 
 def _check_message(m: Any, where: str) -> Message:
@@ -89,12 +129,13 @@ def _check_message(m: Any, where: str) -> Message:
     off = m.get("offset")
     if off is not None and not _is_int(off):
         raise ValueError(f"{where}.offset must be an integer or null")
+    _check_range(off, f"{where}.offset")
     red = m.get("redelivered", False)
     if red is None:
         red = False
     if not isinstance(red, bool):
         raise ValueError(f"{where}.redelivered must be true or false")
-    return Message(id=m["id"], key=m.get("key"), partition=part, offset=off, redelivered=red)
+    return Message(id=m["id"], partition=part, offset=off, redelivered=red)
 
 
 def _check_value(f: str, typ: str, v: Any) -> Value | None:
@@ -114,7 +155,14 @@ def _check_value(f: str, typ: str, v: Any) -> Value | None:
             raise ValueError("field 'value.partition' must be an integer, a string or null")
         if off is not None and not _is_int(off):
             raise ValueError("field 'value.offset' must be an integer or null")
-        return Value(id=v.get("id"), key=v.get("key"), partition=part, offset=off, producer=v.get("producer"))
+        _check_range(off, "field 'value.offset'")
+        return Value(id=v.get("id"), partition=part, offset=off, producer=v.get("producer"))
+    if f == "poll" and typ != "ok":
+        # entries of fail/info polls are not deliveries; keep them when well-formed, as the fast path does
+        try:
+            return _check_value(f, "ok", v) if isinstance(v, dict) and "messages" in v else None
+        except ValueError:
+            return None
     if f == "poll" and typ == "ok":
         if not isinstance(v, dict) or "messages" not in v:
             raise ValueError("field 'value.messages' is missing from an ok poll")
@@ -131,8 +179,9 @@ def _check_value(f: str, typ: str, v: Any) -> Value | None:
         for k, n in counts.items():
             if not _is_int(n) or n < 0:
                 raise ValueError(f"field 'value.counts[{k!r}]' must be a non-negative integer")
+            _check_range(n, f"field 'value.counts[{k!r}]'")
         return Value(counts=counts)
-    if f in ("start-fault", "stop-fault"):
+    if f in ("start-fault", "stop-fault") and typ != "invoke":
         if not isinstance(v, dict) or not isinstance(v.get("fault"), str):
             raise ValueError(f"field 'value.fault' (a string) is missing from {f}")
         return Value(fault=v["fault"], nodes=v.get("nodes"))
@@ -151,6 +200,7 @@ def _check_line(raw: bytes) -> Op:
             raise ValueError(f"field '{name}' is missing")
     if not _is_int(obj["time"]):
         raise ValueError("field 'time' must be an integer (nanoseconds)")
+    _check_range(obj["time"], "field 'time'")
     proc = obj["process"]
     if not (_is_int(proc) or isinstance(proc, str)):
         raise ValueError("field 'process' must be an integer or a string")
@@ -163,6 +213,7 @@ def _check_line(raw: bytes) -> Op:
     idx = obj.get("index")
     if idx is not None and not _is_int(idx):
         raise ValueError("field 'index' must be an integer")
+    _check_range(idx, "field 'index'")
     try:
         value = _check_value(f, typ, obj.get("value"))
     except ValueError:
@@ -172,45 +223,579 @@ def _check_line(raw: bytes) -> Op:
     return Op(time=obj["time"], process=proc, type=typ, f=f, value=value, index=idx)
 
 
-# --- columns -------------------------------------------------------------------------------------
+# --- ids as numbers: NUL-free UTF-8 packed into 64-bit words, hashed, compared word by word -------
+
+MAX_ID_WORDS = 32  # ids longer than 256 bytes (or holding a NUL) are deduplicated as Python strings
+_U64 = np.uint64
 
 
-@dataclass
-class _Columns:
-    line: list[np.ndarray] = field(default_factory=list)
-    index: list[Any] = field(default_factory=list)
-    time: list[np.ndarray] = field(default_factory=list)
-    process: list[Any] = field(default_factory=list)
-    type: list[Any] = field(default_factory=list)
-    f: list[Any] = field(default_factory=list)
-    values: list[Any] = field(default_factory=list)
-
-    def add(self, ops: list[Op], lines: np.ndarray) -> None:
-        self.line.append(lines)
-        self.time.append(np.fromiter([o.time for o in ops], dtype=np.int64, count=len(ops)))
-        self.index.extend([o.index for o in ops])
-        self.process.extend([o.process for o in ops])
-        self.type.extend([o.type for o in ops])
-        self.f.extend([o.f for o in ops])
-        self.values.extend([o.value for o in ops])
+def _mix(z: np.ndarray) -> np.ndarray:
+    """splitmix64's finalizer (a bijection of uint64)."""
+    z = (z ^ (z >> _U64(30))) * _U64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> _U64(27))) * _U64(0x94D049BB133111EB)
+    return z ^ (z >> _U64(31))
 
 
-def _decode_chunk(chunk: bytes, first_line: int, cols: _Columns, path: str, is_last: bool,
-                  warnings: list[str]) -> None:
-    """Decode the lines of `chunk` (first one numbered `first_line`, 1-based) into `cols`."""
-    if b"\n\n" not in chunk and not chunk.startswith(b"\n") and b"\r" not in chunk:
+_WEIGHTS = _mix((np.arange(MAX_ID_WORDS, dtype=_U64) + _U64(1)) * _U64(0x9E3779B97F4A7C15))
+
+
+def _starts(lens: np.ndarray) -> np.ndarray:
+    return np.cumsum(lens) - lens
+
+
+_LOW_BYTES = np.array([(1 << (8 * i)) - 1 for i in range(8)] + [(1 << 64) - 1], dtype=_U64)
+
+
+def _words(strs: list[str]) -> np.ndarray | None:
+    """Each string's UTF-8 bytes, zero-padded into a row of little-endian uint64 words; None when a
+    string holds a NUL (the padding would be ambiguous) or is too long."""
+    k = len(strs)
+    blob = "\0".join(strs)
+    raw = blob.encode("ascii") if blob.isascii() else blob.encode("utf-8", "surrogatepass")
+    seps = np.flatnonzero(np.frombuffer(raw, np.uint8) == 0)
+    if len(seps) != max(k - 1, 0):
+        return None
+    starts = np.empty(k, dtype=np.int64)
+    starts[:1] = 0
+    starts[1:] = seps + 1
+    lens = np.empty(k, dtype=np.int64)
+    lens[:-1] = seps - starts[:-1]
+    lens[-1:] = len(raw) - starts[-1:]
+    return _pack(raw, starts, lens)
+
+
+def _pack(raw: bytes, starts: np.ndarray, lens: np.ndarray) -> np.ndarray | None:
+    """The byte strings raw[start:start + len] (NUL-free) as zero-padded rows of uint64 words."""
+    width = max(1, -(-int(lens.max()) // 8)) if len(lens) else 1
+    if width > MAX_ID_WORDS:
+        return None
+    # the 8 bytes at every offset of the blob, as one unaligned uint64 view (padded: no read overruns)
+    padded = raw + bytes(8 * width)
+    at = np.ndarray((len(padded) - 7,), dtype="<u8", buffer=padded, strides=(1,))
+    out = np.empty((len(lens), width), dtype=_U64)
+    for j in range(width):
+        out[:, j] = at[starts + 8 * j] & _LOW_BYTES[np.clip(lens - 8 * j, 0, 8)]
+    return out
+
+
+_OUTSIDE = np.zeros(256, dtype=bool)  # bytes a plain object of id -> count has outside its strings
+_OUTSIDE[np.frombuffer(b"{}:, \t\r\n0123456789", np.uint8)] = True
+_POW10 = 10 ** np.arange(19, dtype=np.int64)
+
+
+def _plain_counts(raw: bytes) -> tuple[np.ndarray, np.ndarray] | None:
+    """Ids (packed words) and counts of an effects read's `counts`, straight from its raw JSON (valid
+    JSON: msgspec has parsed it); None unless it is a plain object of ids without escapes mapping to
+    non-negative integers (then it is decoded the ordinary way)."""
+    if b"\\" in raw:
+        return None
+    b = np.frombuffer(raw, np.uint8)
+    q = np.flatnonzero(b == 34)  # '"': with no escapes, every quote opens or closes a string
+    opens, closes = q[0::2], q[1::2]
+    if len(opens) != len(closes):
+        return None
+    inside = np.zeros(len(b) + 1, dtype=np.int8)
+    inside[opens] = 1
+    inside[closes + 1] -= 1
+    out = b[np.cumsum(inside[:-1]) == 0]  # the bytes outside the strings
+    if not _OUTSIDE[out].all():
+        return None
+    sym = out[~np.isin(out, (32, 9, 13, 10))]
+    colon, comma = sym == 58, sym == 44
+    n = len(opens)
+    # { "id" : digits , "id" : digits } -- one '{' first, one '}' last, a ':' per string, as many numbers
+    if (len(sym) < 2 or sym[0] != 123 or sym[-1] != 125 or int(colon.sum()) != n or int(comma.sum()) != max(n - 1, 0)
+            or int((sym == 123).sum()) != 1 or int((sym == 125).sum()) != 1):
+        return None
+    digit = (out >= 48) & (out <= 57)
+    edges = np.diff(np.r_[0, digit.astype(np.int8), 0])
+    run_start, run_end = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    if len(run_start) != n or (n and int((run_end - run_start).max()) > 18):
+        return None
+    pos = np.flatnonzero(digit)
+    exp = np.repeat(run_end, run_end - run_start) - 1 - pos
+    digits = (out[pos].astype(np.int64) - 48) * _POW10[exp]
+    counts = np.add.reduceat(digits, _starts(run_end - run_start)) if n else np.zeros(0, dtype=np.int64)
+    words = _pack(raw, opens + 1, closes - opens - 1)
+    return None if words is None else (words, counts)
+
+
+def _hash_words(w: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of each row, the same whatever the padding (zero words add nothing)."""
+    h = np.zeros(len(w), dtype=_U64)
+    for j in range(w.shape[1]):
+        col = w[:, j]
+        h += np.where(col != 0, _mix(col ^ _WEIGHTS[j]), _U64(0))
+    return _mix(h)
+
+
+def _pad(w: np.ndarray, width: int) -> np.ndarray:
+    if w.shape[1] == width:
+        return w
+    out = np.zeros((len(w), width), dtype=_U64)
+    out[:, : w.shape[1]] = w
+    return out
+
+
+def _dedupe(words: np.ndarray | None, strs: list[str] | None) -> dict[str, Any]:
+    """The distinct ids among occurrences (given as packed words, or as strings when they do not
+    pack) and each occurrence's code among them.
+
+    Normally: `words` (one row per distinct id, sorted by `hash`, hashes distinct) and `codes`.
+    Ids that do not pack into words, or two different ids sharing a hash, fall back to Python
+    strings: `exact` (the distinct ids) and `codes`.
+    """
+    if words is not None:
+        n = len(words)
+        h = _hash_words(words)
+        order = np.argsort(h)
+        hs = h[order]
+        first = np.ones(n, dtype=bool)
+        np.not_equal(hs[1:], hs[:-1], out=first[1:])
+        codes = np.empty(n, dtype=np.int64)
+        codes[order] = np.cumsum(first) - 1
+        reps = order[first]
+        if np.array_equal(words, words[reps][codes]):
+            return {"words": words[reps], "hash": hs[first], "codes": codes}
+        strs = _unpack(words)
+    assert strs is not None
+    d = dict.fromkeys(strs)
+    for i, k in enumerate(d):
+        d[k] = i
+    return {"exact": list(d), "codes": np.fromiter(map(d.__getitem__, strs), np.int64, len(strs))}
+
+
+def _unpack(words: np.ndarray) -> list[str]:
+    """The strings packed by `_words`."""
+    if len(words) == 0:
+        return []
+    raw = np.ascontiguousarray(words, dtype="<u8").view(f"S{8 * words.shape[1]}").ravel().tolist()  # NULs stripped
+    return [r.decode("utf-8", "surrogatepass") for r in raw]
+
+
+class IdTable:
+    """The history's message ids: one integer code per distinct id, shared by sends, polls and effects.
+
+    Ids arrive chunk by chunk as packed words with their hashes. A hash already in the table is
+    accepted as the same id only after its words are compared; should two different ids ever share
+    a hash (or an id not pack into words), the table switches to an exact dict of strings.
+    """
+
+    def __init__(self) -> None:
+        self.n = 0
+        self._hashes = np.zeros(0, dtype=_U64)  # sorted
+        self._hcodes = np.zeros(0, dtype=np.int64)  # code of each hash
+        self._words = np.zeros((1 << 10, 1), dtype=_U64)  # row = code
+        self._exact: dict[str, int] | None = None
+        self._strs: list[str] = []  # exact mode: the ids by code
+
+    def __len__(self) -> int:
+        return self.n
+
+    def _append(self, w: np.ndarray) -> None:
+        k, width = w.shape
+        if width > self._words.shape[1]:
+            self._words = _pad(self._words, width)
+        w = _pad(w, self._words.shape[1])
+        if self.n + k > len(self._words):
+            grown = np.zeros((max(self.n + k, 2 * len(self._words)), self._words.shape[1]), dtype=_U64)
+            grown[: self.n] = self._words[: self.n]
+            self._words = grown
+        self._words[self.n:self.n + k] = w
+        self.n += k
+
+    def add(self, part: dict[str, Any]) -> np.ndarray:
+        """Global codes of a chunk's distinct ids (as made by `_dedupe`)."""
+        if "exact" in part:
+            return self._add_exact(part["exact"])
+        words, hashes = part["words"], part["hash"]
+        if self._exact is not None:
+            return self._add_exact(_unpack(words))
+        k = len(words)
+        pos = np.searchsorted(self._hashes, hashes)
+        found = pos < len(self._hashes)
+        found[found] = self._hashes[pos[found]] == hashes[found]
+        codes = np.empty(k, dtype=np.int64)
+        old = self._hcodes[pos[found]]
+        if len(old):
+            width = max(words.shape[1], self._words.shape[1])
+            if not np.array_equal(_pad(self._words[old], width), _pad(words[found], width)):
+                return self._add_exact(_unpack(words))  # a hash shared by two ids: go exact
+            codes[found] = old
+        new = ~found
+        m = int(new.sum())
+        if m:
+            fresh = np.arange(self.n, self.n + m, dtype=np.int64)
+            codes[new] = fresh
+            self._append(words if m == k else words[new])
+            self._hashes = np.insert(self._hashes, pos[new], hashes[new])
+            self._hcodes = np.insert(self._hcodes, pos[new], fresh)
+        return codes
+
+    def _add_exact(self, strs: list[str]) -> np.ndarray:
+        if self._exact is None:
+            self._strs = _unpack(self._words[: self.n])
+            self._exact = {s: i for i, s in enumerate(self._strs)}
+        exact = self._exact
+        out = np.empty(len(strs), dtype=np.int64)
+        for i, s in enumerate(strs):
+            c = exact.get(s)
+            if c is None:
+                c = exact[s] = len(self._strs)
+                self._strs.append(s)
+            out[i] = c
+        self.n = len(self._strs)
+        return out
+
+    def strings(self, codes: Any) -> list[str]:
+        """The ids with these codes, as Python strings."""
+        codes = np.asarray(codes, dtype=np.int64)
+        if self._exact is not None:
+            return [self._strs[c] for c in codes.tolist()]
+        return _unpack(self._words[codes])
+
+    def string(self, code: int) -> str:
+        return self.strings([code])[0]
+
+
+class _Table:
+    """Global codes of small sets of values (processes, operation names, partitions)."""
+
+    def __init__(self) -> None:
+        self.codes: dict[Any, int] = {}
+        self.values: list[Any] = []
+
+    def map(self, values: list[Any], none: bool = False) -> np.ndarray:
+        """Global codes of a chunk's distinct `values` (None -> -1 when `none`)."""
+        out = np.empty(len(values), dtype=np.int64)
+        for i, v in enumerate(values):
+            if none and v is None:
+                out[i] = -1
+                continue
+            c = self.codes.get(v)
+            if c is None:
+                c = self.codes[v] = len(self.values)
+                self.values.append(v)
+            out[i] = c
+        return out
+
+
+# --- one chunk: bytes -> compact columns ----------------------------------------------------------
+
+
+class _Suspect(Exception):
+    """The typed decoder let through something the contract rejects: decode the chunk line by line."""
+
+
+_NONE = type(None)
+_TYPE_CODE = {t: i for i, t in enumerate(TYPES)}
+# (Python 3.11 specialises `o.attr` in a list comprehension: ~3x faster here than map(attrgetter))
+
+
+def _codes(values: list[Any]) -> tuple[np.ndarray, list[Any]]:
+    """Codes (in first-seen order) and the distinct values of hashable `values`, in one pass."""
+    n = len(values)
+    d: dict[Any, int] = {}
+    first = np.fromiter(map(d.setdefault, values, count()), np.int64, n)  # row of each value's first sight
+    if len(d) == n:
+        return np.arange(n, dtype=np.int64), list(d)
+    dense = np.empty(n, dtype=np.int64)
+    dense[np.fromiter(d.values(), np.int64, len(d))] = np.arange(len(d))
+    return dense[first], list(d)
+
+
+_F_CODE = {f: i for i, f in enumerate(("send", "poll", "ack", "effects", "start-fault", "stop-fault", "assign",
+                                       "subscribe"))}
+
+
+def _f_codes(ops: list[Op]) -> tuple[np.ndarray, list[str]]:
+    """Codes and distinct names of the operations (`_codes`, faster for the usual names)."""
+    try:
+        codes = np.fromiter([_F_CODE[o.f] for o in ops], np.int64, len(ops))
+    except KeyError:  # an operation of another name
+        return _codes([o.f for o in ops])
+    present = np.flatnonzero(np.bincount(codes, minlength=len(_F_CODE)))
+    dense = np.zeros(len(_F_CODE), dtype=np.int64)
+    dense[present] = np.arange(len(present))
+    names = list(_F_CODE)
+    return dense[codes], [names[i] for i in present.tolist()]
+
+
+def _proc_codes(ops: list[Op]) -> tuple[np.ndarray, list[Any]]:
+    """Codes and distinct values of the processes (`_codes`, faster when all are integers)."""
+    procs = [o.process for o in ops]
+    try:
+        a = np.array(procs)  # (np.fromiter would turn the string "5" into 5)
+    except OverflowError:
+        a = np.zeros(0, dtype=object)
+    if a.dtype != np.int64 or len(a) != len(procs):  # a process named by a string (or no process)
+        return _codes(procs)
+    order = np.argsort(a, kind="stable")
+    s = a[order]
+    new = np.ones(len(s), dtype=bool)
+    np.not_equal(s[1:], s[:-1], out=new[1:])
+    first = order[new]  # row where each distinct process first appears
+    by_first = np.argsort(first)  # codes in first-seen order, like `_codes`
+    rank = np.empty(len(first), dtype=np.int64)
+    rank[by_first] = np.arange(len(first))
+    codes = np.empty(len(a), dtype=np.int64)
+    codes[order] = rank[np.cumsum(new) - 1]
+    return codes, s[new][by_first].tolist()
+
+
+def _ints(values: list[Any]) -> np.ndarray:
+    """int64 array of optional integers (None -> -1)."""
+    try:
+        return np.fromiter(values, np.int64, len(values))
+    except TypeError:
+        return np.fromiter([-1 if v is None else v for v in values], np.int64, len(values))
+
+
+def _send_values(sv: list[Any], inv: np.ndarray) -> list[Value]:
+    """Values of send operations, null completions as empty values (null is legal for them only)."""
+    if not set(map(type, sv)) <= {Value, _NONE} or any(v is None for v in compress(sv, inv.tolist())):
+        raise _Suspect
+    return [_EMPTY if v is None else v for v in sv]
+
+
+def _poll_lists(pv: list[Any], ok: np.ndarray) -> list[Any]:
+    """Entries of poll completions (empty when a fail/info poll carries none); ok polls must have them."""
+    try:
+        lists = [v.messages for v in pv]
+    except AttributeError:  # a null (or odd) value
+        lists = [getattr(v, "messages", None) for v in pv]
+    if None not in lists:
+        return lists
+    if None in compress(lists, ok.tolist()):
+        raise _Suspect
+    return [() if m is None else m for m in lists]
+
+
+def _select(objs: list[Any], mask: np.ndarray) -> list[Any]:
+    """The objects where mask is true (few of them: picked by row; many: filtered)."""
+    rows = np.flatnonzero(mask)
+    if 4 * len(rows) >= len(objs):
+        return list(compress(objs, mask.tolist()))
+    if len(rows) < 2:
+        return [objs[r] for r in rows.tolist()]
+    return list(itemgetter(*rows.tolist())(objs))
+
+
+def _extract(ops: list[Op], chunk: bytes) -> dict[str, Any]:
+    """Compact columns of one piece's operations (row numbers relative to the piece)."""
+    n = len(ops)
+    out: dict[str, Any] = {"n": n}
+    out["time"] = np.fromiter([o.time for o in ops], np.int64, n)
+    out["proc"], out["procs"] = _proc_codes(ops)
+    out["type"] = types = np.fromiter([_TYPE_CODE[o.type] for o in ops], np.int8, n)
+    out["f"], out["fnames"] = fc, fu = _f_codes(ops)
+    out["index"] = None
+    # cheap necessary conditions first: no "x" byte, no "index" key (unless spelled with escapes)
+    if (b"x" in chunk and b"index" in chunk) or b"\\" in chunk:
+        idx = [o.index for o in ops]
+        if idx.count(None) != n:
+            out["index"] = (np.fromiter((i is not None for i in idx), bool, n), _ints(idx))
+    values = [o.value for o in ops]
+
+    def mask(*names: str) -> np.ndarray:
+        codes = [fu.index(f) for f in names if f in fu]
+        if not codes:
+            return np.zeros(n, dtype=bool)
+        return fc == codes[0] if len(codes) == 1 else np.isin(fc, codes)
+
+    # sends: the invoke names the message; completions keep their partition and offset
+    sm = mask("send")
+    sr = np.flatnonzero(sm)
+    inv = types[sr] == 0
+    sv = _select(values, sm)
+    try:
+        offsets = _ints([v.offset for v in sv])
+    except AttributeError:  # not every value is an object
+        sv = _send_values(sv, inv)
+        offsets = _ints([v.offset for v in sv])
+    inv_ids = [v.id for v in compress(sv, inv.tolist())]
+    prods = [v.producer for v in sv]
+    out["send"] = {
+        "rows": sr, "offset": offsets,
+        "producer": None if prods.count(None) == len(sv) else [None if p is None else str(p) for p in prods],
+    }
+
+    # poll completions: their entries (deliveries when the poll is ok)
+    pm = mask("poll") & (types != 0)
+    pr = np.flatnonzero(pm)
+    lists = _poll_lists(_select(values, pm), types[pr] == 1)
+    counts = np.fromiter(map(len, lists), np.int64, len(lists))
+    flat = list(chain.from_iterable(lists))
+    m_ids = [m.id for m in flat]
+    total = len(flat)
+    out["msg"] = {
+        "rows": np.repeat(pr, counts), "seq": np.arange(total, dtype=np.int64) - np.repeat(_starts(counts), counts),
+        "offset": _ints([m.offset for m in flat]),
+        "redelivered": np.fromiter([m.redelivered for m in flat], bool, total),
+    }
+    pc, pu = _codes([v.partition for v in sv] + [m.partition for m in flat])
+    out["send"]["part"], out["msg"]["part"], out["parts"] = pc[:len(sv)], pc[len(sv):], pu
+
+    # effects reads and faults: few operations, kept as they are
+    effects = []
+    eff_ids: list[np.ndarray | list[str]] = []  # per read: packed ids, or the ids as strings
+    for r in np.flatnonzero(mask("effects") & (types == 1)).tolist():
+        v = values[r]
+        if v.__class__ is not Value or v.counts is None:
+            raise _Suspect
+        ids, c = _effect_counts(v.counts)
+        effects.append((r, c))
+        eff_ids.append(ids)
+    faults = []
+    for r in np.flatnonzero(mask("start-fault", "stop-fault") & (types != 0)).tolist():
+        v = values[r]
+        if v.__class__ is not Value or v.fault is None:
+            raise _Suspect
+        faults.append((r, v.fault, v.nodes))
+    out["effects"], out["faults"] = effects, faults
+
+    # the ids of send invokes, poll entries and effects: packed (the chunk deduplicates them), or
+    # strings when some id does not pack
+    try:
+        words = _words(inv_ids + m_ids)
+    except TypeError:  # a send invoke without an id
+        raise _Suspect from None
+    if words is None or any(isinstance(e, list) for e in eff_ids):
+        eff = list(chain.from_iterable(e if isinstance(e, list) else _unpack(e) for e in eff_ids))
+        out["ids"] = (inv_ids, m_ids, eff)
+    else:
+        width = max([words.shape[1]] + [e.shape[1] for e in eff_ids])
+        eff_w = np.concatenate([_pad(e, width) for e in eff_ids]) if eff_ids else np.zeros((0, 1), dtype=_U64)
+        out["ids"] = (words[:len(inv_ids)], words[len(inv_ids):], eff_w)
+    return out
+
+
+def _effect_counts(counts: Any) -> tuple[np.ndarray | list[str], np.ndarray]:
+    """The ids (packed, or as strings) and counts of an effects read (raw JSON or, from the slow path,
+    a dict); raises _Suspect unless it is an object of ids to non-negative integers."""
+    if isinstance(counts, msgspec.Raw):
+        raw = bytes(counts)
+        plain = _plain_counts(raw)
+        if plain is not None:
+            return plain
         try:
-            ops = _OP_DECODER.decode_lines(chunk)
-            ok = True
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            ok = False
-        if ok and not _suspects(ops):
-            n = len(ops)
-            cols.add(ops, np.arange(first_line, first_line + n, dtype=np.int64))
-            return
+            counts = msgspec.json.decode(raw, type=dict[str, int])
+        except msgspec.ValidationError:
+            raise _Suspect from None
+    c = np.fromiter(counts.values(), np.int64, len(counts))
+    if len(c) and c.min() < 0:
+        raise _Suspect
+    ids = list(counts)
+    words = _words(ids)
+    return (ids if words is None else words), c
+
+
+def _local_pairs(proc: np.ndarray, types: np.ndarray, fcode: np.ndarray, procs: list[Any]) -> dict[str, Any]:
+    """Pairs of the chunk (a completion right after an invoke of its process), and what the parent needs
+    to pair across chunks: each client process's first and last operation in the chunk, and whether it
+    does something irregular inside the chunk (two invokes in a row, a completion after a completion).
+    See `_pair` for the same on a whole history."""
+    n = len(proc)
+    pair = np.full(n, -1, dtype=np.int64)
+    nemesis = next((i for i, x in enumerate(procs) if isinstance(x, str) and x == NEMESIS), -1)
+    none = np.zeros(0, dtype=np.int64)
+    if n == 0:
+        return {"pair": pair, "bad_f": -1, "proc": none, "head": none, "head_inv": none.astype(bool),
+                "tail": none, "tail_inv": none.astype(bool), "irregular": none.astype(bool)}
+    row_bits = n.bit_length()
+    key = proc << (row_bits + 1)
+    key |= np.arange(n, dtype=np.int64) << 1
+    key |= types == 0
+    key.sort()
+    p = key >> (row_bits + 1)
+    rows = (key >> 1) & ((1 << row_bits) - 1)
+    inv = (key & 1).astype(bool)
+    first = np.ones(n, dtype=bool)
+    np.not_equal(p[1:], p[:-1], out=first[1:])
+    prev_inv = np.zeros(n, dtype=bool)
+    prev_inv[1:] = inv[:-1]
+    simple = ~inv & ~first & prev_inv
+    k = np.flatnonzero(simple)
+    pair[rows[k]] = rows[k - 1]
+    pair[rows[k - 1]] = rows[k]
+    wrong = k[fcode[rows[k]] != fcode[rows[k - 1]]]
+    # irregular inside the chunk; a first operation that is a completion is for the parent to judge
+    bad = ~first & ((~inv & ~simple) | (inv & prev_inv))
+    starts = np.flatnonzero(first)
+    ends = np.append(starts[1:], n) - 1
+    irregular = np.add.reduceat(bad, starts) > 0
+    if nemesis >= 0:  # the nemesis's operations are not paired
+        pair[rows[p == nemesis]] = -1
+        wrong = wrong[p[wrong] != nemesis]
+    bad_f = int(min(rows[wrong].min(), rows[wrong - 1].min())) if len(wrong) else -1
+    client = p[starts] != nemesis
+    starts, ends = starts[client], ends[client]
+    return {"pair": pair, "bad_f": bad_f, "proc": p[starts], "head": rows[starts], "head_inv": inv[starts],
+            "tail": rows[ends], "tail_inv": inv[ends], "irregular": irregular[client]}
+
+
+def _compact(out: dict[str, Any]) -> None:
+    """Smaller integer types for the trip to the parent (which widens them again)."""
+    def small(a: np.ndarray) -> np.ndarray:
+        if a.dtype == np.int64 and (len(a) == 0 or (int(a.min()) >= -(2**31) and int(a.max()) < 2**31)):
+            return a.astype(np.int32)
+        return a
+
+    for k in ("proc", "f"):
+        out[k] = small(out[k])
+    for d in (out["send"], out["msg"]):
+        for k in ("rows", "part", "inv_id", "seq", "id"):
+            if k in d:
+                d[k] = small(d[k])
+    pr = out["pairs"]
+    for k in ("pair", "proc", "head", "tail"):
+        pr[k] = small(pr[k])
+
+
+def _plain(chunk: bytes, newlines: np.ndarray) -> bool:
+    """No blank or indented line: then line i of the chunk is the i-th object the typed decoder finds
+    (when there are as many objects as lines: two objects on one line are caught by the count)."""
+    if chunk[:1] in (b"\n", b" ", b"\t", b"\r"):
+        return False
+    after = np.frombuffer(chunk, np.uint8)[newlines[newlines < len(chunk) - 1] + 1]
+    return not bool(((after == 10) | (after == 32) | (after == 9) | (after == 13)).any())
+
+
+def _fast(chunk: bytes, n_lines: int) -> dict[str, Any] | None:
+    """The chunk's columns by the typed decoders, or None when the slow path must decide."""
+    for decoder in _OP_DECODERS:
+        try:
+            ops = decoder.decode_lines(chunk)
+        except msgspec.ValidationError:
+            continue  # the next decoder accepts more shapes of values
+        except msgspec.DecodeError:
+            return None
+        if len(ops) != n_lines:  # a line holding two objects would shift the numbering
+            return None
+        try:
+            return _extract(ops, chunk)
+        except (_Suspect, OverflowError):
+            return None
+    return None
+
+
+def _lines(chunk: bytes) -> list[bytes]:
+    return chunk.split(b"\n")
+
+
+def _decode_piece(piece: bytes, is_last: bool) -> dict[str, Any]:
+    """Decode a piece of whole lines: compact columns, or the first error (line relative to the piece)."""
+    nl = np.flatnonzero(np.frombuffer(piece, np.uint8) == 10)
+    newlines = len(nl)
+    out = None
+    if _plain(piece, nl):
+        out = _fast(piece, newlines + (1 if piece and not piece.endswith(b"\n") else 0))
+    if out is not None:
+        out.update(newlines=newlines, lines=None, warnings=[], error=None)
+        return out
     # slow path: one line at a time, exact errors
-    lines = chunk.split(b"\n")
-    ops, nums = [], []
+    lines = _lines(piece)
+    ops, nums, warnings = [], [], []
     last_nonblank = max((i for i, raw in enumerate(lines) if raw.strip()), default=-1)
     for i, raw in enumerate(lines):
         if not raw.strip():
@@ -219,168 +804,587 @@ def _decode_chunk(chunk: bytes, first_line: int, cols: _Columns, path: str, is_l
             op = _check_line(raw)
         except ValueError as e:
             if is_last and i == last_nonblank and str(e).startswith("not valid JSON"):
-                warnings.append(f"{path}:{first_line + i}: last line is truncated; ignored")
+                warnings.append((i, "last line is truncated; ignored"))
                 continue
-            raise HistoryError(f"{path}:{first_line + i}: {e}") from None
+            return {"error": (i, str(e)), "newlines": newlines}
         ops.append(op)
-        nums.append(first_line + i)
-    cols.add(ops, np.asarray(nums, dtype=np.int64))
+        nums.append(i)
+    try:
+        out = _extract(ops, piece)
+    except _Suspect:  # pragma: no cover - the slow path only yields values the extraction accepts
+        raise AssertionError("the slow path let through a value the fast path rejects") from None
+    out.update(newlines=newlines, lines=np.asarray(nums, dtype=np.int64), warnings=warnings, error=None)
+    return out
 
 
-def _suspects(ops: list[Op]) -> bool:
-    """True when the typed decoder let through a value the contract still rejects."""
-    for o in ops:
-        v = o.value
-        if o.f == "send":
-            if o.type == "invoke" and (v is None or v.id is None):
-                return True
-        elif o.type == "invoke" or o.f not in ("poll", "effects", "start-fault", "stop-fault"):
-            continue
-        elif o.f == "poll":
-            if o.type == "ok" and (v is None or v.messages is None):
-                return True
-        elif o.f == "effects":
-            if o.type == "ok" and (v is None or v.counts is None or any(n < 0 for n in v.counts.values())):
-                return True
-        elif v is None or v.fault is None:
-            return True
-    return False
+def _decode_part(path: str, start: int, end: int, is_last: bool) -> dict[str, Any]:
+    """Decode bytes [start, end) of the file: compact columns, or the first error (line relative).
 
-
-def _iter_chunks(path: Path):
-    """Yield (bytes, first 1-based line number, is_last) split on line boundaries."""
-    size = path.stat().st_size
-    line_no, done = 1, 0
+    The bytes are decoded in pieces of about PIECE_BYTES, so that the objects a piece makes are
+    still in the CPU's cache when they are turned into columns; the pieces are then joined.
+    """
     with open(path, "rb") as fh:
-        rest = b""
-        while True:
-            block = fh.read(CHUNK_BYTES)
-            if not block:
-                if rest:
-                    yield rest, line_no, True
-                return
-            data = rest + block
-            cut = data.rfind(b"\n")
-            if cut < 0:
-                rest = data
-                continue
-            chunk, rest = data[: cut + 1], data[cut + 1 :]
-            done += len(chunk)
-            yield chunk, line_no, done >= size
-            line_no += chunk.count(b"\n")
+        fh.seek(start)
+        chunk = fh.read(end - start)
+    pieces = []
+    line0 = pos = 0
+    end_text = len(chunk.rstrip()) if is_last else len(chunk)  # after it, only blank lines
+    while pos < len(chunk):
+        cut = chunk.find(b"\n", min(pos + PIECE_BYTES, len(chunk)) - 1)
+        cut = len(chunk) if cut < 0 else cut + 1
+        last = is_last and cut >= end_text
+        part = _decode_piece(chunk[pos:cut] if (pos, cut) != (0, len(chunk)) else chunk, last)
+        if part["error"] is not None:
+            rel, msg = part["error"]
+            return {"error": (line0 + rel, msg)}
+        pieces.append((line0, part))
+        line0 += part["newlines"]
+        pos = cut
+    return _join(pieces, line0)
+
+
+def _join(pieces: list[tuple[int, dict[str, Any]]], newlines: int) -> dict[str, Any]:
+    """One chunk's columns from its pieces' (rows, lines and codes made relative to the chunk)."""
+    parts = [p for _, p in pieces]
+    row0 = np.cumsum([0] + [p["n"] for p in parts]).tolist()
+    out: dict[str, Any] = {"error": None, "newlines": newlines, "n": row0[-1], "warnings": []}
+
+    def cat(arrays: list[np.ndarray], dtype: Any = np.int64) -> np.ndarray:
+        return np.concatenate(arrays) if arrays else np.zeros(0, dtype=dtype)
+
+    def recode(values: str, *columns: Any, none: bool = False) -> list[Any]:
+        """Codes of the pieces' columns in one table of values; the last item is the table."""
+        table = _Table()
+        maps = [table.map(p[values], none) for p in parts]
+        return [cat([m[col(p)] for m, p in zip(maps, parts, strict=True)]) for col in columns] + [table.values]
+
+    for first, p in pieces:
+        out["warnings"] += [(first + rel, msg) for rel, msg in p["warnings"]]
+    out["lines"] = None
+    if any(p["lines"] is not None for p in parts):
+        out["lines"] = cat([first + (np.arange(p["n"], dtype=np.int64) if p["lines"] is None else p["lines"])
+                            for first, p in pieces])
+    out["time"] = cat([p["time"] for p in parts])
+    out["type"] = cat([p["type"] for p in parts], np.int8)
+    out["proc"], out["procs"] = recode("procs", lambda p: p["proc"])
+    out["f"], out["fnames"] = recode("fnames", lambda p: p["f"])
+    out["index"] = None
+    if any(p["index"] is not None for p in parts):
+        out["index"] = (cat([np.zeros(p["n"], bool) if p["index"] is None else p["index"][0] for p in parts], bool),
+                        cat([np.full(p["n"], -1) if p["index"] is None else p["index"][1] for p in parts]))
+    s_part, m_part, out["parts"] = recode("parts", lambda p: p["send"]["part"], lambda p: p["msg"]["part"],
+                                          none=True)
+    out["send"] = {"rows": cat([p["send"]["rows"] + r0 for p, r0 in zip(parts, row0, strict=False)]),
+                   "offset": cat([p["send"]["offset"] for p in parts]), "part": s_part, "producer": None}
+    if any(p["send"]["producer"] is not None for p in parts):
+        out["send"]["producer"] = list(chain.from_iterable(
+            p["send"]["producer"] or [None] * len(p["send"]["rows"]) for p in parts))
+    out["msg"] = {"rows": cat([p["msg"]["rows"] + r0 for p, r0 in zip(parts, row0, strict=False)]),
+                  "seq": cat([p["msg"]["seq"] for p in parts]), "offset": cat([p["msg"]["offset"] for p in parts]),
+                  "redelivered": cat([p["msg"]["redelivered"] for p in parts], bool), "part": m_part}
+
+    # ids: send invokes, then poll entries, then effects, of all pieces
+    exact = any(isinstance(g, list) for p in parts for g in p["ids"])  # some id does not pack
+    groups = [[p["ids"][j] for p in parts] for j in range(3)]
+    if exact:
+        strs = [g if isinstance(g, list) else _unpack(g) for grp in groups for g in grp]
+        ids = _dedupe(None, list(chain.from_iterable(strs)))
+    else:
+        width = max((g.shape[1] for grp in groups for g in grp), default=1)
+        ids = _dedupe(np.concatenate([_pad(g, width) for grp in groups for g in grp] or
+                                     [np.zeros((0, 1), dtype=_U64)]), None)
+    codes = ids.pop("codes")
+    n_inv, n_msg = (sum(len(p["ids"][j]) for p in parts) for j in range(2))
+    out["send"]["inv_id"] = codes[:n_inv]
+    out["msg"]["id"] = codes[n_inv:n_inv + n_msg]
+    out["ids"] = ids
+
+    # effects and faults keep their rows
+    effects, faults = [], []
+    a = n_inv + n_msg
+    for p, r0 in zip(parts, row0, strict=False):
+        for r, counts in p["effects"]:
+            c = codes[a:a + len(counts)]
+            a += len(counts)
+            if len(c) and np.bincount(c).max() > 1:  # an id given twice: the last one counts (as in a dict)
+                by_id = np.sort((c << 32) | np.arange(len(c)))  # (a read has far fewer than 2**32 ids)
+                last = np.r_[(by_id[1:] >> 32) != (by_id[:-1] >> 32), True]
+                keep_rows = np.sort(((1 << 32) - 1) & by_id[last])
+                c, counts = c[keep_rows], counts[keep_rows]
+            effects.append((r + r0, c, counts))
+        faults += [(r + r0, fault, nodes) for r, fault, nodes in p["faults"]]
+    out["effects"], out["faults"] = effects, faults
+    out["pairs"] = _local_pairs(out["proc"], out["type"], out["f"], out["procs"])
+    _compact(out)
+    return out
+
+
+def _work(task: tuple[int, str, int, int, bool]) -> tuple[int, dict[str, Any]]:
+    k, path, start, end, is_last = task
+    return k, _decode_part(path, start, end, is_last)
+
+
+def _bounds(path: Path, size: int) -> list[int]:
+    """Chunk boundaries: about CHUNK_BYTES apart, each just after a newline."""
+    bounds = [0]
+    with open(path, "rb") as fh:
+        while bounds[-1] < size:
+            target = bounds[-1] + max(1, CHUNK_BYTES)
+            if target >= size:
+                bounds.append(size)
+                break
+            fh.seek(target - 1)
+            pos = target - 1
+            while True:
+                block = fh.read(1 << 16)
+                if not block:
+                    pos = size
+                    break
+                i = block.find(b"\n")
+                if i >= 0:
+                    pos += i + 1
+                    break
+                pos += len(block)
+            bounds.append(pos)
+    return bounds
+
+
+def _n_workers(size: int, n_tasks: int) -> int:
+    if size < PARALLEL_MIN_BYTES or n_tasks < 2:
+        return 1
+    if "fork" not in multiprocessing.get_all_start_methods() or threading.active_count() > 1:
+        return 1  # forking a process that runs other threads is not safe
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, n_tasks, MAX_WORKERS))
+
+
+def _tasks(path: Path, size: int) -> list[tuple[int, str, int, int, bool]]:
+    return [(k, str(path), a, b, b >= size) for k, (a, b) in enumerate(pairwise(_bounds(path, size)))]
+
+
+def _decoded_parts(tasks: list[tuple[int, str, int, int, bool]], size: int):
+    """Every chunk's columns, in file order; big files are decoded by several processes.
+
+    Should a worker process die (killed for memory, say), the chunks it did not deliver are
+    decoded in this process instead.
+    """
+    workers = _n_workers(size, len(tasks))
+    if workers <= 1:
+        for t in tasks:
+            yield _work(t)[1]
+        return
+    pending: dict[int, dict[str, Any]] = {}
+    nxt = 0
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=gc.disable)
+    try:
+        # the last chunk often holds the biggest line (the final effects read): start it first
+        futures = [pool.submit(_work, t) for t in tasks[-1:] + tasks[:-1]]
+        try:
+            for fut in as_completed(futures):
+                k, part = fut.result()
+                pending[k] = part
+                while nxt in pending:
+                    yield pending.pop(nxt)
+                    nxt += 1
+        except BrokenProcessPool:
+            for t in tasks[nxt:]:
+                yield pending.pop(t[0]) if t[0] in pending else _work(t)[1]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _read_keys(path: str, spans: list[tuple[int, int, bool]], stamp: tuple[int, int]) -> tuple[list, list]:
+    """Keys of send operations and of poll entries (the ones the reader keeps), in file order."""
+    st = os.stat(path)
+    if (st.st_size, st.st_mtime_ns) != stamp:
+        raise HistoryError(f"{path}: the file changed since it was read (keys are read from it on demand)")
+    dec = msgspec.json.Decoder()
+    send: list[Any] = []
+    msg: list[Any] = []
+    with open(path, "rb") as fh:
+        for start, end, _ in spans:
+            fh.seek(start)
+            for raw in _lines(fh.read(end - start)):
+                if not raw.strip():
+                    continue
+                try:
+                    obj = dec.decode(raw)
+                except msgspec.DecodeError:  # the truncated last line, which the reader ignored too
+                    continue
+                f, typ, v = obj.get("f"), obj.get("type"), obj.get("value")
+                if f == "send":
+                    send.append(v.get("key") if isinstance(v, dict) else None)
+                elif f == "poll" and typ != "invoke" and isinstance(v, dict) and "messages" in v:
+                    try:
+                        _check_value(f, "ok", v)  # entries of fail/info polls are kept only when well-formed
+                    except ValueError:
+                        continue
+                    msg += [m.get("key") for m in v["messages"]]
+    return send, msg
+
+
+# --- merging the chunks ---------------------------------------------------------------------------
+
+
+class _Buffer:
+    """A growing numpy array: chunks are appended (copied) while the workers still decode."""
+
+    def __init__(self, dtype: Any) -> None:
+        self.a = np.zeros(1 << 16, dtype=dtype)
+        self.n = 0
+
+    def append(self, x: np.ndarray, expect: float = 2.0) -> None:
+        """Append x; when growing, make room for `expect` times what is there (an estimate of the end)."""
+        k = len(x)
+        if self.n + k > len(self.a):
+            grown = np.zeros(max(self.n + k, int(expect * (self.n + k))), dtype=self.a.dtype)
+            grown[: self.n] = self.a[: self.n]
+            self.a = grown
+        self.a[self.n:self.n + k] = x
+        self.n += k
+
+    def get(self) -> np.ndarray:
+        return self.a[: self.n]
+
+
+class _Assembler:
+    """Merges the chunks' columns, in file order, into the history's global codes."""
+
+    def __init__(self, name: str, spans: list[tuple[int, int, bool]], stamp: tuple[int, int]) -> None:
+        self.name = name
+        self.spans, self.stamp = spans, stamp  # where to read keys from, should anyone ask
+        self.size = max(stamp[0], 1)
+        self.done = 0  # bytes of the chunks added so far
+        self.n = 0
+        self.line0 = 1
+        self.warnings: list[str] = []
+        self.ids = IdTable()
+        self.procs, self.fs, self.parts = _Table(), _Table(), _Table()
+        self.cols = {k: _Buffer(np.int8 if k == "type" else bool if k == "m_red" else np.int64) for k in (
+            "time", "type", "proc", "f", "pair", "s_row", "s_id", "s_part", "s_offset",
+            "m_op", "m_seq", "m_id", "m_part", "m_offset", "m_red")}
+        self.lines: list[tuple[int, int, np.ndarray | None]] = []  # (first line, n, lines or None)
+        self.index: list[tuple[int, int, tuple[np.ndarray, np.ndarray]]] = []  # (first row, n, (has, index))
+        self.producers: list[tuple[int, list[Any]]] = []  # (first send, producers)
+        self.n_sends = 0
+        self.effects: list[tuple[int, np.ndarray, np.ndarray]] = []
+        self.faults: list[tuple[int, str, Any]] = []
+        # pairing across chunks: per process, its open invoke at the end of the chunks so far
+        self.open_row = np.zeros(0, dtype=np.int64)
+        self.irregular = np.zeros(0, dtype=bool)
+        self.cross: list[tuple[np.ndarray, np.ndarray]] = []  # (invoke rows, completion rows)
+        self.bad_f = -1  # first row of a pair of different operations, -1 none
+
+    def add(self, p: dict[str, Any]) -> None:
+        if p["error"] is not None:
+            rel, msg = p["error"]
+            raise HistoryError(f"{self.name}:{self.line0 + rel}: {msg}")
+        n, r0 = p["n"], self.n
+        start, end, _ = self.spans[len(self.lines)]
+        self.done += end - start
+        expect = 1.1 * self.size / self.done  # buffers grow to the expected end at once
+
+        def put(name: str, x: np.ndarray) -> None:
+            self.cols[name].append(x, expect)
+
+        for rel, msg in p["warnings"]:
+            self.warnings.append(f"{self.name}:{self.line0 + rel}: {msg}")
+        self.lines.append((self.line0, n, p["lines"]))
+        if p["index"] is not None:
+            self.index.append((r0, n, p["index"]))
+        procs = self.procs.map(p["procs"])
+        put("time", p["time"])
+        put("type", p["type"])
+        put("proc", procs[p["proc"]])
+        put("f", self.fs.map(p["fnames"])[p["f"]])
+        ids = self.ids.add(p["ids"])
+        parts = np.append(self.parts.map(p["parts"]), -1)  # code -1 (no partition) stays -1
+        s, m = p["send"], p["msg"]
+        put("s_row", s["rows"] + r0)
+        sid = np.full(len(s["rows"]), -1, dtype=np.int64)
+        sid[p["type"][s["rows"]] == 0] = ids[s["inv_id"]]
+        put("s_id", sid)
+        put("s_part", parts[s["part"]])
+        put("s_offset", s["offset"])
+        if s["producer"] is not None:
+            self.producers.append((self.n_sends, s["producer"]))
+        self.n_sends += len(s["rows"])
+        put("m_op", m["rows"] + r0)
+        put("m_seq", m["seq"])
+        put("m_id", ids[m["id"]])
+        put("m_part", parts[m["part"]])
+        put("m_offset", m["offset"])
+        put("m_red", m["redelivered"])
+        for r, codes, counts in p["effects"]:
+            self.effects.append((r + r0, ids[codes], counts))
+        self.faults += [(r + r0, fault, nodes) for r, fault, nodes in p["faults"]]
+        self._pairs(p["pairs"], procs, r0, put)
+        self.n += n
+        self.line0 += p["newlines"]
+
+    def _pairs(self, pr: dict[str, Any], procs: np.ndarray, r0: int, put: Any) -> None:
+        """Take the chunk's pairs; pair its first completions with the open invokes of earlier chunks."""
+        pair = pr["pair"].astype(np.int64)
+        pair[pair >= 0] += r0
+        put("pair", pair)
+        if pr["bad_f"] >= 0 and self.bad_f < 0:
+            self.bad_f = pr["bad_f"] + r0
+        k = len(self.procs.values)
+        if k > len(self.open_row):
+            self.open_row = np.concatenate([self.open_row, np.full(k - len(self.open_row), -1, dtype=np.int64)])
+            self.irregular = np.concatenate([self.irregular, np.zeros(k - len(self.irregular), dtype=bool)])
+        g = procs[pr["proc"]]
+        opened = self.open_row[g]
+        head_comp = ~pr["head_inv"]
+        join = head_comp & (opened >= 0)
+        if join.any():
+            self.cross.append((opened[join], pr["head"][join].astype(np.int64) + r0))
+        # a first completion with nothing open, or a first invoke while one is open: irregular
+        self.irregular[g[(head_comp & (opened < 0)) | (~head_comp & (opened >= 0)) | pr["irregular"]]] = True
+        self.open_row[g] = np.where(pr["tail_inv"], pr["tail"].astype(np.int64) + r0, -1)
+
+    def finish(self) -> History:
+        c = {k: b.get() for k, b in self.cols.items()}
+        n = self.n
+        if all(lines is None for _, _, lines in self.lines):  # no blank line anywhere
+            line = np.arange(1, n + 1, dtype=np.int64)
+        else:
+            line = np.concatenate([first + (np.arange(k, dtype=np.int64) if lines is None else lines)
+                                   for first, k, lines in self.lines])
+        time, tcode, proc, fcode = c["time"], c["type"], c["proc"], c["f"]
+        send = {"row": c["s_row"], "id": c["s_id"], "part": c["s_part"], "offset": c["s_offset"]}
+        send["key"] = np.arange(len(send["row"]), dtype=np.int64)  # position among send keys, file order
+        producers = None
+        if self.producers:
+            producers = np.full(self.n_sends, None, dtype=object)
+            for first, prods in self.producers:
+                producers[first:first + len(prods)] = _objects(prods)
+        msg = {"op": c["m_op"], "seq": c["m_seq"], "id": c["m_id"], "part": c["m_part"],
+               "offset": c["m_offset"], "redelivered": c["m_red"]}
+        msg["key"] = np.arange(len(msg["op"]), dtype=np.int64)  # position among entry keys, file order
+        effects, faults = self.effects, self.faults
+
+        given = None
+        reordered = False
+        if self.index:
+            has = np.zeros(n, dtype=bool)
+            given = line - 1
+            for r0, k, (h, idx) in self.index:
+                has[r0:r0 + k] = h
+                given[r0:r0 + k] = np.where(h, idx, given[r0:r0 + k])
+            if not bool(np.all(given[1:] >= given[:-1])):  # put the operations in index order
+                reordered = True
+                order = stable_argsort(given)
+                inv = np.empty(n, dtype=np.int64)
+                inv[order] = np.arange(n)
+                line, time, tcode, proc, fcode, given = (a[order] for a in (line, time, tcode, proc, fcode, given))
+                # process codes follow first appearance in history order, as they do without an index
+                first = np.full(len(self.procs.values), n, dtype=np.int64)
+                np.minimum.at(first, proc, np.arange(n))
+                rank = np.argsort(np.argsort(first, kind="stable"), kind="stable")
+                proc = rank[proc]
+                self.procs.values = [self.procs.values[i] for i in np.argsort(rank).tolist()]
+                sorder = stable_argsort(inv[send["row"]])
+                send = {k: v[sorder] for k, v in send.items()}
+                send["row"] = inv[send["row"]]
+                if producers is not None:
+                    producers = producers[sorder]
+                morder = stable_argsort(inv[msg["op"]])  # entries of one poll keep their order
+                msg = {k: v[morder] for k, v in msg.items()}
+                msg["op"] = inv[msg["op"]]
+                effects = [(int(inv[r]), i, k) for r, i, k in effects]
+                faults = sorted(((int(inv[r]), f, nodes) for r, f, nodes in faults), key=lambda x: x[0])
+
+        h = History(
+            source=self.name, warnings=self.warnings, line=line, time=time, tcode=tcode, proc=proc,
+            processes=self.procs.values, fcode=fcode, fnames=self.fs.values, pair=c["pair"],
+            send=send, producers=producers, msg=msg, partitions=self.parts.values, id_table=self.ids,
+            effect_reads=effects, fault_ops=faults, _given_index=given, _spans=self.spans, _stamp=self.stamp,
+        )
+        h.pair = _pair(h) if reordered else self._finish_pairs(h)
+        return h
+
+    def _finish_pairs(self, h: History) -> np.ndarray:
+        """The chunks' pairs, the pairs across chunks, and stack matching for irregular processes."""
+        pair = h.pair
+        first_bad = self.bad_f if self.bad_f >= 0 else len(h)
+        for a, b in self.cross:
+            pair[a] = b
+            pair[b] = a
+            wrong = h.fcode[a] != h.fcode[b]
+            if wrong.any():
+                first_bad = min(first_bad, int(a[wrong].min()))
+        if self.irregular.any():
+            rows = np.flatnonzero(self.irregular[h.proc])
+            pair[rows] = -1
+            _pair_slow(h, rows, pair)
+            got = rows[pair[rows] >= 0]
+            wrong = got[h.fcode[got] != h.fcode[pair[got]]]
+            if len(wrong):
+                first_bad = min(first_bad, int(wrong.min()))
+        _raise_bad_f(h, pair, first_bad)
+        return pair
 
 
 # --- the columnar history ------------------------------------------------------------------------
 
 
-@dataclass
-class History:
-    """One history as columns. `ops` has one row per operation in history order."""
+@dataclass(frozen=True)
+class SendCols:
+    """One entry per send invoke, in history order."""
 
-    source: str
-    ops: pd.DataFrame
-    values: list[Any]
-    warnings: list[str] = field(default_factory=list)
+    row: np.ndarray  # row of the invoke
+    id: np.ndarray  # id code (History.id_table)
+    proc: np.ndarray  # process code of the invoke
+    invoke_time: np.ndarray
+    invoke_line: np.ndarray
+    outcome: np.ndarray  # code into OUTCOMES: 0 open, 1 ok, 2 fail, 3 info
+    complete_time: np.ndarray  # -1 when open
+    complete_line: np.ndarray  # -1 when open
+    part: np.ndarray  # partition code of the completion (History.partitions), -1 none
+    offset: np.ndarray  # offset of the completion, -1 none
+    producer: np.ndarray | None  # `value.producer` of the invoke (str or None); None when no send has one
 
-    # ops columns: line, index, time, process, proc, type, f, pair (row of the matching
-    # invoke/completion or -1), id, key, partition, offset
+
+@dataclass(frozen=True)
+class MessageCols:
+    """One entry per message entry of poll completions (or only of ok polls: the deliveries)."""
+
+    op: np.ndarray  # row of the poll completion
+    seq: np.ndarray  # position in the poll
+    id: np.ndarray  # id code
+    part: np.ndarray  # partition code, -1 none
+    offset: np.ndarray  # -1 none
+    redelivered: np.ndarray
+    key: np.ndarray  # position among the keys of poll entries in file order
+    type: np.ndarray  # type code of the poll
+    line: np.ndarray
+    time: np.ndarray
+    proc: np.ndarray
 
     def __len__(self) -> int:
-        return len(self.ops)
+        return len(self.op)
+
+    def take(self, sel: np.ndarray) -> MessageCols:
+        """The entries where `sel` (a boolean mask) is true."""
+        if bool(sel.all()):
+            return self
+        return MessageCols(**{k: getattr(self, k)[sel] for k in self.__dataclass_fields__})
+
+
+@dataclass(eq=False)
+class History:
+    """One history as numpy columns, one row per operation in history order.
+
+    Operations: line, time, tcode (into TYPES), proc (into processes), fcode (into fnames), pair
+    (row of the matching invoke/completion or -1), index. `send` has one entry per send operation
+    (row, id: the invoke's id code into id_table, -1 on completions; part: into partitions, -1
+    none; offset, -1 none); `msg` one per entry of a poll completion. Checkers use `send_cols`,
+    `message_cols`, `delivery_cols`, `effect_counts` and `fault_windows`. The pandas views `ops`,
+    `sends`, `messages`, `deliveries` and `faults` are built on first use.
+    """
+
+    source: str
+    warnings: list[str]
+    line: np.ndarray
+    time: np.ndarray
+    tcode: np.ndarray
+    proc: np.ndarray
+    processes: list[Any]
+    fcode: np.ndarray
+    fnames: list[str]
+    pair: np.ndarray
+    send: dict[str, np.ndarray]
+    producers: np.ndarray | None
+    msg: dict[str, np.ndarray]
+    partitions: list[Any]
+    id_table: IdTable
+    effect_reads: list[tuple[int, np.ndarray, np.ndarray]]
+    fault_ops: list[tuple[int, str, Any]]
+    _given_index: np.ndarray | None = field(repr=False)
+    _spans: list[tuple[int, int, bool]] = field(repr=False)
+    _stamp: tuple[int, int] = field(repr=False)
+
+    def __len__(self) -> int:
+        return len(self.line)
+
+    @property
+    def index(self) -> np.ndarray:
+        """Position in the history: the `index` field, or line - 1 where absent."""
+        return self._given_index if self._given_index is not None else self.line - 1
+
+    # --- numpy views for the checkers ---
+
+    def f_mask(self, *names: str) -> np.ndarray:
+        """Rows whose operation is one of `names`."""
+        codes = [i for i, f in enumerate(self.fnames) if f in names]
+        if not codes:
+            return np.zeros(len(self), dtype=bool)
+        if len(codes) == 1:
+            return self.fcode == codes[0]
+        return np.isin(self.fcode, codes)
 
     @cached_property
-    def sends(self) -> pd.DataFrame:
-        """One row per send invoke: id, key, process, times, lines and outcome."""
-        ops = self.ops
-        inv = ops[(ops["f"] == "send") & (ops["type"] == "invoke")]
-        pair = inv["pair"].to_numpy()
+    def nemesis_code(self) -> int:
+        """Code of the nemesis process, -1 when there is none."""
+        return next((i for i, p in enumerate(self.processes) if isinstance(p, str) and p == NEMESIS), -1)
+
+    @property
+    def n_ids(self) -> int:
+        return len(self.id_table)
+
+    @cached_property
+    def send_cols(self) -> SendCols:
+        s = self.send
+        inv = np.flatnonzero(self.tcode[s["row"]] == 0)
+        rows = s["row"][inv]
+        pair = self.pair[rows]
         has = pair >= 0
-        out = pd.DataFrame({
-            "id": pd.Series(inv["id"].to_numpy(), dtype=object),
-            "key": pd.Series(inv["key"].to_numpy(), dtype=object),
-            "process": pd.Series(inv["process"].to_numpy(), dtype=object),
-            "invoke_time": inv["time"].to_numpy(),
-            "invoke_line": inv["line"].to_numpy(),
-            "row": inv.index.to_numpy(),
-        })
         safe = np.where(has, pair, 0)
-        ctype = ops["type"].to_numpy()[safe].astype(object)
-        ctype[~has] = "open"
-        out["outcome"] = pd.Series(ctype, dtype=object)
-        out["complete_time"] = np.where(has, ops["time"].to_numpy()[safe], -1)
-        out["complete_line"] = np.where(has, ops["line"].to_numpy()[safe], -1)
-        out["partition"] = pd.Series(np.where(has, ops["partition"].to_numpy()[safe], None), dtype=object)
-        offs = ops["offset"].to_numpy()[safe]
-        out["offset"] = np.where(has, offs, -1)
-        return out
+        cpos = np.searchsorted(s["row"], safe)  # the completion of a send is a send operation too
+        cpos = np.minimum(cpos, max(len(s["row"]) - 1, 0))
+        return SendCols(
+            row=rows, id=s["id"][inv], proc=self.proc[rows], invoke_time=self.time[rows],
+            invoke_line=self.line[rows], outcome=np.where(has, self.tcode[safe], 0).astype(np.int8),
+            complete_time=np.where(has, self.time[safe], -1), complete_line=np.where(has, self.line[safe], -1),
+            part=np.where(has, s["part"][cpos], -1), offset=np.where(has, s["offset"][cpos], -1),
+            producer=None if self.producers is None else self.producers[inv],
+        )
 
     @cached_property
-    def messages(self) -> pd.DataFrame:
-        """One row per message entry of a poll completion (ok, fail or info)."""
-        ops = self.ops
-        rows = np.flatnonzero((ops["f"].to_numpy() == "poll") & (ops["type"].to_numpy() != "invoke"))
-        op_rows, ids, keys, parts, offs, red, seq = [], [], [], [], [], [], []
-        values = self.values
-        for r in rows.tolist():
-            v = values[r]
-            if v is None or not v.messages:
-                continue
-            msgs = v.messages
-            n = len(msgs)
-            op_rows.extend([r] * n)
-            seq.extend(range(n))
-            ids.extend([m.id for m in msgs])
-            keys.extend([m.key for m in msgs])
-            parts.extend([m.partition for m in msgs])
-            offs.extend([-1 if m.offset is None else m.offset for m in msgs])
-            red.extend([m.redelivered for m in msgs])
-        op_rows_a = np.asarray(op_rows, dtype=np.int64)
-        return pd.DataFrame({
-            "op": op_rows_a,
-            "seq": np.asarray(seq, dtype=np.int64),
-            "line": ops["line"].to_numpy()[op_rows_a],
-            "time": ops["time"].to_numpy()[op_rows_a],
-            "process": pd.Series(ops["process"].to_numpy()[op_rows_a], dtype=object),
-            "proc": ops["proc"].to_numpy()[op_rows_a],
-            "type": pd.Series(ops["type"].to_numpy()[op_rows_a].astype(object), dtype=object),
-            "id": pd.Series(ids, dtype=object),
-            "key": pd.Series(keys, dtype=object),
-            "partition": pd.Series(parts, dtype=object),
-            "offset": np.asarray(offs, dtype=np.int64),
-            "redelivered": np.asarray(red, dtype=bool),
-        })
+    def message_cols(self) -> MessageCols:
+        m = self.msg
+        op = m["op"]
+        return MessageCols(op=op, seq=m["seq"], id=m["id"], part=m["part"], offset=m["offset"],
+                           redelivered=m["redelivered"], key=m["key"], type=self.tcode[op], line=self.line[op],
+                           time=self.time[op], proc=self.proc[op])
 
     @cached_property
-    def deliveries(self) -> pd.DataFrame:
-        """Entries of ok polls: each one is a delivery."""
-        m = self.messages
-        return m[m["type"] == "ok"].reset_index(drop=True)
+    def delivery_cols(self) -> MessageCols:
+        m = self.message_cols
+        return m.take(m.type == 1)
 
     @cached_property
-    def effects(self) -> dict[str, int] | None:
-        """Counts of the last ok `effects` read, or None when the history has none."""
-        ops = self.ops
-        rows = np.flatnonzero((ops["f"].to_numpy() == "effects") & (ops["type"].to_numpy() == "ok"))
-        if len(rows) == 0:
+    def effect_counts(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """(id codes, times applied) of the last ok `effects` read, or None when the history has none."""
+        if not self.effect_reads:
             return None
-        v = self.values[int(rows[-1])]
-        return dict(v.counts) if v is not None and v.counts is not None else {}
+        _, ids, counts = max(self.effect_reads, key=lambda e: e[0])
+        return ids, counts
 
     @cached_property
-    def faults(self) -> pd.DataFrame:
-        """Fault windows: fault, nodes, start, stop (end of history when never stopped)."""
-        ops = self.ops
-        f = ops["f"].to_numpy()
-        rows = np.flatnonzero(((f == "start-fault") | (f == "stop-fault")) & (ops["type"].to_numpy() != "invoke"))
-        end = int(ops["time"].max()) if len(ops) else 0
+    def fault_windows(self) -> list[tuple[str, Any, int, int, int, bool]]:
+        """(fault, nodes, start, stop, line, unhealed), stop = end of history when never stopped."""
+        end = int(self.time.max()) if len(self) else 0
         open_: dict[tuple, list[tuple[int, int, Any]]] = {}
         windows = []
-        for r in rows.tolist():
-            v = self.values[r]
-            nodes = v.nodes if v is not None else None
-            name = v.fault if v is not None else "?"
-            t, line = int(ops["time"].iat[r]), int(ops["line"].iat[r])
-            if f[r] == "start-fault":
+        start_code = self.fnames.index("start-fault") if "start-fault" in self.fnames else -1
+        for r, name, nodes in self.fault_ops:
+            t, line = int(self.time[r]), int(self.line[r])
+            if self.fcode[r] == start_code:
                 open_.setdefault((name, _freeze(nodes)), []).append((t, line, nodes))
                 continue
             starts = open_.get((name, _freeze(nodes)))
@@ -393,7 +1397,157 @@ class History:
             for t0, l0, n0 in starts:
                 windows.append((key[0], n0, t0, end, l0, True))
         windows.sort(key=lambda w: w[2])
-        return pd.DataFrame(windows, columns=["fault", "nodes", "start", "stop", "line", "unhealed"])
+        return windows
+
+    @cached_property
+    def ids(self) -> np.ndarray:
+        """Every distinct message id (object array), indexed by id code."""
+        return _objects(self.id_table.strings(np.arange(self.n_ids)))
+
+    # --- Python and pandas views ---
+
+    @cached_property
+    def effects(self) -> dict[str, int] | None:
+        """Counts of the last ok `effects` read, or None when the history has none."""
+        e = self.effect_counts
+        if e is None:
+            return None
+        return dict(zip(self.id_table.strings(e[0]), e[1].tolist(), strict=True))
+
+    @cached_property
+    def _keys(self) -> tuple[np.ndarray, np.ndarray]:
+        """Keys of send operations and of poll entries, in file order (read from the file: no checker
+        needs them, so the reader does not keep them)."""
+        send, msg = _read_keys(self.source, self._spans, self._stamp)
+        return _objects(send), _objects(msg)
+
+    @staticmethod
+    def _obj(table: list[Any] | np.ndarray, codes: np.ndarray) -> np.ndarray:
+        """Values of codes (-1 -> None) as an object array."""
+        return _objects([*table, None])[codes]
+
+    @cached_property
+    def ops(self):
+        """One row per operation: line, index, time, process, proc, type, f, pair, id, key, partition,
+        offset, producer (and id_code)."""
+        pd = _pandas()
+        n = len(self)
+        s = self.send
+        rows = s["row"]
+        comp = rows[(self.tcode[rows] != 0) & (self.pair[rows] >= 0)]  # completions inherit from the invoke
+        op_id = np.full(n, -1, dtype=np.int64)
+        op_id[rows] = s["id"]
+        op_id[comp] = op_id[self.pair[comp]]
+        part = np.full(n, -1, dtype=np.int64)
+        part[rows] = s["part"]
+        offset = np.full(n, -1, dtype=np.int64)
+        offset[rows] = s["offset"]
+        keys = np.full(n, None, dtype=object)
+        keys[rows] = self._keys[0][s["key"]]
+        nokey = comp[pd.isna(keys[comp])]
+        keys[nokey] = keys[self.pair[nokey]]
+        producer = np.full(n, None, dtype=object)
+        if self.producers is not None:
+            producer[rows] = self.producers
+        cats = sorted(self.fnames)
+        fmap = np.array([cats.index(f) for f in self.fnames], dtype=np.int64)
+        return pd.DataFrame({
+            "line": self.line,
+            "index": self.index,
+            "time": self.time,
+            "process": pd.Series(self._obj(self.processes, self.proc), dtype=object),
+            "proc": self.proc,
+            "type": pd.Categorical.from_codes(self.tcode.astype(np.int64), categories=list(TYPES)),
+            "f": pd.Categorical.from_codes(fmap[self.fcode] if n else self.fcode, categories=cats),
+            "pair": self.pair,
+            "id": pd.Series(self._obj(self.ids, op_id), dtype=object),
+            "key": pd.Series(keys, dtype=object),
+            "partition": pd.Series(self._obj(self.partitions, part), dtype=object),
+            "offset": offset,
+            "producer": pd.Series(producer, dtype=object),
+            "id_code": op_id,
+        })
+
+    @cached_property
+    def sends(self):
+        """One row per send invoke: id, key, process, times, lines and outcome (and id_code)."""
+        pd = _pandas()
+        s = self.send_cols
+        return pd.DataFrame({
+            "id": pd.Series(self.ids[s.id], dtype=object),
+            "key": pd.Series(self.ops["key"].to_numpy()[s.row], dtype=object),
+            "process": pd.Series(self._obj(self.processes, s.proc), dtype=object),
+            "invoke_time": s.invoke_time,
+            "invoke_line": s.invoke_line,
+            "row": s.row,
+            "outcome": pd.Series(np.array(OUTCOMES, dtype=object)[s.outcome], dtype=object),
+            "complete_time": s.complete_time,
+            "complete_line": s.complete_line,
+            "partition": pd.Series(self._obj(self.partitions, s.part), dtype=object),
+            "offset": s.offset,
+            "id_code": s.id,
+        })
+
+    def _message_frame(self, m: MessageCols):
+        pd = _pandas()
+        return pd.DataFrame({
+            "op": m.op,
+            "seq": m.seq,
+            "line": m.line,
+            "time": m.time,
+            "process": pd.Series(self._obj(self.processes, m.proc), dtype=object),
+            "proc": m.proc,
+            "type": pd.Series(np.array(TYPES, dtype=object)[m.type.astype(np.int64)], dtype=object),
+            "id": pd.Series(self.ids[m.id], dtype=object),
+            "key": pd.Series(self._keys[1][m.key], dtype=object),
+            "partition": pd.Series(self._obj(self.partitions, m.part), dtype=object),
+            "offset": m.offset,
+            "redelivered": m.redelivered,
+            "id_code": m.id,
+        })
+
+    @cached_property
+    def messages(self):
+        """One row per message entry of a poll completion (ok, fail or info)."""
+        return self._message_frame(self.message_cols)
+
+    @cached_property
+    def deliveries(self):
+        """Entries of ok polls: each one is a delivery."""
+        return self._message_frame(self.delivery_cols)
+
+    @cached_property
+    def faults(self):
+        """Fault windows: fault, nodes, start, stop (end of history when never stopped)."""
+        pd = _pandas()
+        return pd.DataFrame(self.fault_windows, columns=["fault", "nodes", "start", "stop", "line", "unhealed"])
+
+
+def stable_argsort(keys: np.ndarray) -> np.ndarray:
+    """np.argsort(keys, kind="stable") for int64 keys, as one sort of packed (key, position) pairs
+    when they fit in 63 bits (much faster than an argsort)."""
+    n = len(keys)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    lo, hi = int(keys.min()), int(keys.max())
+    bits = max(1, n.bit_length())
+    if (hi - lo).bit_length() + bits <= 63:
+        packed = (keys - lo) << bits
+        packed |= np.arange(n, dtype=np.int64)
+        packed.sort()
+        return packed & ((1 << bits) - 1)
+    return np.argsort(keys, kind="stable")
+
+
+def _pandas():
+    import pandas as pd
+
+    return pd
+
+
+def _objects(values: list[Any]) -> np.ndarray:
+    """An object array of `values` (lists stay elements; they are not turned into dimensions)."""
+    return np.fromiter(values, dtype=object, count=len(values))
 
 
 def _freeze(x: Any) -> Any:
@@ -402,6 +1556,96 @@ def _freeze(x: Any) -> Any:
     if isinstance(x, dict):
         return tuple(sorted((k, _freeze(v)) for k, v in x.items()))
     return x
+
+
+# --- pairing --------------------------------------------------------------------------------------
+
+
+def _pair(h: History) -> np.ndarray:
+    """Match each completion to the latest open invoke of its process (row numbers, -1 for none)."""
+    n = len(h)
+    pair = np.full(n, -1, dtype=np.int64)
+    if n == 0:
+        return pair
+    # one sort of packed keys orders the operations by (process, row) and carries f and invoke-ness
+    row_bits = max(1, n.bit_length())
+    f_bits = max(1, len(h.fnames).bit_length())
+    proc_bits = max(1, len(h.processes).bit_length())
+    if proc_bits + row_bits + f_bits + 1 <= 63:
+        low = f_bits + 1
+        key = h.proc << (row_bits + low)
+        key |= np.arange(n, dtype=np.int64) << low
+        key |= h.fcode << 1
+        key |= h.tcode == 0
+        key.sort()
+        p = key >> (row_bits + low)
+        rows = (key >> low) & ((1 << row_bits) - 1)
+        fs = (key >> 1) & ((1 << f_bits) - 1)
+        inv = (key & 1).astype(bool)
+    else:  # pragma: no cover - billions of operations
+        rows = np.argsort(h.proc, kind="stable")
+        p, fs, inv = h.proc[rows], h.fcode[rows], h.tcode[rows] == 0
+    client = p != h.nemesis_code  # the nemesis's operations are not paired
+    same_prev = np.zeros(n, dtype=bool)
+    same_prev[1:] = p[1:] == p[:-1]
+    prev_inv = np.zeros(n, dtype=bool)
+    prev_inv[1:] = inv[:-1]
+    simple = ~inv & same_prev & prev_inv & client  # completion right after an invoke of its process
+    # a process is irregular if it has a completion not right after an invoke, or two invokes in a row
+    bad = ((~inv & ~simple) | (inv & same_prev & prev_inv)) & client
+    irregular = np.zeros(len(h.processes), dtype=bool)
+    irregular[p[bad]] = True
+    irr = irregular[p]
+    k = np.flatnonzero(simple & ~irr)
+    pair[rows[k]] = rows[k - 1]
+    pair[rows[k - 1]] = rows[k]
+    first_bad = n
+    if len(k):
+        wrong = k[fs[k] != fs[k - 1]]
+        if len(wrong):
+            first_bad = int(min(rows[wrong].min(), rows[wrong - 1].min()))
+    if irr.any():
+        slow = rows[irr]
+        _pair_slow(h, slow, pair)
+        got = slow[pair[slow] >= 0]
+        wrong = got[h.fcode[got] != h.fcode[pair[got]]]
+        if len(wrong):
+            first_bad = min(first_bad, int(wrong.min()))
+    _raise_bad_f(h, pair, first_bad)
+    return pair
+
+
+def _raise_bad_f(h: History, pair: np.ndarray, first_bad: int) -> None:
+    """The error for the first pair (in history order) of two different operations, if any."""
+    if first_bad < len(h):
+        r = first_bad
+        a, b = (r, int(pair[r])) if h.tcode[r] != 0 else (int(pair[r]), r)
+        fa, fb = h.fnames[h.fcode[a]], h.fnames[h.fcode[b]]
+        raise HistoryError(f"{h.source}:{h.line[a]}: completion of '{fa}' matches an open invoke of "
+                           f"'{fb}' (line {h.line[b]}) of the same process")
+
+
+def _pair_slow(h: History, rows: np.ndarray, pair: np.ndarray) -> None:
+    """Stack matching for processes that do more than one thing at a time or complete orphans."""
+    proc, types, fs = h.proc.tolist(), h.tcode, h.fcode
+    stacks: dict[int, list[int]] = {}
+    orphan = len(h)
+    for r in rows.tolist():
+        st = stacks.setdefault(proc[r], [])
+        if types[r] == 0:
+            st.append(r)
+        elif st:
+            pair[r] = st.pop()
+            pair[pair[r]] = r
+        elif h.fnames[fs[r]] in CLIENT_OPS:
+            orphan = min(orphan, r)
+    if orphan < len(h):  # the first one in history order
+        r = orphan
+        raise HistoryError(f"{h.source}:{h.line[r]}: '{TYPES[types[r]]}' completion of '{h.fnames[fs[r]]}' "
+                           f"by process {h.processes[proc[r]]!r} has no open invoke")
+
+
+# --- entry points ---------------------------------------------------------------------------------
 
 
 def resolve_history_path(path: str | os.PathLike) -> Path:
@@ -419,140 +1663,19 @@ def resolve_history_path(path: str | os.PathLike) -> Path:
 def read_history(path: str | os.PathLike) -> History:
     """Read and validate a history file (or run directory) into a History."""
     p = resolve_history_path(path)
-    name = str(p)
-    cols = _Columns()
-    warnings: list[str] = []
     was_enabled = gc.isenabled()
     gc.disable()  # millions of small objects: the cyclic GC would only rescan them
     try:
-        for chunk, first, is_last in _iter_chunks(p):
-            _decode_chunk(chunk, first, cols, name, is_last, warnings)
+        st = p.stat()
+        tasks = _tasks(p, st.st_size)
+        asm = _Assembler(str(p), [t[2:] for t in tasks], (st.st_size, st.st_mtime_ns))
+        parts = _decoded_parts(tasks, st.st_size)
+        try:
+            for part in parts:
+                asm.add(part)
+        finally:
+            parts.close()
+        return asm.finish()
     finally:
         if was_enabled:
             gc.enable()
-    return _build(name, cols, warnings)
-
-
-def _build(name: str, cols: _Columns, warnings: list[str]) -> History:
-    line = np.concatenate(cols.line) if cols.line else np.zeros(0, dtype=np.int64)
-    time = np.concatenate(cols.time) if cols.time else np.zeros(0, dtype=np.int64)
-    n = len(line)
-    if any(i is not None for i in cols.index):
-        index = np.fromiter((ln - 1 if i is None else i for i, ln in zip(cols.index, line.tolist(), strict=True)),
-                            dtype=np.int64, count=n)
-    else:
-        index = line - 1
-    order = np.argsort(index, kind="stable")
-    if not np.array_equal(order, np.arange(n)):
-        line, time, index = line[order], time[order], index[order]
-        pick = order.tolist()
-        process = [cols.process[i] for i in pick]
-        types = [cols.type[i] for i in pick]
-        fs = [cols.f[i] for i in pick]
-        values = [cols.values[i] for i in pick]
-    else:
-        process, types, fs, values = cols.process, cols.type, cols.f, cols.values
-    proc_codes, _ = pd.factorize(pd.Series(process, dtype=object)) if n else (np.zeros(0, np.int64), None)
-    type_cat = pd.Categorical(types, categories=list(TYPES))
-    f_cat = pd.Categorical(fs)
-    ops = pd.DataFrame({
-        "line": line,
-        "index": index,
-        "time": time,
-        "process": pd.Series(process, dtype=object),
-        "proc": np.asarray(proc_codes, dtype=np.int64),
-        "type": type_cat,
-        "f": f_cat,
-    })
-    ops["pair"] = _pair(ops, name)
-    _send_fields(ops, values)
-    return History(source=name, ops=ops, values=values, warnings=warnings)
-
-
-def _pair(ops: pd.DataFrame, name: str) -> np.ndarray:
-    """Match each completion to the latest open invoke of its process (row numbers, -1 for none)."""
-    n = len(ops)
-    pair = np.full(n, -1, dtype=np.int64)
-    if n == 0:
-        return pair
-    proc = ops["proc"].to_numpy()
-    is_inv = (ops["type"].cat.codes.to_numpy() == 0)
-    nemesis = ops["process"].to_numpy() == NEMESIS
-    client = ~nemesis
-    rows = np.flatnonzero(client)
-    order = rows[np.lexsort((rows, proc[rows]))]
-    p, inv = proc[order], is_inv[order]
-    same_prev = np.zeros(len(order), dtype=bool)
-    same_prev[1:] = p[1:] == p[:-1]
-    prev_inv = np.zeros(len(order), dtype=bool)
-    prev_inv[1:] = inv[:-1]
-    simple = ~inv & same_prev & prev_inv  # completion right after an invoke of its process
-    # a process is irregular if it has a completion not right after an invoke, or two invokes in a row
-    bad = (~inv & ~simple) | (inv & same_prev & prev_inv)
-    irregular = set(p[bad].tolist())
-    comp = order[simple & ~np.isin(p, list(irregular))]
-    k = np.flatnonzero(simple & ~np.isin(p, list(irregular)))
-    pair[comp] = order[k - 1]
-    pair[order[k - 1]] = comp
-    if irregular:
-        _pair_slow(ops, order[np.isin(p, list(irregular))], pair, name)
-    fs = ops["f"].to_numpy()
-    has = np.flatnonzero(pair >= 0)
-    mismatch = has[fs[has] != fs[pair[has]]]
-    if len(mismatch):
-        r = int(mismatch[0])
-        a, b = (r, int(pair[r])) if not is_inv[r] else (int(pair[r]), r)
-        lines = ops["line"].to_numpy()
-        raise HistoryError(f"{name}:{lines[a]}: completion of '{fs[a]}' matches an open invoke of "
-                           f"'{fs[b]}' (line {lines[b]}) of the same process")
-    return pair
-
-
-def _pair_slow(ops: pd.DataFrame, rows: np.ndarray, pair: np.ndarray, name: str) -> None:
-    """Stack matching for processes that do more than one thing at a time or complete orphans."""
-    proc = ops["proc"].to_numpy()
-    types = ops["type"].to_numpy()
-    fs = ops["f"].to_numpy()
-    lines = ops["line"].to_numpy()
-    procs = ops["process"].to_numpy()
-    stacks: dict[int, list[int]] = {}
-    for r in rows.tolist():
-        st = stacks.setdefault(int(proc[r]), [])
-        if types[r] == "invoke":
-            st.append(r)
-        elif st:
-            pair[r] = st.pop()
-            pair[pair[r]] = r
-        elif fs[r] in CLIENT_OPS:
-            raise HistoryError(f"{name}:{lines[r]}: '{types[r]}' completion of '{fs[r]}' by process "
-                               f"{procs[r]!r} has no open invoke")
-
-
-def _send_fields(ops: pd.DataFrame, values: list[Any]) -> None:
-    """Columns id, key, partition, offset of send operations (completions inherit the invoke's id)."""
-    n = len(ops)
-    ids = np.full(n, None, dtype=object)
-    keys = np.full(n, None, dtype=object)
-    parts = np.full(n, None, dtype=object)
-    offs = np.full(n, -1, dtype=np.int64)
-    producers = np.full(n, None, dtype=object)
-    rows = np.flatnonzero(ops["f"].to_numpy() == "send")
-    if len(rows):
-        vs = [values[r] for r in rows.tolist()]
-        ids[rows] = [v.id if v is not None else None for v in vs]
-        keys[rows] = [v.key if v is not None else None for v in vs]
-        parts[rows] = [v.partition if v is not None else None for v in vs]
-        offs[rows] = [-1 if v is None or v.offset is None else v.offset for v in vs]
-        if any(v is not None and v.producer is not None for v in vs):
-            producers[rows] = [None if v is None or v.producer is None else str(v.producer) for v in vs]
-        pair = ops["pair"].to_numpy()
-        inv = ops["type"].to_numpy() == "invoke"
-        comp = rows[~inv[rows] & (pair[rows] >= 0)]
-        ids[comp] = ids[pair[comp]]  # the invoke names the message
-        nokey = comp[pd.isna(keys[comp])]
-        keys[nokey] = keys[pair[nokey]]
-    ops["id"] = pd.Series(ids, dtype=object)
-    ops["key"] = pd.Series(keys, dtype=object)
-    ops["partition"] = pd.Series(parts, dtype=object)
-    ops["offset"] = offs
-    ops["producer"] = pd.Series(producers, dtype=object)

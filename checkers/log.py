@@ -19,7 +19,7 @@ carry both a partition and an offset. Consumer positions are tracked per
 `subscribe` operation of the process (any type: invoke or completion) starts a
 fresh tracking epoch for all its partitions.
 
-Everything is computed with numpy/pandas array operations; Python loops only run
+Everything is computed with numpy array operations on integer codes; Python loops only run
 over the (capped) anomalies that go into the report.
 """
 
@@ -28,14 +28,14 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
-from checkers.history import History
+from checkers.history import History, stable_argsort
 
 GUARANTEES = ("at-most-once", "at-least-once", "exactly-once")
 EXAMPLES = 5  # skipped offsets listed per skip
 RESET_OPS = ("assign", "subscribe")
 KINDS = ("inconsistent_offsets", "duplicates", "nonmonotonic", "skips")
+_OK = 1  # outcome code of an ok send
 
 
 def _empty(applicable: bool) -> dict:
@@ -45,23 +45,13 @@ def _empty(applicable: bool) -> dict:
     return out
 
 
-def _py(x: Any) -> Any:
-    """A plain Python value for JSON (numpy scalars become int/str/bool)."""
-    return x.item() if isinstance(x, np.generic) else x
-
-
-def _partition_ranks(uniques: np.ndarray) -> np.ndarray:
+def _partition_ranks(uniques: list[Any]) -> np.ndarray:
     """Rank of each distinct partition in a deterministic order: integers first (numeric), then strings."""
-    keys = [(1, 0, p) if isinstance(p, str) else (0, int(p), "") for p in uniques.tolist()]
+    keys = [(1, 0, p) if isinstance(p, str) else (0, int(p), "") for p in uniques]
     order = sorted(range(len(keys)), key=keys.__getitem__)
     rank = np.empty(len(keys), dtype=np.int64)
     rank[order] = np.arange(len(keys), dtype=np.int64)
     return rank
-
-
-def _known(part: np.ndarray, off: np.ndarray) -> np.ndarray:
-    """Mask of entries with a known partition (not None) and offset (>= 0)."""
-    return np.not_equal(part, None) & (off >= 0)
 
 
 def _group_starts(sorted_keys: np.ndarray) -> np.ndarray:
@@ -114,27 +104,21 @@ def check_log(h: History, guarantee: str = "exactly-once", limit: int = 1000) ->
     limit = max(0, int(limit))
 
     # --- the log: (partition, offset, id) from ok sends and deliveries -------------------------
-    s = h.sends
-    s_part = s["partition"].to_numpy(dtype=object)
-    s_off = s["offset"].to_numpy().astype(np.int64, copy=False)
-    s_ok = _known(s_part, s_off) & (s["outcome"].to_numpy(dtype=object) == "ok")
-
-    d = h.deliveries
-    d_part = d["partition"].to_numpy(dtype=object)
-    d_off = d["offset"].to_numpy().astype(np.int64, copy=False)
-    d_ok = _known(d_part, d_off)
+    s = h.send_cols
+    s_ok = (s.part >= 0) & (s.offset >= 0) & (s.outcome == _OK)
+    d = h.delivery_cols
+    d_ok = (d.part >= 0) & (d.offset >= 0)
 
     if not s_ok.any() and not d_ok.any():
         return _empty(False)
 
     n_s = int(s_ok.sum())
-    off = np.concatenate([s_off[s_ok], d_off[d_ok]])
-    ids = np.concatenate([s["id"].to_numpy(dtype=object)[s_ok], d["id"].to_numpy(dtype=object)[d_ok]])
-    pcode, p_uniques = pd.factorize(np.concatenate([s_part[s_ok], d_part[d_ok]]))
-    p_uniques = np.asarray(p_uniques, dtype=object)
+    off = np.concatenate([s.offset[s_ok], d.offset[d_ok]])
+    ids = np.concatenate([s.id[s_ok], d.id[d_ok]])  # id codes
+    p_uniques = h.partitions
     prank = _partition_ranks(p_uniques)
-    part_of_rank = p_uniques[np.argsort(prank)]
-    pr = prank[pcode]
+    part_of_rank = [p_uniques[i] for i in np.argsort(prank).tolist()]
+    pr = prank[np.concatenate([s.part[s_ok], d.part[d_ok]])]
 
     # one int64 key per position, ordered by (partition rank, offset); offsets are replaced by
     # their rank when the range is too wide for the product to fit
@@ -142,84 +126,82 @@ def check_log(h: History, guarantee: str = "exactly-once", limit: int = 1000) ->
     span = hi_off - lo_off + 1
     if len(p_uniques) * span < 2**62:
         offk = off - lo_off
+        off_of = lambda k: k + lo_off  # noqa: E731
     else:
-        _, offk = np.unique(off, return_inverse=True)
-        span = int(offk.max()) + 1
+        uoff, offk = np.unique(off, return_inverse=True)
+        span = len(uoff)
+        off_of = lambda k: uoff[k]  # noqa: E731
     pos = pr * span + offk
 
-    order = np.argsort(pos, kind="stable")
-    pos_s, ids_s = pos[order], ids[order]
-    new = _group_starts(pos_s)
-    starts = np.flatnonzero(new)
-    group = np.cumsum(new) - 1  # position index of each sorted entry
-    known_pos, known_off = pos_s[starts], off[order[starts]]
-    known_pr = pr[order[starts]]
-    n_pos = len(starts)
-    ends = np.append(starts[1:], len(pos_s))
+    # the distinct (position, id) pairs, sorted: one sort of packed keys when they fit in 63 bits
+    id_bits = max(1, h.n_ids.bit_length())
+    if int(pos.max()).bit_length() + id_bits <= 63:
+        key = (pos << id_bits) | ids
+        key.sort()
+        u = key[_group_starts(key)]
+        u_pos, u_id = u >> id_bits, u & ((1 << id_bits) - 1)
+    else:  # pragma: no cover - astronomically many positions and ids
+        order = np.lexsort((ids, pos))
+        ps, ids_o = pos[order], ids[order]
+        keep = _group_starts(ps) | np.r_[True, ids_o[1:] != ids_o[:-1]]
+        u_pos, u_id = ps[keep], ids_o[keep]
+    starts = np.flatnonzero(_group_starts(u_pos))
+    ends = np.append(starts[1:], len(u_pos))
+    known_pos = u_pos[starts]  # every position known to exist in the log, sorted
+    known_pr, known_off = known_pos // span, off_of(known_pos % span)
 
-    # inconsistent offsets: positions where two neighbouring entries (in sorted order) differ in id
-    differs = np.flatnonzero((ids_s[1:] != ids_s[:-1]) & ~new[1:]) + 1
-    bad = np.zeros(n_pos, dtype=bool)
-    bad[group[differs]] = True
-    bad_pos = np.flatnonzero(bad)
+    # inconsistent offsets: positions holding two or more ids
+    bad_pos = np.flatnonzero(ends - starts > 1)
     inconsistent = []
     for k in bad_pos[:limit].tolist():
-        inconsistent.append({"partition": _py(part_of_rank[known_pr[k]]), "offset": int(known_off[k]),
-                             "ids": sorted(set(ids_s[starts[k]:ends[k]].tolist()))})
-
-    # distinct (position, id) pairs: one per consistent position, deduplicated at the bad ones
-    t_pos = np.flatnonzero(~bad)
-    t_id = ids_s[starts[t_pos]]
-    if len(bad_pos):
-        in_bad = np.flatnonzero(bad[group])
-        bcode, _ = pd.factorize(ids_s[in_bad])
-        bkey = group[in_bad] * (int(bcode.max()) + 1) + bcode
-        _, first = np.unique(bkey, return_index=True)
-        t_pos = np.concatenate([t_pos, group[in_bad[first]]])
-        t_id = np.concatenate([t_id, ids_s[in_bad[first]]])
+        inconsistent.append({"partition": part_of_rank[known_pr[k]], "offset": int(known_off[k]),
+                             "ids": sorted(h.id_table.strings(u_id[starts[k]:ends[k]]))})
 
     # log duplicates: ids at more than one position
-    icode, i_uniques = pd.factorize(t_id)
-    per_id = np.bincount(icode, minlength=len(i_uniques))
+    per_id = np.bincount(u_id, minlength=h.n_ids)
     dup_codes = np.flatnonzero(per_id > 1)
     duplicates = []
     if len(dup_codes):
-        dup_ids = np.asarray(i_uniques, dtype=object)[dup_codes]
-        shown = dup_codes[np.argsort(dup_ids.astype(str), kind="stable")[:limit]]
-        sel = np.flatnonzero(np.isin(icode, shown))
-        sel = sel[np.lexsort((t_pos[sel], icode[sel]))]
-        sel_codes = icode[sel]
+        names = h.id_table.strings(dup_codes)
+        shown = dup_codes[sorted(range(len(names)), key=names.__getitem__)[:limit]]
+        name_of = dict(zip(dup_codes.tolist(), names, strict=True))
+        mark = np.zeros(h.n_ids, dtype=bool)
+        mark[shown] = True
+        sel = np.flatnonzero(mark[u_id])
+        sel = sel[stable_argsort(u_id[sel])]  # by id, then position
+        sel_codes = u_id[sel]
         for c in shown.tolist():
             a, b = np.searchsorted(sel_codes, c, side="left"), np.searchsorted(sel_codes, c, side="right")
-            positions = [[_py(part_of_rank[known_pr[k]]), int(known_off[k])]
-                         for k in t_pos[sel[a:b]].tolist()]
-            duplicates.append({"id": _py(i_uniques[c]), "positions": positions})
+            positions = [[part_of_rank[p // span], int(off_of(p % span))] for p in u_pos[sel[a:b]].tolist()]
+            duplicates.append({"id": name_of[c], "positions": positions})
 
     # --- consumer tracking: successive deliveries per (process, epoch, partition) --------------
     nonmonotonic: list[dict] = []
     skips: list[dict] = []
     n_nonmono = n_skips = 0
     if d_ok.any():
-        op = d["op"].to_numpy().astype(np.int64, copy=False)[d_ok]
-        proc = d["proc"].to_numpy().astype(np.int64, copy=False)[d_ok]
+        op = d.op[d_ok]
+        proc = d.proc[d_ok]
         d_offv, d_pr, d_pos = off[n_s:], pr[n_s:], pos[n_s:]
 
         # epoch: number of assign/subscribe ops of the same process before the poll
-        ops = h.ops
-        n_ops = len(ops) + 1
-        reset = np.flatnonzero(ops["f"].isin(RESET_OPS).to_numpy())
-        reset_key = np.sort(ops["proc"].to_numpy().astype(np.int64)[reset] * n_ops + reset)
-        epoch = np.searchsorted(reset_key, proc * n_ops + op)
-        stream, _ = pd.factorize(proc * (len(reset_key) + 1) + epoch)
-        gkey = stream.astype(np.int64) * len(p_uniques) + d_pr
+        reset = np.flatnonzero(h.f_mask(*RESET_OPS))
+        skey = proc
+        if len(reset):
+            n_ops = len(h) + 1
+            reset_key = np.sort(h.proc[reset] * n_ops + reset)
+            epoch = np.searchsorted(reset_key, proc * n_ops + op)
+            skey = proc * (len(reset_key) + 1) + epoch
+        gkey = skey * len(p_uniques) + d_pr
 
         # deliveries are in history order (poll row, then position in the poll): a stable sort
         # by stream keeps that order within each (process, epoch, partition)
-        dorder = np.argsort(gkey, kind="stable")
+        dorder = stable_argsort(gkey)
         g = gkey[dorder]
-        cur = dorder[1:][g[1:] == g[:-1]]
-        prev = dorder[:-1][g[1:] == g[:-1]]
-        o_cur, o_prev = d_offv[cur], d_offv[prev]
+        same = g[1:] == g[:-1]
+        cur, prev = dorder[1:][same], dorder[:-1][same]
+        o = d_offv[dorder]
+        o_cur, o_prev = o[1:][same], o[:-1][same]
 
         nm = o_cur <= o_prev
         jump = np.flatnonzero(o_cur > o_prev + 1)
@@ -229,11 +211,11 @@ def check_log(h: History, guarantee: str = "exactly-once", limit: int = 1000) ->
         sk_first = first_between[skipped > 0]
         sk_n = skipped[skipped > 0]
 
-        procs = d["process"].to_numpy(dtype=object)[d_ok]
-        lines = d["line"].to_numpy()[d_ok]
+        procs = h.processes
+        lines = d.line[d_ok]
 
         def event(i: int, j: int) -> dict:
-            return {"process": _py(procs[i]), "partition": _py(part_of_rank[d_pr[i]]),
+            return {"process": procs[proc[i]], "partition": part_of_rank[d_pr[i]],
                     "prev_offset": int(d_offv[j]), "offset": int(d_offv[i]), "line": int(lines[i]),
                     "within_poll": bool(op[i] == op[j])}
 

@@ -2,7 +2,7 @@
 
 Perf never fails a run (`valid` is always True); it is there so that a person
 reading the report can see what the system was doing while faults were
-injected. Everything is computed with numpy/pandas array operations (bincount
+injected. Everything is computed with numpy array operations (bincount
 and a sort per latency kind); there is no Python loop per operation.
 
 Time origin and buckets
@@ -57,9 +57,9 @@ import math
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
-from checkers.history import NEMESIS, TYPES, History
+from checkers.history import OUTCOMES as SEND_OUTCOMES
+from checkers.history import TYPES, History
 
 QUANTILES = (("p50", 0.50), ("p95", 0.95), ("p99", 0.99))
 OUTCOMES = ("ok", "fail", "info")
@@ -178,10 +178,9 @@ def check_perf(h: History, bucket_s: float = 1.0) -> dict[str, Any]:
     """Throughput, send latency and end-to-end latency of `h` per `bucket_s` seconds (see module doc)."""
     if not bucket_s > 0:
         raise ValueError(f"bucket_s must be positive, got {bucket_s!r}")
-    ops = h.ops
-    if len(ops) == 0:
+    if len(h) == 0:
         return _empty(float(bucket_s))
-    time = ops["time"].to_numpy(dtype=np.int64)
+    time = h.time
     t0, t1 = int(time.min()), int(time.max())
     span = t1 - t0
     requested_ns = max(1, round(bucket_s * _NS))
@@ -189,16 +188,20 @@ def check_perf(h: History, bucket_s: float = 1.0) -> dict[str, Any]:
     nb = span // bucket_ns + 1
 
     def bucket(t: np.ndarray) -> np.ndarray:
-        return np.clip((np.asarray(t, dtype=np.int64) - t0) // bucket_ns, 0, nb - 1)
+        """Bucket of times of the history's operations (all within [t0, t1]: no clipping needed)."""
+        b = np.subtract(t, t0, dtype=np.int64)
+        b //= bucket_ns
+        return b
 
     # --- throughput: completions of client operations per (f, type, bucket) ----------------------
-    tcode = ops["type"].cat.codes.to_numpy().astype(np.int64)
-    fcat = ops["f"].cat
-    fcode = fcat.codes.to_numpy().astype(np.int64)
-    fnames = [str(c) for c in fcat.categories]
+    fnames = sorted(h.fnames)
+    fmap = np.array([fnames.index(f) for f in h.fnames] or [0], dtype=np.int64)
     nf = len(fnames)
-    comp = (tcode > 0) & (fcode >= 0) & (ops["process"].to_numpy() != NEMESIS)
-    key = (fcode[comp] * len(TYPES) + tcode[comp]) * nb + bucket(time[comp])
+    comp = h.tcode > 0
+    if h.nemesis_code >= 0:
+        comp &= h.proc != h.nemesis_code
+    key = bucket(time[comp])
+    key += (fmap[h.fcode[comp]] * len(TYPES) + h.tcode[comp]) * nb
     grid = np.bincount(key, minlength=max(nf, 1) * len(TYPES) * nb).reshape(max(nf, 1), len(TYPES), nb)
     series: dict[str, list] = {"t": np.round(np.arange(nb) * (bucket_ns / _NS), 9).tolist()}
     named: dict[str, np.ndarray] = {}
@@ -210,23 +213,20 @@ def check_perf(h: History, bucket_s: float = 1.0) -> dict[str, Any]:
             name = f"{fname}_{TYPES[ti]}"
             if name in named or row.any():
                 named[name] = row
-    d = h.deliveries
-    named["deliveries"] = np.bincount(bucket(d["time"].to_numpy()), minlength=nb) if len(d) else np.zeros(nb, int)
+    d = h.delivery_cols
+    named["deliveries"] = np.bincount(bucket(d.time), minlength=nb) if len(d) else np.zeros(nb, int)
     for k, v in named.items():
         series[k] = v.tolist()
 
     # --- send latency, by outcome, bucketed by completion time ----------------------------------
-    s = h.sends
-    outcome = s["outcome"].to_numpy()
-    ctime = s["complete_time"].to_numpy(dtype=np.int64)
-    itime = s["invoke_time"].to_numpy(dtype=np.int64)
+    s = h.send_cols
+    ctime = s.complete_time
+    lat = ctime - s.invoke_time
     done = ctime >= 0
-    lat = ctime - itime
     send_lat: dict[str, Any] = {}
     per_outcome: dict[str, np.ndarray] = {}
-    ocode = np.full(len(s), -1, dtype=np.int64)
-    for i, o in enumerate(OUTCOMES):
-        ocode[outcome == o] = i
+    # codes here: -1 open, 0 ok, 1 fail, 2 info (the order of OUTCOMES)
+    ocode = np.array([OUTCOMES.index(o) if o in OUTCOMES else -1 for o in SEND_OUTCOMES], dtype=np.int64)[s.outcome]
     n_outcome = np.bincount(ocode + 1, minlength=len(OUTCOMES) + 1)  # [open, ok, fail, info]
     m = done & (ocode >= 0)
     stats = grouped_quantiles(ocode[m] * nb + bucket(ctime[m]), lat[m], len(OUTCOMES) * nb)
@@ -235,14 +235,14 @@ def check_perf(h: History, bucket_s: float = 1.0) -> dict[str, Any]:
         per_outcome[o] = lat[m & (ocode == i)]
 
     # --- end-to-end latency: first delivery - first send invoke, per id -------------------------
-    e2e_stats, e2e_all, negative = _e2e(s, d, bucket, nb)
+    e2e_stats, e2e_all, negative = _e2e(h, bucket, nb)
 
     duration_s = span / _NS
     completed = {k: int(v.sum()) for k, v in named.items()}
     summary = {
         "duration_s": duration_s,
         "buckets": int(nb),
-        "operations": len(ops),
+        "operations": len(h),
         "completed": completed,
         "rates": {k: (round(n / duration_s, 3) if duration_s > 0 else None) for k, n in completed.items()},
         "sends": {**{o: int(n_outcome[i + 1]) for i, o in enumerate(OUTCOMES)}, "open": int(n_outcome[0])},
@@ -254,9 +254,9 @@ def check_perf(h: History, bucket_s: float = 1.0) -> dict[str, Any]:
         "e2e_negative": negative,
     }
     faults = [
-        {"fault": _py(f.fault), "nodes": _py(f.nodes), "start_s": (int(f.start) - t0) / _NS,
-         "stop_s": (int(f.stop) - t0) / _NS, "unhealed": bool(f.unhealed)}
-        for f in h.faults.itertuples(index=False)
+        {"fault": _py(fault), "nodes": _py(nodes), "start_s": (start - t0) / _NS, "stop_s": (stop - t0) / _NS,
+         "unhealed": unhealed}
+        for fault, nodes, start, stop, _, unhealed in h.fault_windows
     ]
     return {
         "valid": True,
@@ -270,19 +270,17 @@ def check_perf(h: History, bucket_s: float = 1.0) -> dict[str, Any]:
     }
 
 
-def _e2e(s: pd.DataFrame, d: pd.DataFrame, bucket, nb: int) -> tuple[dict[str, np.ndarray], np.ndarray, int]:
+def _e2e(h: History, bucket, nb: int) -> tuple[dict[str, np.ndarray], np.ndarray, int]:
     """Per-bucket stats of e2e latency, all e2e latencies (ns) and the count of negative ones."""
-    if len(s) == 0 or len(d) == 0:
+    s, d = h.send_cols, h.delivery_cols
+    if len(s.id) == 0 or len(d) == 0:
         return grouped_quantiles(np.zeros(0, np.int64), np.zeros(0, np.int64), nb), np.zeros(0, np.int64), 0
-    ids = np.concatenate([s["id"].to_numpy(dtype=object), d["id"].to_numpy(dtype=object)])
-    codes, uniq = pd.factorize(ids)
-    k = len(uniq)
-    ns = len(s)
+    k = h.n_ids
     big = np.iinfo(np.int64).max
     first_send = np.full(k, big, dtype=np.int64)
-    np.minimum.at(first_send, codes[:ns], s["invoke_time"].to_numpy(dtype=np.int64))
+    np.minimum.at(first_send, s.id, s.invoke_time)
     first_del = np.full(k, big, dtype=np.int64)
-    np.minimum.at(first_del, codes[ns:], d["time"].to_numpy(dtype=np.int64))
+    np.minimum.at(first_del, d.id, d.time)
     both = (first_send < big) & (first_del < big)
     e2e = first_del[both] - first_send[both]
     at = first_del[both]

@@ -186,3 +186,112 @@ def test_big_history_uses_several_chunks(tmp_path, monkeypatch):
     p.write_text("\n".join(lines) + "\n")
     with pytest.raises(HistoryError, match=r":301: field 'time' is missing"):
         read_history(p)
+
+
+def _big_history(path, min_bytes):
+    """Send invoke/ok pairs until the file is bigger than `min_bytes` (written in one go)."""
+    lines, size, i = [], 0, 0
+    while size <= min_bytes:
+        for typ, extra in (("invoke", ""), ("ok", f',"partition":{i % 4},"offset":{i // 4}')):
+            ln = (f'{{"time":{2 * i + (typ == "ok")},"process":{i % 8},"type":"{typ}","f":"send",'
+                  f'"value":{{"id":"m{i}","key":"k{i % 100}"{extra}}}}}')
+            lines.append(ln)
+            size += len(ln) + 1
+        i += 1
+    path.write_text("\n".join(lines) + "\n")
+    return lines
+
+
+def test_bad_line_in_a_big_file_is_named_by_the_parallel_reader(tmp_path, monkeypatch, capsys):
+    import os
+
+    import checkers.history as hist
+    from harness.cli import main
+
+    monkeypatch.setattr(hist, "CHUNK_BYTES", 4 << 20)  # several chunks, so several processes
+    p = tmp_path / "history.jsonl"
+    lines = _big_history(p, hist.PARALLEL_MIN_BYTES + (1 << 20))
+    size = p.stat().st_size
+    if (os.cpu_count() or 1) > 1 and "fork" in __import__("multiprocessing").get_all_start_methods():
+        assert hist._n_workers(size, len(hist._tasks(p, size))) > 1
+    h = read_history(p)
+    assert len(h) == len(lines) and h.n_ids == len(lines) // 2
+    assert (h.sends["outcome"] == "ok").all()
+    # two bad lines: one in the middle, one in the last chunk (which is decoded first); the first wins
+    middle, late = len(lines) // 2 + 1, len(lines) - 3
+    lines[middle] = lines[middle].replace('"time"', '"tiem"')
+    lines[late] = "not json"
+    p.write_text("\n".join(lines) + "\n")
+    with pytest.raises(HistoryError, match=rf"history.jsonl:{middle + 1}: field 'time' is missing"):
+        read_history(p)
+    assert main(["check", str(p)]) == 2
+    err = capsys.readouterr().err
+    assert f"history.jsonl:{middle + 1}: field 'time' is missing" in err
+
+
+def test_two_objects_on_one_line_are_an_error(tmp_path):
+    one = json.dumps(send_inv("a", 0))
+    p = tmp_path / "history.jsonl"
+    p.write_text(one + "\n" + one + " " + json.dumps(send_inv("b", 1)) + "\n\n" + json.dumps(send_inv("c", 2)) + "\n")
+    with pytest.raises(HistoryError, match=r"history.jsonl:2: not valid JSON"):
+        read_history(p)
+
+
+def test_keys_are_read_on_demand(tmp_path):
+    b = Builder()
+    b.send(0, "a", key={"k": [1]})
+    b.op(1, "invoke", "send", {"id": "b", "key": "kb"})
+    b.op(1, "ok", "send", None)
+    b.poll(2, [{"id": "a", "key": 7}, "b"])
+    p = b.write(tmp_path / "history.jsonl")
+    h = read_history(p)
+    assert h.sends["key"].tolist() == [{"k": [1]}, "kb"]
+    assert h.ops["key"].tolist()[:4] == [{"k": [1]}, {"k": [1]}, "kb", "kb"]
+    assert h.deliveries["key"].tolist() == [7, None]
+    h2 = read_history(p)
+    p.write_text(p.read_text() + "\n")
+    with pytest.raises(HistoryError, match="changed since it was read"):
+        _ = h2.messages
+
+
+_PARENT: list[int] = []
+
+
+def _dying_work(task):
+    """checkers.history._work, except that a worker process dies on chunk 2 (as if killed for memory)."""
+    import os
+
+    import checkers.history as hist
+
+    if task[0] == 2 and os.getpid() not in _PARENT:
+        os._exit(1)
+    return task[0], hist._decode_part(*task[1:])
+
+
+def test_a_worker_that_dies_does_not_lose_chunks(tmp_path, monkeypatch):
+    import os
+
+    import checkers.history as hist
+
+    if (os.cpu_count() or 1) < 2 or "fork" not in __import__("multiprocessing").get_all_start_methods():
+        pytest.skip("needs fork and two CPUs")
+    monkeypatch.setattr(hist, "CHUNK_BYTES", 1 << 20)
+    monkeypatch.setattr(hist, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setattr(hist, "_work", _dying_work)
+    _PARENT[:] = [os.getpid()]
+    p = tmp_path / "history.jsonl"
+    lines = _big_history(p, 4 << 20)
+    h = read_history(p)
+    assert len(h) == len(lines) and (h.sends["outcome"] == "ok").all()
+
+
+def test_effects_counts_read_like_a_dict(tmp_path):
+    p = tmp_path / "history.jsonl"
+    p.write_text(json.dumps(send_inv("a")) + "\n"
+                 + '{"time": 2, "process": 0, "type": "ok", "f": "send", "value": null}\n'
+                 + '{"time": 3, "process": 1, "type": "invoke", "f": "effects", "value": null}\n'
+                 + '{"time": 4, "process": 1, "type": "ok", "f": "effects", "value": {"counts": '
+                 + '{"a": 1, "b": 3, "a": 2, "c\\u00e9": 0}}}\n')
+    assert read_history(p).effects == {"a": 2, "b": 3, "cé": 0}
+    p.write_text(p.read_text().replace(', "c\\u00e9": 0', ""))  # no escapes: read without making a dict
+    assert read_history(p).effects == {"a": 2, "b": 3}
