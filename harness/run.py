@@ -50,7 +50,7 @@ def make_run_dir(store: Path, test: str) -> Path:
 class Run:
     """A run's state; also the context faults act through (nodes, proxies, worker slots)."""
 
-    def __init__(self, cfg: RunConfig, out: TextIO = sys.stdout):
+    def __init__(self, cfg: RunConfig, out: TextIO | None = None):
         self.cfg = cfg
         self.out = out
         self.target = targets.load(cfg.target)
@@ -75,7 +75,7 @@ class Run:
     # --- output -----------------------------------------------------------------------------------
 
     def say(self, msg: str) -> None:
-        print(msg, file=self.out, flush=True)
+        print(msg, file=self.out or sys.stdout, flush=True)  # sys.stdout now, not at import time
 
     # --- the context faults use ------------------------------------------------------------------
 
