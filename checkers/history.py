@@ -10,17 +10,19 @@ first:
 
 - The file is cut into chunks (CHUNK_BYTES) on line boundaries; big files are
   decoded by several processes at once (fork), each chunk in pieces of about
-  PIECE_BYTES. A piece is decoded by msgspec straight into typed structs (the
-  fast path); a piece the typed decoder rejects, or whose values the contract
-  still rejects, is decoded again line by line by a slow path that accepts each
-  line or names exactly what is wrong with it. The first error in file order is
-  the one reported.
+  PIECE_BYTES (small enough for the objects of a piece to stay in the CPU's
+  cache). A piece is decoded by msgspec straight into typed structs (the fast
+  path: `Op`, then the more permissive `AnyOp`); a piece the typed decoders
+  reject, or whose values the contract still rejects, is decoded again line by
+  line by a slow path that accepts each line or names exactly what is wrong
+  with it. The first error in file order is the one reported.
 - Each piece is turned at once into compact columns: numpy arrays of times,
   type codes and codes of processes, operations and partitions. Message ids are
   packed into 64-bit words, hashed and deduplicated with numpy (equal hashes are
-  checked word by word), so only small tables travel to the parent. Keys are
-  not decoded at all: no checker reads them, and `History` reads them from the
-  file if a DataFrame view asks for them.
+  checked word by word), so only small tables travel to the parent; an effects
+  read's counts are read straight from their raw JSON when they are plain.
+  Keys are not decoded at all: no checker reads them, and `History` reads them
+  from the file if a DataFrame view asks for them.
 - The parent merges the chunks into global codes. Every message id of the
   history (sends, poll entries, effects) has ONE code in `History.id_table`, so
   the checkers do set algebra on integers (bincount, boolean tables). Pairing of
@@ -33,13 +35,13 @@ first use; pandas is imported only then.
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import multiprocessing
 import os
 import threading
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import chain, compress, count, pairwise
 from operator import itemgetter
@@ -54,7 +56,7 @@ OUTCOMES = ("open", "ok", "fail", "info")  # a send's outcome code: the type cod
 CLIENT_OPS = ("send", "poll", "ack")
 NEMESIS = "nemesis"
 CHUNK_BYTES = 32 << 20
-PIECE_BYTES = 1 << 20  # a chunk is decoded piece by piece (see _decode_part)
+PIECE_BYTES = 256 << 10  # a chunk is read and decoded piece by piece (see _pieces)
 PARALLEL_MIN_BYTES = 16 << 20  # smaller files are decoded in this process
 MAX_WORKERS = 8
 
@@ -85,18 +87,27 @@ class Value(msgspec.Struct, gc=False):
     producer: Any = None
 
 
+# operation names the typed decoder knows (others are decoded by the next decoder, as strings)
+KNOWN_OPS = ("send", "poll", "ack", "effects", "start-fault", "stop-fault", "assign", "subscribe")
+
+
 class Op(msgspec.Struct, gc=False):
     time: int
-    process: int | str
+    process: int  # integers (as the harness writes them); a piece naming a process by string takes AnyOp
     type: Literal["invoke", "ok", "fail", "info"]
-    f: str
+    f: Literal[KNOWN_OPS]  # type: ignore[valid-type]  # one shared string per name: no string per operation
     value: Value | None = None
     index: int | None = None
 
 
-class AnyOp(Op, gc=False):
+class AnyOp(msgspec.Struct, gc=False):
+    time: int
+    process: int | str
+    type: Literal["invoke", "ok", "fail", "info"]
+    f: str
     # other shapes are legal for operations the checkers do not know (Jepsen's assign takes a list)
     value: Value | list[Any] | str | int | float | bool | None = None
+    index: int | None = None
 
 
 _OP_DECODERS = (msgspec.json.Decoder(Op), msgspec.json.Decoder(AnyOp))
@@ -188,7 +199,7 @@ def _check_value(f: str, typ: str, v: Any) -> Value | None:
     return None
 
 
-def _check_line(raw: bytes) -> Op:
+def _check_line(raw: bytes) -> AnyOp:
     try:
         obj = msgspec.json.decode(raw)
     except msgspec.DecodeError as e:
@@ -220,7 +231,7 @@ def _check_line(raw: bytes) -> Op:
         if f in CLIENT_OPS or f in ("effects", "start-fault", "stop-fault"):
             raise
         value = None
-    return Op(time=obj["time"], process=proc, type=typ, f=f, value=value, index=idx)
+    return AnyOp(time=obj["time"], process=proc, type=typ, f=f, value=value, index=idx)
 
 
 # --- ids as numbers: NUL-free UTF-8 packed into 64-bit words, hashed, compared word by word -------
@@ -348,15 +359,21 @@ def _dedupe(words: np.ndarray | None, strs: list[str] | None) -> dict[str, Any]:
     if words is not None:
         n = len(words)
         h = _hash_words(words)
-        order = np.argsort(h)
-        hs = h[order]
+        # one sort of (hash with its low bits replaced by the position): groups equal hash prefixes
+        bits = _U64(max(1, n.bit_length()))
+        key = (h >> bits) << bits
+        key |= np.arange(n, dtype=_U64)
+        key.sort()
+        order = (key & ((_U64(1) << bits) - _U64(1))).astype(np.int64)
+        key >>= bits
         first = np.ones(n, dtype=bool)
-        np.not_equal(hs[1:], hs[:-1], out=first[1:])
+        np.not_equal(key[1:], key[:-1], out=first[1:])
         codes = np.empty(n, dtype=np.int64)
         codes[order] = np.cumsum(first) - 1
         reps = order[first]
+        # every id equals its group's first: then distinct prefixes, so distinct and sorted hashes
         if np.array_equal(words, words[reps][codes]):
-            return {"words": words[reps], "hash": hs[first], "codes": codes}
+            return {"words": words[reps], "hash": h[reps], "codes": codes}
         strs = _unpack(words)
     assert strs is not None
     d = dict.fromkeys(strs)
@@ -504,8 +521,7 @@ def _codes(values: list[Any]) -> tuple[np.ndarray, list[Any]]:
     return dense[first], list(d)
 
 
-_F_CODE = {f: i for i, f in enumerate(("send", "poll", "ack", "effects", "start-fault", "stop-fault", "assign",
-                                       "subscribe"))}
+_F_CODE = {f: i for i, f in enumerate(KNOWN_OPS)}
 
 
 def _f_codes(ops: list[Op]) -> tuple[np.ndarray, list[str]]:
@@ -521,24 +537,16 @@ def _f_codes(ops: list[Op]) -> tuple[np.ndarray, list[str]]:
     return dense[codes], [names[i] for i in present.tolist()]
 
 
-def _proc_codes(ops: list[Op]) -> tuple[np.ndarray, list[Any]]:
-    """Codes and distinct values of the processes (`_codes`, faster when all are integers)."""
-    procs = [o.process for o in ops]
-    try:
-        a = np.array(procs)  # (np.fromiter would turn the string "5" into 5)
-    except OverflowError:
-        a = np.zeros(0, dtype=object)
-    if a.dtype != np.int64 or len(a) != len(procs):  # a process named by a string (or no process)
-        return _codes(procs)
-    order = np.argsort(a, kind="stable")
-    s = a[order]
+def _int_codes(values: np.ndarray) -> tuple[np.ndarray, list[int]]:
+    """`_codes` of integers, with numpy: codes in first-seen order and the distinct values."""
+    order, s = stable_argsort(values, with_sorted=True)
     new = np.ones(len(s), dtype=bool)
     np.not_equal(s[1:], s[:-1], out=new[1:])
-    first = order[new]  # row where each distinct process first appears
-    by_first = np.argsort(first)  # codes in first-seen order, like `_codes`
+    first = order[new]  # row where each distinct value first appears
+    by_first = np.argsort(first)
     rank = np.empty(len(first), dtype=np.int64)
     rank[by_first] = np.arange(len(first))
-    codes = np.empty(len(a), dtype=np.int64)
+    codes = np.empty(len(values), dtype=np.int64)
     codes[order] = rank[np.cumsum(new) - 1]
     return codes, s[new][by_first].tolist()
 
@@ -586,7 +594,13 @@ def _extract(ops: list[Op], chunk: bytes) -> dict[str, Any]:
     n = len(ops)
     out: dict[str, Any] = {"n": n}
     out["time"] = np.fromiter([o.time for o in ops], np.int64, n)
-    out["proc"], out["procs"] = _proc_codes(ops)
+    if n and ops[0].__class__ is Op:  # integer processes: the chunk gives them codes (see _join)
+        try:
+            out["proc"], out["procs"] = np.fromiter([o.process for o in ops], np.int64, n), None
+        except OverflowError:
+            out["proc"], out["procs"] = _codes([o.process for o in ops])
+    else:
+        out["proc"], out["procs"] = _codes([o.process for o in ops])
     out["type"] = types = np.fromiter([_TYPE_CODE[o.type] for o in ops], np.int8, n)
     out["f"], out["fnames"] = fc, fu = _f_codes(ops)
     out["index"] = None
@@ -735,16 +749,21 @@ def _local_pairs(proc: np.ndarray, types: np.ndarray, fcode: np.ndarray, procs: 
 
 
 def _compact(out: dict[str, Any]) -> None:
-    """Smaller integer types for the trip to the parent (which widens them again)."""
+    """The smallest integer types for the trip to the parent (which widens them again)."""
     def small(a: np.ndarray) -> np.ndarray:
-        if a.dtype == np.int64 and (len(a) == 0 or (int(a.min()) >= -(2**31) and int(a.max()) < 2**31)):
-            return a.astype(np.int32)
+        if a.dtype != np.int64 or len(a) == 0:
+            return a
+        lo, hi = int(a.min()), int(a.max())
+        for t in (np.int8, np.int16, np.int32):
+            info = np.iinfo(t)
+            if info.min <= lo and hi <= info.max:
+                return a.astype(t)
         return a
 
     for k in ("proc", "f"):
         out[k] = small(out[k])
     for d in (out["send"], out["msg"]):
-        for k in ("rows", "part", "inv_id", "seq", "id"):
+        for k in ("rows", "part", "inv_id", "seq", "id", "offset"):
             if k in d:
                 d[k] = small(d[k])
     pr = out["pairs"]
@@ -817,29 +836,55 @@ def _decode_piece(piece: bytes, is_last: bool) -> dict[str, Any]:
     return out
 
 
+def _pieces(fh: Any, start: int, end: int):
+    """The bytes [start, end) of the file in pieces of whole lines, about PIECE_BYTES each (a line
+    longer than that is a piece of its own); each is read just before it is decoded, so that it is
+    still in the CPU's cache. Yields (piece, whether it reaches `end`)."""
+    fh.seek(start)
+    pos, held = start, []
+    while pos < end:
+        block = fh.read(min(PIECE_BYTES, end - pos))
+        if not block:  # pragma: no cover - the file shrank under us
+            break
+        pos += len(block)
+        cut = block.rfind(b"\n") + 1
+        if pos < end and cut == 0:  # no line ends here yet
+            held.append(block)
+            continue
+        if pos >= end:
+            cut = len(block)
+        piece = b"".join([*held, block[:cut]]) if held else block[:cut] if cut < len(block) else block
+        held = [block[cut:]] if cut < len(block) else []
+        yield piece, pos >= end and not held
+    if held:  # pragma: no cover - the file shrank under us
+        yield b"".join(held), True
+
+
 def _decode_part(path: str, start: int, end: int, is_last: bool) -> dict[str, Any]:
     """Decode bytes [start, end) of the file: compact columns, or the first error (line relative).
 
-    The bytes are decoded in pieces of about PIECE_BYTES, so that the objects a piece makes are
-    still in the CPU's cache when they are turned into columns; the pieces are then joined.
+    The bytes are read and decoded in pieces (see `_pieces`); the pieces' columns are then joined.
     """
-    with open(path, "rb") as fh:
-        fh.seek(start)
-        chunk = fh.read(end - start)
     pieces = []
-    line0 = pos = 0
-    end_text = len(chunk.rstrip()) if is_last else len(chunk)  # after it, only blank lines
-    while pos < len(chunk):
-        cut = chunk.find(b"\n", min(pos + PIECE_BYTES, len(chunk)) - 1)
-        cut = len(chunk) if cut < 0 else cut + 1
-        last = is_last and cut >= end_text
-        part = _decode_piece(chunk[pos:cut] if (pos, cut) != (0, len(chunk)) else chunk, last)
-        if part["error"] is not None:
-            rel, msg = part["error"]
-            return {"error": (line0 + rel, msg)}
-        pieces.append((line0, part))
-        line0 += part["newlines"]
-        pos = cut
+    line0 = 0
+    with open(path, "rb") as fh:
+        for piece, final in _pieces(fh, start, end):
+            part = _decode_piece(piece, is_last and final)
+            if part["error"] is not None and is_last and not final and part["error"][1].startswith("not valid JSON"):
+                # a bad last line followed by blank lines only is the file's truncated last line
+                here = fh.tell()
+                if not fh.read(end - here).strip():
+                    part = _decode_piece(piece, True)
+                    if part["error"] is None:
+                        pieces.append((line0, part))
+                        line0 += part["newlines"]
+                        break
+                fh.seek(here)
+            if part["error"] is not None:
+                rel, msg = part["error"]
+                return {"error": (line0 + rel, msg)}
+            pieces.append((line0, part))
+            line0 += part["newlines"]
     return _join(pieces, line0)
 
 
@@ -866,7 +911,13 @@ def _join(pieces: list[tuple[int, dict[str, Any]]], newlines: int) -> dict[str, 
                             for first, p in pieces])
     out["time"] = cat([p["time"] for p in parts])
     out["type"] = cat([p["type"] for p in parts], np.int8)
-    out["proc"], out["procs"] = recode("procs", lambda p: p["proc"])
+    if all(p["procs"] is None for p in parts):  # integer processes everywhere
+        out["proc"], out["procs"] = _int_codes(cat([p["proc"] for p in parts]))
+    else:
+        for p in parts:
+            if p["procs"] is None:
+                p["proc"], p["procs"] = _int_codes(p["proc"])
+        out["proc"], out["procs"] = recode("procs", lambda p: p["proc"])
     out["f"], out["fnames"] = recode("fnames", lambda p: p["f"])
     out["index"] = None
     if any(p["index"] is not None for p in parts):
@@ -966,32 +1017,30 @@ def _tasks(path: Path, size: int) -> list[tuple[int, str, int, int, bool]]:
 
 
 def _decoded_parts(tasks: list[tuple[int, str, int, int, bool]], size: int):
-    """Every chunk's columns, in file order; big files are decoded by several processes.
-
-    Should a worker process die (killed for memory, say), the chunks it did not deliver are
-    decoded in this process instead.
+    """Every chunk's columns as (chunk number, columns), the last chunk first (it often holds the
+    biggest line, the final effects read), then as they come; big files are decoded by several
+    processes. Should a worker process die (killed for memory, say), the chunks it did not deliver
+    are decoded in this process instead.
     """
+    order = tasks[-1:] + tasks[:-1]
     workers = _n_workers(size, len(tasks))
     if workers <= 1:
-        for t in tasks:
-            yield _work(t)[1]
+        for t in order:
+            yield _work(t)
         return
-    pending: dict[int, dict[str, Any]] = {}
-    nxt = 0
+    done: set[int] = set()
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=gc.disable)
     try:
-        # the last chunk often holds the biggest line (the final effects read): start it first
-        futures = [pool.submit(_work, t) for t in tasks[-1:] + tasks[:-1]]
+        futures = [pool.submit(_work, t) for t in order]
         try:
             for fut in as_completed(futures):
                 k, part = fut.result()
-                pending[k] = part
-                while nxt in pending:
-                    yield pending.pop(nxt)
-                    nxt += 1
+                done.add(k)
+                yield k, part
         except BrokenProcessPool:
-            for t in tasks[nxt:]:
-                yield pending.pop(t[0]) if t[0] in pending else _work(t)[1]
+            for t in order:
+                if t[0] not in done:
+                    yield _work(t)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -1078,11 +1127,18 @@ class _Assembler:
         self.cross: list[tuple[np.ndarray, np.ndarray]] = []  # (invoke rows, completion rows)
         self.bad_f = -1  # first row of a pair of different operations, -1 none
 
+    def add_ids(self, p: dict[str, Any]) -> None:
+        """Give a chunk's distinct ids their global codes (the chunk is added later, by `add`)."""
+        if p["error"] is None:
+            p["_gids"] = self.ids.add(p["ids"])
+
     def add(self, p: dict[str, Any]) -> None:
+        """Add a chunk (after `add_ids`), in file order."""
         if p["error"] is not None:
             rel, msg = p["error"]
             raise HistoryError(f"{self.name}:{self.line0 + rel}: {msg}")
         n, r0 = p["n"], self.n
+        ids = p.pop("_gids")
         start, end, _ = self.spans[len(self.lines)]
         self.done += end - start
         expect = 1.1 * self.size / self.done  # buffers grow to the expected end at once
@@ -1100,10 +1156,9 @@ class _Assembler:
         put("type", p["type"])
         put("proc", procs[p["proc"]])
         put("f", self.fs.map(p["fnames"])[p["f"]])
-        ids = self.ids.add(p["ids"])
         parts = np.append(self.parts.map(p["parts"]), -1)  # code -1 (no partition) stays -1
         s, m = p["send"], p["msg"]
-        put("s_row", s["rows"] + r0)
+        put("s_row", np.add(s["rows"], r0, dtype=np.int64))
         sid = np.full(len(s["rows"]), -1, dtype=np.int64)
         sid[p["type"][s["rows"]] == 0] = ids[s["inv_id"]]
         put("s_id", sid)
@@ -1112,7 +1167,7 @@ class _Assembler:
         if s["producer"] is not None:
             self.producers.append((self.n_sends, s["producer"]))
         self.n_sends += len(s["rows"])
-        put("m_op", m["rows"] + r0)
+        put("m_op", np.add(m["rows"], r0, dtype=np.int64))
         put("m_seq", m["seq"])
         put("m_id", ids[m["id"]])
         put("m_part", parts[m["part"]])
@@ -1202,7 +1257,7 @@ class _Assembler:
             source=self.name, warnings=self.warnings, line=line, time=time, tcode=tcode, proc=proc,
             processes=self.procs.values, fcode=fcode, fnames=self.fs.values, pair=c["pair"],
             send=send, producers=producers, msg=msg, partitions=self.parts.values, id_table=self.ids,
-            effect_reads=effects, fault_ops=faults, _given_index=given, _spans=self.spans, _stamp=self.stamp,
+            effect_reads=effects, fault_ops=faults, given_index=given, spans=self.spans, stamp=self.stamp,
         )
         h.pair = _pair(h) if reordered else self._finish_pairs(h)
         return h
@@ -1232,38 +1287,51 @@ class _Assembler:
 # --- the columnar history ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+# (plain classes, not dataclasses: generating dataclass methods costs import time on every run)
+
+
 class SendCols:
     """One entry per send invoke, in history order."""
 
-    row: np.ndarray  # row of the invoke
-    id: np.ndarray  # id code (History.id_table)
-    proc: np.ndarray  # process code of the invoke
-    invoke_time: np.ndarray
-    invoke_line: np.ndarray
-    outcome: np.ndarray  # code into OUTCOMES: 0 open, 1 ok, 2 fail, 3 info
-    complete_time: np.ndarray  # -1 when open
-    complete_line: np.ndarray  # -1 when open
-    part: np.ndarray  # partition code of the completion (History.partitions), -1 none
-    offset: np.ndarray  # offset of the completion, -1 none
-    producer: np.ndarray | None  # `value.producer` of the invoke (str or None); None when no send has one
+    __slots__ = (
+        "complete_line",  # -1 when open
+        "complete_time",  # -1 when open
+        "id",  # id code (History.id_table)
+        "invoke_line",
+        "invoke_time",
+        "offset",  # offset of the completion, -1 none
+        "outcome",  # code into OUTCOMES: 0 open, 1 ok, 2 fail, 3 info
+        "part",  # partition code of the completion (History.partitions), -1 none
+        "proc",  # process code of the invoke
+        "producer",  # `value.producer` of the invoke (str or None); None when no send has one
+        "row",  # row of the invoke
+    )
+
+    def __init__(self, **cols: Any) -> None:
+        for k, v in cols.items():
+            setattr(self, k, v)
 
 
-@dataclass(frozen=True)
 class MessageCols:
     """One entry per message entry of poll completions (or only of ok polls: the deliveries)."""
 
-    op: np.ndarray  # row of the poll completion
-    seq: np.ndarray  # position in the poll
-    id: np.ndarray  # id code
-    part: np.ndarray  # partition code, -1 none
-    offset: np.ndarray  # -1 none
-    redelivered: np.ndarray
-    key: np.ndarray  # position among the keys of poll entries in file order
-    type: np.ndarray  # type code of the poll
-    line: np.ndarray
-    time: np.ndarray
-    proc: np.ndarray
+    __slots__ = (
+        "id",  # id code
+        "key",  # position among the keys of poll entries in file order
+        "line",
+        "offset",  # -1 none
+        "op",  # row of the poll completion
+        "part",  # partition code, -1 none
+        "proc",
+        "redelivered",
+        "seq",  # position in the poll
+        "time",
+        "type",  # type code of the poll
+    )
+
+    def __init__(self, **cols: Any) -> None:
+        for k, v in cols.items():
+            setattr(self, k, v)
 
     def __len__(self) -> int:
         return len(self.op)
@@ -1272,10 +1340,9 @@ class MessageCols:
         """The entries where `sel` (a boolean mask) is true."""
         if bool(sel.all()):
             return self
-        return MessageCols(**{k: getattr(self, k)[sel] for k in self.__dataclass_fields__})
+        return MessageCols(**{k: getattr(self, k)[sel] for k in self.__slots__})
 
 
-@dataclass(eq=False)
 class History:
     """One history as numpy columns, one row per operation in history order.
 
@@ -1287,26 +1354,21 @@ class History:
     `sends`, `messages`, `deliveries` and `faults` are built on first use.
     """
 
-    source: str
-    warnings: list[str]
-    line: np.ndarray
-    time: np.ndarray
-    tcode: np.ndarray
-    proc: np.ndarray
-    processes: list[Any]
-    fcode: np.ndarray
-    fnames: list[str]
-    pair: np.ndarray
-    send: dict[str, np.ndarray]
-    producers: np.ndarray | None
-    msg: dict[str, np.ndarray]
-    partitions: list[Any]
-    id_table: IdTable
-    effect_reads: list[tuple[int, np.ndarray, np.ndarray]]
-    fault_ops: list[tuple[int, str, Any]]
-    _given_index: np.ndarray | None = field(repr=False)
-    _spans: list[tuple[int, int, bool]] = field(repr=False)
-    _stamp: tuple[int, int] = field(repr=False)
+    def __init__(self, *, source: str, warnings: list[str], line: np.ndarray, time: np.ndarray,
+                 tcode: np.ndarray, proc: np.ndarray, processes: list[Any], fcode: np.ndarray,
+                 fnames: list[str], pair: np.ndarray, send: dict[str, np.ndarray], producers: np.ndarray | None,
+                 msg: dict[str, np.ndarray], partitions: list[Any], id_table: IdTable,
+                 effect_reads: list[tuple[int, np.ndarray, np.ndarray]], fault_ops: list[tuple[int, str, Any]],
+                 given_index: np.ndarray | None, spans: list[tuple[int, int, bool]], stamp: tuple[int, int]) -> None:
+        self.source, self.warnings = source, warnings
+        self.line, self.time, self.tcode, self.proc, self.processes = line, time, tcode, proc, processes
+        self.fcode, self.fnames, self.pair = fcode, fnames, pair
+        self.send, self.producers, self.msg, self.partitions = send, producers, msg, partitions
+        self.id_table, self.effect_reads, self.fault_ops = id_table, effect_reads, fault_ops
+        self._given_index, self._spans, self._stamp = given_index, spans, stamp
+
+    def __repr__(self) -> str:
+        return f"History({self.source!r}, {len(self)} operations)"
 
     def __len__(self) -> int:
         return len(self.line)
@@ -1523,20 +1585,24 @@ class History:
         return pd.DataFrame(self.fault_windows, columns=["fault", "nodes", "start", "stop", "line", "unhealed"])
 
 
-def stable_argsort(keys: np.ndarray) -> np.ndarray:
+def stable_argsort(keys: np.ndarray, with_sorted: bool = False) -> Any:
     """np.argsort(keys, kind="stable") for int64 keys, as one sort of packed (key, position) pairs
-    when they fit in 63 bits (much faster than an argsort)."""
+    when they fit in 63 bits (much faster than an argsort); with `with_sorted`, (order, keys[order])."""
     n = len(keys)
-    if n == 0:
-        return np.zeros(0, dtype=np.int64)
-    lo, hi = int(keys.min()), int(keys.max())
+    lo = int(keys.min()) if n else 0
     bits = max(1, n.bit_length())
-    if (hi - lo).bit_length() + bits <= 63:
+    if n and (int(keys.max()) - lo).bit_length() + bits <= 63:
         packed = (keys - lo) << bits
         packed |= np.arange(n, dtype=np.int64)
         packed.sort()
-        return packed & ((1 << bits) - 1)
-    return np.argsort(keys, kind="stable")
+        order = packed & ((1 << bits) - 1)
+        if with_sorted:
+            packed >>= bits
+            packed += lo
+            return order, packed
+        return order
+    order = np.argsort(keys, kind="stable")
+    return (order, keys[order]) if with_sorted else order
 
 
 def _pandas():
@@ -1660,6 +1726,30 @@ def resolve_history_path(path: str | os.PathLike) -> Path:
     return p
 
 
+_MALLOC_TUNED = False
+
+
+def _keep_freed_memory() -> None:
+    """Ask glibc to keep freed memory for reuse instead of handing it back to the system.
+
+    Checking a big history makes and drops many large arrays; by default glibc returns every big
+    block to the kernel at once, and the next one costs a page fault per 4 KiB page (a third of
+    the CPU time of a million-message check went to the kernel). Done once per process, for big
+    histories only; elsewhere than glibc, nothing happens.
+    """
+    global _MALLOC_TUNED
+    if _MALLOC_TUNED:
+        return
+    _MALLOC_TUNED = True
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # pragma: no cover - not glibc
+        return
+    mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD: keep up to 1 GiB of free memory at the top of the heap
+    mallopt(-2, 64 << 20)  # M_TOP_PAD: grow the heap 64 MiB at a time
+    mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD: blocks up to 32 MiB (glibc's maximum) come from the heap
+
+
 def read_history(path: str | os.PathLike) -> History:
     """Read and validate a history file (or run directory) into a History."""
     p = resolve_history_path(path)
@@ -1667,12 +1757,27 @@ def read_history(path: str | os.PathLike) -> History:
     gc.disable()  # millions of small objects: the cyclic GC would only rescan them
     try:
         st = p.stat()
+        if st.st_size >= PARALLEL_MIN_BYTES:
+            _keep_freed_memory()
         tasks = _tasks(p, st.st_size)
         asm = _Assembler(str(p), [t[2:] for t in tasks], (st.st_size, st.st_mtime_ns))
         parts = _decoded_parts(tasks, st.st_size)
+        # ids take their codes in a fixed order whatever the timing: the last chunk's first (it is
+        # decoded first, so its many effects ids are merged early, not at the end), then file order
+        id_order = [len(tasks) - 1, *range(len(tasks) - 1)]
+        pending: dict[int, dict[str, Any]] = {}
+        with_ids: set[int] = set()
+        next_ids = next_add = 0
         try:
-            for part in parts:
-                asm.add(part)
+            for k, part in parts:
+                pending[k] = part
+                while next_ids < len(id_order) and id_order[next_ids] in pending:
+                    asm.add_ids(pending[id_order[next_ids]])
+                    with_ids.add(id_order[next_ids])
+                    next_ids += 1
+                while next_add in with_ids:
+                    asm.add(pending.pop(next_add))
+                    next_add += 1
         finally:
             parts.close()
         return asm.finish()

@@ -196,8 +196,7 @@ def check_log(h: History, guarantee: str = "exactly-once", limit: int = 1000) ->
 
         # deliveries are in history order (poll row, then position in the poll): a stable sort
         # by stream keeps that order within each (process, epoch, partition)
-        dorder = stable_argsort(gkey)
-        g = gkey[dorder]
+        dorder, g = stable_argsort(gkey, with_sorted=True)
         same = g[1:] == g[:-1]
         cur, prev = dorder[1:][same], dorder[:-1][same]
         o = d_offv[dorder]

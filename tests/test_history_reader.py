@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from checkers.delivery import check_delivery
 from checkers.history import HistoryError, read_history
 from tests.histories import Builder
 
@@ -295,3 +296,36 @@ def test_effects_counts_read_like_a_dict(tmp_path):
     assert read_history(p).effects == {"a": 2, "b": 3, "cé": 0}
     p.write_text(p.read_text().replace(', "c\\u00e9": 0', ""))  # no escapes: read without making a dict
     assert read_history(p).effects == {"a": 2, "b": 3}
+
+
+def test_truncated_last_line_followed_by_blank_lines_in_later_pieces(tmp_path, monkeypatch):
+    import checkers.history as hist
+
+    monkeypatch.setattr(hist, "PIECE_BYTES", 64)
+    p = tmp_path / "history.jsonl"
+    p.write_text(json.dumps(send_inv()) + "\n" + '{"time": 2, "process": 0, "ty' + "\n" * 3 + " \n" * 100)
+    h = read_history(p)
+    assert len(h) == 1
+    assert any(":2:" in w and "truncated" in w for w in h.warnings)
+    bad = '{"time": 2, "process": 0, "ty'
+    p.write_text(json.dumps(send_inv()) + "\n" + bad + "\n" * 200 + json.dumps(send_inv("b")) + "\n")
+    with pytest.raises(HistoryError, match=r":2: not valid JSON"):
+        read_history(p)
+
+
+def test_ids_whose_hashes_collide_stay_apart(tmp_path, monkeypatch):
+    import numpy as np
+
+    import checkers.history as hist
+
+    b = Builder()
+    for i in range(20):
+        b.send(i % 3, f"m{i}")
+    b.poll(9, [f"m{i}" for i in range(0, 20, 2)] + ["m0", "ghost"])
+    p = b.write(tmp_path / "h.jsonl")
+    expected = check_delivery(read_history(p))
+    monkeypatch.setattr(hist, "CHUNK_BYTES", 300)  # several chunks: the table meets the collision across them
+    monkeypatch.setattr(hist, "_hash_words", lambda w: np.full(len(w), 42, dtype=np.uint64) ^ (w[:, 0] & 1))
+    h = read_history(p)
+    assert h.n_ids == 21 and sorted(h.ids.tolist()) == sorted([f"m{i}" for i in range(20)] + ["ghost"])
+    assert check_delivery(h) == expected
