@@ -1,7 +1,9 @@
 #!/bin/sh
 # Bootstrap onceproof on a fresh Debian machine (as root): a Python >= 3.11 virtualenv in .venv with
 # onceproof installed in it, what the default target needs (`onceproof setup redis`: redis-server and a
-# pinned Toxiproxy built with go install, cached), and with --test the test tools and Debian's chromium.
+# pinned Toxiproxy built with go install, cached), and with --test the test tools, Debian's chromium and a
+# docker engine for the docker runtime's tests (Debian's docker.io; started with the vfs storage driver
+# when none runs).
 # Idempotent and quick when everything is already there.
 set -eu
 cd "$(dirname "$0")/.."
@@ -45,6 +47,7 @@ if ! uptodate "$stamp$extras" && ! uptodate "$stamp[test]"; then
 fi
 if [ "$want_test" = 1 ]; then
     command -v chromium >/dev/null 2>&1 || apt_install chromium
+    sh harness/start-docker.sh || say "no docker engine: the docker runtime's tests will be skipped"
 fi
 .venv/bin/onceproof setup redis >&2
 say "ready: .venv/bin/onceproof"

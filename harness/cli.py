@@ -130,6 +130,28 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT[results["valid"]]
 
 
+def cmd_clean(args: argparse.Namespace) -> int:
+    """Remove what crashed runs left: containers, networks and volumes labelled onceproof."""
+    from harness.runtime import docker as rt
+
+    if not rt.available():
+        print("onceproof clean: no docker engine answers; local runs leave nothing behind (their processes "
+              "die with the harness)")
+        return 0
+    if args.dry_run:
+        found = rt.leftovers(only_orphans=args.orphans)
+        n = sum(len(v) for v in found.values())
+        for kind, names in found.items():
+            for name in names:
+                print(f"{kind[:-1]} {name}")
+        print(f"onceproof clean: {n} object{'s' if n != 1 else ''} found")
+        return 1 if n else 0
+    found = rt.clean(only_orphans=args.orphans, say=print)
+    n = sum(len(v) for v in found.values())
+    print(f"onceproof clean: removed {n} object{'s' if n != 1 else ''}" if n else "onceproof clean: nothing to remove")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="onceproof", description="Certify message-delivery guarantees.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
@@ -163,14 +185,24 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--quiet", type=float, metavar="S",
                    help="drain ends after S seconds without a delivery (default: redis 3, kafka 10)")
     r.add_argument("--drain-deadline", type=float, metavar="S", help="drain ends after S seconds anyway (60)")
-    r.add_argument("--runtime", help="where nodes run (default: local)")
+    r.add_argument("--runtime", help="where nodes and workers run: local (processes) or docker (containers; "
+                   "see `onceproof images build`) (default: local)")
     r.add_argument("--work-ms", type=float, metavar="MS", help="consumer processing time per message (default: 5)")
     r.add_argument("--nodes", type=int, metavar="N", help="broker nodes (default: the target's, e.g. redis 1)")
     r.set_defaults(func=cmd_run)
 
+    k = sub.add_parser("clean", help="remove containers and networks that crashed docker runs left behind",
+                       description="Remove every container, network and volume labelled onceproof. Exit 0; with "
+                                   "--dry-run, exit 1 when something is found.")
+    k.add_argument("--dry-run", "-n", action="store_true", help="list what would be removed")
+    k.add_argument("--orphans", action="store_true", help="only objects whose harness process is gone")
+    k.set_defaults(func=cmd_clean)
+
+    from harness.images import add_commands as add_image_commands
     from harness.setup import add_commands
 
     add_commands(sub)
+    add_image_commands(sub)
     return p
 
 

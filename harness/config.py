@@ -8,6 +8,8 @@ from typing import Any
 import targets
 import workloads
 
+RUNTIMES = ("local", "docker")
+
 
 class ConfigError(Exception):
     """A configuration that cannot run; the message names the field and lists the valid values."""
@@ -55,8 +57,14 @@ class RunConfig:
         if self.nodes not in getattr(t, "NODE_COUNTS", (t.NODES,)):
             raise ConfigError(f"--nodes {self.nodes} is not supported by {self.target}; valid: "
                               f"{', '.join(map(str, getattr(t, 'NODE_COUNTS', (t.NODES,))))}")
-        if self.runtime != "local":
-            raise ConfigError(f"unknown runtime {self.runtime!r}; valid runtimes: local")
+        if self.runtime not in RUNTIMES:
+            raise ConfigError(f"unknown runtime {self.runtime!r}; valid runtimes: {', '.join(RUNTIMES)}")
+        from harness.faults import FAULTS
+
+        local_only = [f for f in self.faults if FAULTS[f].needs_containers and self.runtime != "docker"]
+        if local_only:
+            raise ConfigError(f"{', '.join(local_only)} need{'s' if len(local_only) == 1 else ''} --runtime docker: "
+                              "local nodes share the loopback interface, so node-to-node traffic cannot be cut")
         for name in ("time", "rate", "quiet", "drain_deadline"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be positive (got {getattr(self, name)})")

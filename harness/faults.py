@@ -1,9 +1,10 @@
 """Faults: each knows how to start and how to heal (Jepsen's nemesis protocol).
 
-Network faults act on the Toxiproxy proxy in front of a node's client port; process faults act on
-the node's process with real signals; worker faults SIGKILL a producer or consumer process and start
-a fresh one (new process ids) at heal. Every start and heal is written to the history as a nemesis
-operation by the caller.
+Network faults act on the Toxiproxy proxy in front of a node's client port; partitions cut node-to-node
+traffic with iptables rules in each node's own network namespace (docker runtime only: local nodes
+share the loopback interface); process faults act on the node's process (or container) with real
+signals; worker faults SIGKILL a producer or consumer and start a fresh one (new process ids) at heal.
+Every start and heal is written to the history as a nemesis operation by the caller.
 """
 
 from __future__ import annotations
@@ -25,19 +26,26 @@ class FaultContext(Protocol):
     def restart_node(self, name: str) -> None: ...
     def kill_worker(self, slot: str) -> None: ...
     def replace_worker(self, slot: str) -> None: ...
+    def node_names(self) -> list[str]: ...
+    def partition(self, grudge: dict[str, list[str]]) -> None: ...
+    def heal_partition(self) -> None: ...
 
 
 @dataclass(frozen=True)
 class Fault:
     """`kind` says what it may hit: "network"/"process" a broker node, "leader"/"controller" the node that
     holds that role when the fault starts, "cluster" every node in turn, "consumer"/"producer" a worker.
-    `start` and `heal` get the window with its nodes resolved (a leader becomes the node's name)."""
+    `start` and `heal` get the window with its nodes resolved (a leader becomes the node's name).
+    `duration` overrides the schedule's window length (seconds, low and high) for faults that need time
+    to matter: a partition changes nothing until the controller fences the cut-off broker."""
 
     name: str
     kind: str
     start: Callable[[FaultContext, Window], Any]
     heal: Callable[[FaultContext, Window], Any]
     describe: str
+    duration: tuple[float, float] | None = None
+    needs_containers: bool = False
 
 
 def _toxic(type_: str, stream: str, attributes: dict[str, Any]):
@@ -90,6 +98,43 @@ def _rolling_restart(ctx: FaultContext, w: Window) -> None:
         ctx.restart_node(n)
 
 
+# --- partitions: grudges (node -> the nodes it drops packets from), as in Jepsen's nemesis -------------
+
+
+def grudge(kind: str, nodes: list[str], pivot: str) -> dict[str, list[str]]:
+    """The grudge of a partition over `nodes` (in their order), turned around `pivot` (the node the schedule
+    picked, or the leader): `isolate-one`/`isolate-leader` cut the pivot off from the rest; `halves` splits
+    the ring starting at the pivot into a smaller and a larger half; `majorities-ring` lets each node hear
+    itself and the next ⌊n/2⌋ nodes of the ring (every node sees a majority, no two the same one)."""
+    n = len(nodes)
+    i = nodes.index(pivot)
+    ring = nodes[i:] + nodes[:i]
+    if kind in ("isolate-one", "isolate-leader"):
+        return {pivot: ring[1:], **{o: [pivot] for o in ring[1:]}}
+    if kind == "halves":
+        a, b = ring[:n // 2], ring[n // 2:]
+        return {**{x: list(b) for x in a}, **{y: list(a) for y in b}}
+    if kind == "majorities-ring":
+        out = {}
+        for j, x in enumerate(ring):
+            heard = {ring[(j + k) % n] for k in range(n // 2 + 1)}
+            out[x] = [y for y in ring if y not in heard]
+        return out
+    raise ValueError(f"unknown partition {kind!r}")
+
+
+def _partition(kind: str):
+    def start(ctx: FaultContext, w: Window) -> None:
+        ctx.partition(grudge(kind, ctx.node_names(), w.nodes[0]))
+
+    def heal(ctx: FaultContext, w: Window) -> None:
+        ctx.heal_partition()
+    return start, heal
+
+
+PARTITION_DURATION = (8.0, 12.0)  # longer than broker.session.timeout.ms (6 s): the controller must notice
+
+
 FAULTS: dict[str, Fault] = {f.name: f for f in (
     Fault("ack-loss", "network", *_toxic("timeout", "downstream", {"timeout": 0}),
           "requests reach the broker, responses are dropped; healing closes those connections"),
@@ -113,6 +158,17 @@ FAULTS: dict[str, Fault] = {f.name: f for f in (
           "SIGKILL the active controller; started again at heal"),
     Fault("pause-controller", "controller", _each_node("pause"), _each_node("resume"),
           "SIGSTOP the active controller; SIGCONT at heal"),
+    Fault("partition-isolate-one", "network", *_partition("isolate-one"),
+          "one node cannot exchange packets with the others (iptables in each node's namespace)",
+          PARTITION_DURATION, True),
+    Fault("partition-halves", "network", *_partition("halves"),
+          "the nodes split into a smaller and a larger half that cannot reach each other",
+          PARTITION_DURATION, True),
+    Fault("partition-majorities-ring", "network", *_partition("majorities-ring"),
+          "each node hears only itself and the next ⌊n/2⌋ nodes of a ring", PARTITION_DURATION, True),
+    Fault("partition-isolate-leader", "leader", *_partition("isolate-leader"),
+          "the leader of partition 0 is cut off from the other nodes; clients still reach it through its "
+          "proxy", PARTITION_DURATION, True),
     Fault("kill-consumer", "consumer", _kill_workers, _replace_workers,
           "SIGKILL a consumer process; a fresh one replaces it at heal"),
     Fault("kill-producer", "producer", _kill_workers, _replace_workers,

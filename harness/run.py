@@ -28,6 +28,14 @@ from harness.worker import shard_path, worker_spec
 from targets.base import NodeInfo
 
 
+def _make_runtime(kind: str, run_dir: Path) -> Any:
+    if kind == "docker":
+        from harness.runtime.docker import DockerRuntime
+
+        return DockerRuntime(run_dir)
+    return LocalRuntime(run_dir)
+
+
 def make_run_dir(store: Path, test: str) -> Path:
     """store/<test>/<timestamp>, plus `latest` links in store/<test>/ and store/."""
     base = Path(store) / test
@@ -55,8 +63,8 @@ class Run:
         self.out = out
         self.target = targets.load(cfg.target)
         self.profile = self.target.PROFILES[cfg.profile]
-        self.dir = make_run_dir(Path(cfg.store), cfg.test_name)
-        self.runtime = LocalRuntime(self.dir)
+        self.dir = make_run_dir(Path(cfg.store), cfg.test_name).resolve()  # absolute: mounted as is in containers
+        self.runtime = _make_runtime(cfg.runtime, self.dir)
         self.toxiproxy: Any = None
         self.nodes: dict[str, Any] = {}
         self.infos: dict[str, NodeInfo] = {}
@@ -101,6 +109,18 @@ class Run:
         role, _ = slot.split("-")
         self.workers[slot] = self._spawn_worker(role, slot=slot)
 
+    def node_names(self) -> list[str]:
+        return list(self.infos)
+
+    def partition(self, grudge: dict[str, list[str]]) -> None:
+        if not hasattr(self.runtime, "partition"):
+            raise RuntimeError("node-to-node partitions need --runtime docker")
+        self.runtime.partition(grudge)
+
+    def heal_partition(self) -> None:
+        if hasattr(self.runtime, "heal_partition"):
+            self.runtime.heal_partition()
+
     # --- phases ------------------------------------------------------------------------------------
 
     def _node_names(self) -> list[str]:
@@ -108,24 +128,37 @@ class Run:
 
     def _start_nodes(self) -> None:
         """Toxiproxy first, so each node can advertise its proxy; then the nodes, ready, prepared."""
-        self.toxiproxy = ToxiproxyServer(log_path=self.dir / "toxiproxy.log")
+        docker = self.cfg.runtime == "docker"
+        if docker:
+            from harness.runtime.docker import DockerToxiproxy
+
+            self.toxiproxy = DockerToxiproxy(self.runtime, log_path=self.dir / "toxiproxy.log")
+        else:
+            self.toxiproxy = ToxiproxyServer(log_path=self.dir / "toxiproxy.log")
         self.toxiproxy.start()
         for name in self._node_names():
             data = self.dir / "nodes" / name
             data.mkdir(parents=True, exist_ok=True)
             extra = {p: self.runtime.free_port() for p in getattr(self.target, "EXTRA_PORTS", ())}
             info = NodeInfo(name, self.runtime.free_port(), data_dir=data, extra_ports=extra)
-            self.proxies[name] = self.toxiproxy.create_proxy(name, f"127.0.0.1:{info.port}")
+            if docker:
+                info.host, info.bind, info.in_container = self.runtime.allocate_ip(), "0.0.0.0", True
+            info.proxy_host = self.toxiproxy.client_host
+            self.proxies[name] = self.toxiproxy.create_proxy(name, f"{info.host}:{info.port}")
             info.proxy_port = self.proxies[name].port
             self.infos[name] = info
         infos = list(self.infos.values())
-        self.target.setup_nodes(infos, self.profile)
+        if docker:
+            self.target.setup_nodes(infos, self.profile,
+                                    run=lambda argv, timeout: self.runtime.run_once(self.cfg.target, argv, timeout))
+        else:
+            self.target.setup_nodes(infos, self.profile)
         for info in infos:
             spec = NodeSpec(name=info.name, argv=self.target.node_argv(info, self.profile),
                             data_dir=info.data_dir, log_path=info.data_dir / f"{info.name}.log",
                             ports={"client": info.port, **info.extra_ports},
                             ready=lambda n, i=info: self.target.ready(i))
-            node = self.runtime.node(spec)
+            node = self.runtime.node(spec, ip=info.host) if docker else self.runtime.node(spec)
             node.start()
             self.nodes[info.name] = node
         for node in self.nodes.values():
@@ -135,14 +168,15 @@ class Run:
     def _spawn_worker(self, role: str, drain: bool = False, slot: str = "") -> Any:
         index = self.worker_index
         self.worker_index += 1
-        bootstrap = [f"127.0.0.1:{i.proxy_port}" for i in self.infos.values()]
+        bootstrap = [f"{i.proxy_host}:{i.proxy_port}" for i in self.infos.values()]
         spec = worker_spec(role, index, self.dir, self.start_ns, self.cfg.target, self.cfg.profile,
                            bootstrap, self.workload_cfg(), drain=drain, slot=slot)
         wdir = self.dir / "workers"
         wdir.mkdir(exist_ok=True)
         spec_path = wdir / f"{role}-{index}.json"
         spec_path.write_text(json.dumps(spec))
-        return self.runtime.spawn(f"{role}-{index}", [sys.executable, "-m", "harness.worker", str(spec_path)],
+        python = "python3" if self.cfg.runtime == "docker" else sys.executable
+        return self.runtime.spawn(f"{role}-{index}", [python, "-m", "harness.worker", str(spec_path)],
                                   log_path=wdir / f"{role}-{index}.log")
 
     def workload_cfg(self) -> dict[str, Any]:
@@ -230,6 +264,10 @@ class Run:
         for w in list(self.active):
             self.active.remove(w)
             self._apply(w, "heal")
+        try:
+            self.heal_partition()
+        except Exception as e:
+            self.say(f"  warning: healing partitions failed: {type(e).__name__}: {e}")
         if self.toxiproxy is not None:
             self.toxiproxy.reset()
         for name, node in self.nodes.items():
@@ -302,12 +340,14 @@ class Run:
         """Run the phases; always tear down and merge the shards. Returns history.jsonl's path."""
         cfg = self.cfg
         candidates = self._candidates()
-        schedule = make_schedule(cfg.faults, cfg.time, cfg.seed, candidates)
+        schedule = make_schedule(cfg.faults, cfg.time, cfg.seed, candidates,
+                                 durations={f: FAULTS[f].duration for f in cfg.faults if FAULTS[f].duration})
         atomic_write(self.dir / "config.json", json.dumps(cfg.resolved(), indent=2) + "\n")
         atomic_write(self.dir / "schedule.json",
                      json.dumps({"seed": cfg.seed, "windows": [w.to_json() for w in schedule]}, indent=2) + "\n")
         self.say(f"run: {self.dir}")
-        self.say(f"target {cfg.target}, profile {cfg.profile} (claims {self.profile.guarantee}), workload "
+        self.say(f"runtime {cfg.runtime}, target {cfg.target}, profile {cfg.profile} "
+                 f"(claims {self.profile.guarantee}), workload "
                  f"{cfg.workload}, {cfg.time:.0f}s at {cfg.rate:.0f} msg/s, seed {cfg.seed}, "
                  f"{len(schedule)} fault windows: {', '.join(cfg.faults) or 'none'}")
         cleanup.register(self._teardown)

@@ -31,8 +31,11 @@ class Window:
 
 def make_schedule(faults: Sequence[str], time_s: float, seed: int, candidates: Mapping[str, Sequence[str]],
                   first_at: float = 2.0, duration: tuple[float, float] = (1.0, 3.0),
-                  gap: tuple[float, float] = (1.0, 2.5), tail: float = 1.0) -> list[Window]:
-    """Windows for `faults` within [first_at, time_s - tail]; `candidates[fault]` lists nodes it may hit."""
+                  gap: tuple[float, float] = (1.0, 2.5), tail: float = 1.0,
+                  durations: Mapping[str, tuple[float, float]] | None = None) -> list[Window]:
+    """Windows for `faults` within [first_at, time_s - tail]; `candidates[fault]` lists nodes it may hit;
+    `durations` gives some faults windows of their own length (not shrunk)."""
+    durations = durations or {}
     rng = random.Random(f"onceproof-schedule-{seed}")
     windows: list[Window] = []
     if not faults:
@@ -51,7 +54,7 @@ def make_schedule(faults: Sequence[str], time_s: float, seed: int, candidates: M
             order = list(faults)
             rng.shuffle(order)
         fault = order.pop()
-        d = round(rng.uniform(*duration), 3)
+        d = round(rng.uniform(*durations.get(fault, duration)), 3)
         if t + d > time_s - tail + 1e-9:
             break
         nodes = tuple(sorted(rng.sample(list(candidates[fault]), 1))) if candidates.get(fault) else ()

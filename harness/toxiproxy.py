@@ -145,6 +145,13 @@ class ToxiproxyServer:
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
+    @property
+    def client_host(self) -> str:
+        """The address clients use to reach the proxies."""
+        return self.host
+
+    proxy_listen = "127.0.0.1:0"  # where new proxies listen (port 0: the server picks one)
+
     def start(self) -> ToxiproxyServer:
         active = ToxiproxyServer._active
         if active is not None and active.process is not None and active.process.poll() is None:
@@ -220,8 +227,9 @@ class ToxiproxyServer:
     def version(self) -> str:
         return APIConsumer.get("/version").json()["version"]
 
-    def create_proxy(self, name: str, upstream: str, listen: str = "127.0.0.1:0") -> Proxy:
+    def create_proxy(self, name: str, upstream: str, listen: str | None = None) -> Proxy:
         """A proxy to `upstream` ("host:port"); with listen port 0 the server picks a free port."""
+        listen = listen or self.proxy_listen
         try:
             p = self._api.create(upstream=upstream, name=name, listen=listen)
         except ProxyExists as e:  # the library checks this itself, before asking the server

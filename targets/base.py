@@ -59,13 +59,22 @@ class Delivery:
 
 @dataclass
 class NodeInfo:
-    """Where a node listens: its own port and the proxy port clients must use."""
+    """Where a node listens: its own port and the proxy port clients must use.
+
+    `host` is the node's address as the harness and the other nodes reach it, `bind` the address it
+    listens on, `proxy_host` the address of its Toxiproxy proxy (the only way in for clients). Locally all
+    three are 127.0.0.1; in containers the node has an address of its own and listens on every interface.
+    `in_container` tells a target to use the container image's paths (say, Kafka's jars)."""
 
     name: str
     port: int
     proxy_port: int | None = None
     data_dir: Path | None = None
     extra_ports: dict[str, int] = field(default_factory=dict)  # e.g. a controller or replication port
+    host: str = "127.0.0.1"
+    bind: str = "127.0.0.1"
+    proxy_host: str = "127.0.0.1"
+    in_container: bool = False
 
 
 class Producer(Protocol):

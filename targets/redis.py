@@ -73,9 +73,10 @@ return redis.call('XACK', KEYS[1], ARGV[4], ARGV[5])
 
 
 def node_argv(node: NodeInfo, profile: Profile) -> list[str]:
-    """redis-server on 127.0.0.1 with the profile's persistence, data and logs in the node's directory."""
+    """redis-server on the node's bind address with the profile's persistence, data and logs in the node's
+    directory."""
     s = profile.settings
-    argv = ["redis-server", "--port", str(node.port), "--bind", "127.0.0.1", "--protected-mode", "no",
+    argv = ["redis-server", "--port", str(node.port), "--bind", node.bind, "--protected-mode", "no",
             "--dir", str(node.data_dir), "--appendonly", s["appendonly"], "--appendfsync", s["appendfsync"],
             "--daemonize", "no", "--logfile", ""]
     if s["appendonly"] == "no":
@@ -85,31 +86,31 @@ def node_argv(node: NodeInfo, profile: Profile) -> list[str]:
     return argv
 
 
-def setup_nodes(infos: list[NodeInfo], profile: Profile) -> None:
+def setup_nodes(infos: list[NodeInfo], profile: Profile, run: Any = None) -> None:
     """Nothing to write before the first start: node_argv carries the whole configuration."""
 
 
 def ready(info: NodeInfo) -> bool:
-    return ping(info.port)
+    return ping(info.port, host=info.host)
 
 
-def ping(port: int, timeout: float = 0.5) -> bool:
+def ping(port: int, timeout: float = 0.5, host: str = "127.0.0.1") -> bool:
     """Ready = answers PING with PONG (and is not still loading its data)."""
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        with socket.create_connection((host, port), timeout=timeout) as s:
             s.sendall(b"PING\r\n")
             return s.recv(64).startswith(b"+PONG")
     except OSError:
         return False
 
 
-def _client(port: int, timeout: float):
+def _client(port: int, timeout: float, host: str = "127.0.0.1"):
     import redis
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
     # no automatic retries: a hidden retry would be an unexplained duplicate in the history
-    return redis.Redis(host="127.0.0.1", port=port, socket_timeout=timeout, socket_connect_timeout=timeout,
+    return redis.Redis(host=host, port=port, socket_timeout=timeout, socket_connect_timeout=timeout,
                        retry=Retry(NoBackoff(), 0), retry_on_error=[], decode_responses=True,
                        health_check_interval=0, single_connection_client=True)
 
@@ -118,7 +119,7 @@ def prepare(infos: list[NodeInfo], profile: Profile) -> None:
     """Create the stream and the consumer group (directly on the node, not through a proxy)."""
     import redis
 
-    r = _client(infos[0].port, 5.0)
+    r = _client(infos[0].port, 5.0, infos[0].host)
     try:
         r.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
     except redis.ResponseError as e:
@@ -130,7 +131,7 @@ def prepare(infos: list[NodeInfo], profile: Profile) -> None:
 
 def read_effects(infos: list[NodeInfo], profile: Profile) -> dict[str, int]:
     """Times each message id was applied, from the effect store (read directly, not through a proxy)."""
-    r = _client(infos[0].port, 10.0)
+    r = _client(infos[0].port, 10.0, infos[0].host)
     try:
         return {k: int(v) for k, v in r.hgetall(EFFECTS).items()}
     finally:
@@ -148,8 +149,8 @@ def classify_error(e: BaseException) -> Outcome:
 
 
 class RedisProducer:
-    def __init__(self, port: int, profile: Profile, timeout: float = 1.0):
-        self.r = _client(port, timeout)
+    def __init__(self, port: int, profile: Profile, timeout: float = 1.0, host: str = "127.0.0.1"):
+        self.r = _client(port, timeout, host)
         self.dedup = bool(profile.settings.get("producer_dedup"))
         self.script = self.r.register_script(PRODUCE_DEDUP) if self.dedup else None
 
@@ -171,8 +172,8 @@ class RedisProducer:
 
 class RedisConsumer:
     def __init__(self, port: int, profile: Profile, name: str, timeout: float = 1.0,
-                 work_s: float = 0.002, min_idle_ms: int = 1500):
-        self.r = _client(port, timeout)
+                 work_s: float = 0.002, min_idle_ms: int = 1500, host: str = "127.0.0.1"):
+        self.r = _client(port, timeout, host)
         self.name = name
         self.ack = profile.settings["ack"]
         self.work_s = work_s
@@ -271,14 +272,17 @@ class RedisConsumer:
         self.r.close()
 
 
-def _port(bootstrap: list[str]) -> int:
-    return int(bootstrap[0].rsplit(":", 1)[1])
+def _addr(bootstrap: list[str]) -> tuple[str, int]:
+    host, port = bootstrap[0].rsplit(":", 1)
+    return host, int(port)
 
 
 def producer(bootstrap: list[str], profile: Profile) -> RedisProducer:
-    return RedisProducer(_port(bootstrap), profile)
+    host, port = _addr(bootstrap)
+    return RedisProducer(port, profile, host=host)
 
 
 def consumer(bootstrap: list[str], profile: Profile, name: str, work_s: float = 0.005,
              on_assign: Any = None, slot: str = "") -> RedisConsumer:
-    return RedisConsumer(_port(bootstrap), profile, name, work_s=work_s)
+    host, port = _addr(bootstrap)
+    return RedisConsumer(port, profile, name, work_s=work_s, host=host)

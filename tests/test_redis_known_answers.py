@@ -26,24 +26,37 @@ def _need_redis():
         pytest.skip("redis-server is not installed (run: onceproof setup redis)")
 
 
-def run(tmp_path: Path, profile: str, faults: str, seed: int = 1, secs: int = 12) -> dict:
+RUNTIMES = ["local", "docker"]
+
+
+@pytest.fixture(params=RUNTIMES)
+def runtime(request) -> str:
+    """Every known answer holds for local processes and for containers alike."""
+    if request.param == "docker":
+        from tests.conftest import docker_images
+
+        docker_images("redis")
+    return request.param
+
+
+def run(tmp_path: Path, profile: str, faults: str, seed: int = 1, secs: int = 12, runtime: str = "local") -> dict:
     rc = main(["run", "--target", "redis", "--profile", profile, "--faults", faults, "--time", str(secs),
-               "--rate", "300", "--seed", str(seed), "--store", str(tmp_path)])
+               "--rate", "300", "--seed", str(seed), "--store", str(tmp_path), "--runtime", runtime])
     results = json.loads((tmp_path / "latest" / "results.json").read_text())
     assert rc == {True: 0, False: 1, "unknown": 2}[results["valid"]]
     return results
 
 
-def test_at_most_once_loses_effects_but_never_duplicates_under_kill_consumer(tmp_path):
-    r = run(tmp_path, "at-most-once", "kill-consumer")
+def test_at_most_once_loses_effects_but_never_duplicates_under_kill_consumer(tmp_path, runtime):
+    r = run(tmp_path, "at-most-once", "kill-consumer", runtime=runtime)
     c = r["delivery"]["counts"]
     assert c["lost"] + c["lost_effects"] > 0
     assert c["duplicated_effects"] == 0 and c["duplicated"] == 0
     assert r["valid"] is True and r["delivery"]["holds"]["at-least-once"] is False
 
 
-def test_at_least_once_duplicates_but_never_loses_under_kill_consumer(tmp_path):
-    r = run(tmp_path, "at-least-once", "kill-consumer")
+def test_at_least_once_duplicates_but_never_loses_under_kill_consumer(tmp_path, runtime):
+    r = run(tmp_path, "at-least-once", "kill-consumer", runtime=runtime)
     c = r["delivery"]["counts"]
     assert c["duplicated"] > 0 and c["duplicated_effects"] > 0
     assert c["lost"] == 0 and c["lost_effects"] == 0
@@ -51,16 +64,16 @@ def test_at_least_once_duplicates_but_never_loses_under_kill_consumer(tmp_path):
     assert r["delivery"]["holds"] == {"at-most-once": False, "at-least-once": True, "exactly-once": False}
 
 
-def test_exactly_once_survives_ack_loss_kills_and_restart(tmp_path):
-    r = run(tmp_path, "exactly-once", "ack-loss,kill-consumer,kill-producer,restart", secs=16)
+def test_exactly_once_survives_ack_loss_kills_and_restart(tmp_path, runtime):
+    r = run(tmp_path, "exactly-once", "ack-loss,kill-consumer,kill-producer,restart", secs=16, runtime=runtime)
     c = r["delivery"]["counts"]
     assert r["valid"] is True, c
     assert c["lost"] == 0 and c["lost_effects"] == 0 and c["duplicated_effects"] == 0
     assert {f["fault"] for f in r["faults"]} == {"ack-loss", "kill-consumer", "kill-producer", "restart"}
 
 
-def test_debian_default_persistence_loses_acknowledged_messages_under_kill(tmp_path):
-    r = run(tmp_path, "at-least-once-debian-defaults", "kill")
+def test_debian_default_persistence_loses_acknowledged_messages_under_kill(tmp_path, runtime):
+    r = run(tmp_path, "at-least-once-debian-defaults", "kill", runtime=runtime)
     assert r["valid"] is False
     assert r["delivery"]["counts"]["lost"] > 0
 

@@ -103,6 +103,27 @@ def tearing_down() -> Iterator[None]:
         _teardown_depth -= 1
 
 
+_critical_depth = 0
+_pending: list[str] = []
+
+
+@contextlib.contextmanager
+def critical() -> Iterator[None]:
+    """A step that must not be cut in half by the first Ctrl-C (say, creating a container: the engine
+    finishes a create the client gave up on, and the container would be left behind). A signal
+    meanwhile is held and raised as KeyboardInterrupt when the step ends; a second one still kills hard."""
+    global _critical_depth
+    _critical_depth += 1
+    try:
+        yield
+    finally:
+        _critical_depth -= 1
+    if _critical_depth == 0 and _pending and _teardown_depth == 0:
+        name = _pending.pop()
+        _pending.clear()
+        raise KeyboardInterrupt(name)
+
+
 def interrupted() -> bool:
     """Whether a handled SIGINT/SIGTERM arrived since `install_handlers()`."""
     return _signal_count > 0
@@ -124,6 +145,9 @@ def _handler(signum: int, frame: object) -> None:
     if _teardown_depth > 0:
         with contextlib.suppress(Exception):
             os.write(2, b"onceproof: teardown under way; signal again to kill everything hard\n")
+        return
+    if _critical_depth > 0 and threading.current_thread() is threading.main_thread():
+        _pending.append(signal.Signals(signum).name)
         return
     raise KeyboardInterrupt(f"{signal.Signals(signum).name}")
 

@@ -63,17 +63,26 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
 
 FAULTS = ("ack-loss", "latency", "reset", "partition-client", "kill", "pause", "restart", "rolling-restart",
           "kill-leader", "pause-leader", "kill-controller", "pause-controller", "kill-consumer",
-          "kill-producer")
+          "kill-producer", "partition-isolate-one", "partition-halves", "partition-majorities-ring",
+          "partition-isolate-leader")
 
 EXTRA_PORTS = ("controller", "internal")
 
 
-def setup_nodes(infos: list[NodeInfo], profile: Profile) -> None:
-    """Write each node's server.properties and format its storage with one cluster id."""
-    cp = cluster.classpath()
+CONTAINER_CLASSPATH = "/opt/kafka/libs/*"  # where the kafka image (ours or apache/kafka) keeps the jars
+
+
+def _classpath(info: NodeInfo) -> str:
+    return CONTAINER_CLASSPATH if info.in_container else cluster.classpath()
+
+
+def setup_nodes(infos: list[NodeInfo], profile: Profile, run: cluster.Runner | None = None) -> None:
+    """Write each node's server.properties and format its storage with one cluster id (`run` runs the
+    format command where the nodes run: in a container of the node's image for the docker runtime)."""
     configs = [cluster.write_config(info, i, infos, _broker_settings(profile, len(infos)))
                for i, info in enumerate(infos, 1)]
-    cluster.format_all(infos, configs, cluster.cluster_id(), cp)
+    cluster.format_all(infos, configs, cluster.cluster_id(), _classpath(infos[0]), cds=not infos[0].in_container,
+                       run=run)
 
 
 def _broker_settings(profile: Profile, n: int) -> dict[str, Any]:
@@ -84,7 +93,8 @@ def _broker_settings(profile: Profile, n: int) -> dict[str, Any]:
 
 
 def node_argv(info: NodeInfo, profile: Profile) -> list[str]:
-    return cluster.node_argv(info, cluster.config_path(info), cluster.classpath())
+    # the class-data-sharing archive is built for the local jars' paths: not in a container
+    return cluster.node_argv(info, cluster.config_path(info), _classpath(info), cds=not info.in_container)
 
 
 def ready(info: NodeInfo) -> bool:
@@ -92,7 +102,7 @@ def ready(info: NodeInfo) -> bool:
 
 
 def bootstrap(infos: list[NodeInfo]) -> list[str]:
-    return [f"127.0.0.1:{i.proxy_port}" for i in infos]
+    return [f"{i.proxy_host}:{i.proxy_port}" for i in infos]
 
 
 def prepare(infos: list[NodeInfo], profile: Profile) -> None:

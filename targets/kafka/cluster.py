@@ -4,7 +4,7 @@ partition leaders, the active controller).
 
 Every node is a combined broker+controller (`process.roles=broker,controller`) with a static quorum
 (`controller.quorum.voters`), so a plain `StorageTool format` with one shared cluster id is enough. Each
-node has three listeners, all on 127.0.0.1:
+node has three listeners (on 127.0.0.1 locally; on the container's address in containers):
 
 | listener | port | advertised as | carries |
 |---|---|---|---|
@@ -186,16 +186,16 @@ def write_config(node: NodeInfo, index: int, nodes: list[NodeInfo], settings: Ma
     data = _data_dir(node)
     data.mkdir(parents=True, exist_ok=True)
     cport, iport = node.extra_ports["controller"], node.extra_ports["internal"]
-    voters = ",".join(f"{i}@127.0.0.1:{n.extra_ports['controller']}" for i, n in enumerate(nodes, 1))
+    voters = ",".join(f"{i}@{n.host}:{n.extra_ports['controller']}" for i, n in enumerate(nodes, 1))
+    b = node.bind
     props: dict[str, Any] = {
         "process.roles": "broker,controller",
         "node.id": index,
         "controller.quorum.voters": voters,
         "controller.listener.names": "CONTROLLER",
-        "listeners": f"PLAINTEXT://127.0.0.1:{node.port},INTERNAL://127.0.0.1:{iport},"
-                     f"CONTROLLER://127.0.0.1:{cport}",
+        "listeners": f"PLAINTEXT://{b}:{node.port},INTERNAL://{b}:{iport},CONTROLLER://{b}:{cport}",
         # clients: this node's own proxy; replication: direct (see the module docstring)
-        "advertised.listeners": f"PLAINTEXT://127.0.0.1:{node.proxy_port},INTERNAL://127.0.0.1:{iport}",
+        "advertised.listeners": f"PLAINTEXT://{node.proxy_host}:{node.proxy_port},INTERNAL://{node.host}:{iport}",
         "inter.broker.listener.name": "INTERNAL",
         "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT",
         "log.dirs": str(data / LOG_DIR_NAME),
@@ -239,28 +239,37 @@ def _cds_opts(cds: bool) -> list[str]:
     return [f"-XX:SharedArchiveFile={archive}"] if archive is not None else []
 
 
+def _run_local(argv: list[str], timeout: float) -> tuple[int, str]:
+    r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False)
+    return r.returncode, (r.stdout + r.stderr).strip()
+
+
+Runner = Callable[[list[str], float], tuple[int, str]]  # runs a command where the node runs: (exit code, output)
+
+
 def format_storage(node: NodeInfo, config: str | os.PathLike[str], cid: str, cp: str,
-                   timeout: float = 120.0, cds: bool = True) -> str:
+                   timeout: float = 120.0, cds: bool = True, run: Runner | None = None) -> str:
     """`kafka.tools.StorageTool format -t <cid> -c <config>` (static voters: no --standalone or
-    --initial-controllers needed). Returns its output; KafkaClusterError with the output on failure."""
+    --initial-controllers needed), run by `run` (default: a local process). Returns its output;
+    KafkaClusterError with the output on failure."""
     config = Path(config)
     argv = ["java", "-Xmx256m", *_cds_opts(cds), _log4j_opt(config), "-cp", cp, "kafka.tools.StorageTool",
             "format", "-t", cid, "-c", str(config)]
     try:
-        r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
-                           check=False)
+        rc, out = (run or _run_local)(argv, timeout)
     except subprocess.TimeoutExpired as e:
         raise KafkaClusterError(f"node {node.name}: formatting its storage took over {timeout:g}s") from e
-    out = (r.stdout + r.stderr).strip()
-    if r.returncode != 0:
-        raise KafkaClusterError(f"node {node.name}: `StorageTool format` exited {r.returncode}:\n{out[-3000:]}")
+    if rc != 0:
+        raise KafkaClusterError(f"node {node.name}: `StorageTool format` exited {rc}:\n{out[-3000:]}")
     return out
 
 
-def format_all(nodes: list[NodeInfo], configs: list[Path], cid: str, cp: str, timeout: float = 120.0) -> None:
+def format_all(nodes: list[NodeInfo], configs: list[Path], cid: str, cp: str, timeout: float = 120.0,
+               cds: bool = True, run: Runner | None = None) -> None:
     """`format_storage` for every node at once (each is a JVM start of a second or two)."""
     with concurrent.futures.ThreadPoolExecutor(max_workers=len(nodes) or 1) as pool:
-        futures = [pool.submit(format_storage, n, c, cid, cp, timeout) for n, c in zip(nodes, configs, strict=True)]
+        futures = [pool.submit(format_storage, n, c, cid, cp, timeout, cds, run)
+                   for n, c in zip(nodes, configs, strict=True)]
         for f in futures:
             f.result()
 
@@ -563,11 +572,14 @@ def ready(node: Any, *, log: str | os.PathLike[str] | None = None, port: int | N
         return False
     cfg = read_config(_data_dir(node) / CONFIG_NAME)
     node_id = int(cfg["node.id"])
+    advertised = dict(e.split("://", 1) for e in cfg["advertised.listeners"].split(","))
+    host, _, proxy_port = advertised["PLAINTEXT"].rpartition(":")
     if port is None:
-        advertised = dict(e.split("://", 1) for e in cfg["advertised.listeners"].split(","))
-        port = int(advertised["PLAINTEXT"].rsplit(":", 1)[1])
+        port = int(proxy_port)
+    else:
+        host = getattr(node, "host", None) or "127.0.0.1"
     try:
-        md = metadata(port, timeout=timeout)
+        md = metadata(port, timeout=timeout, host=host)
     except (OSError, struct.error, IndexError):
         return False
     return node_id in md.brokers

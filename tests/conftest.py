@@ -1,0 +1,27 @@
+"""Shared fixtures: the docker runtime's prerequisites (an engine, the images for a target)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+_built: set[str] = set()
+
+
+def docker_images(target: str) -> None:
+    """Skip unless a docker engine answers; build the target's images once per session (from this
+    machine's files, as `onceproof images build` does). ONCEPROOF_REQUIRE_DOCKER=1 (CI) turns the skip
+    into a failure, so a broken engine cannot pass as a green run."""
+    from harness import images, setup
+    from harness.runtime import docker
+
+    if not docker.available():
+        msg = "no docker engine answers (sh harness/start-docker.sh starts one)"
+        if os.environ.get("ONCEPROOF_REQUIRE_DOCKER"):
+            pytest.fail(msg)
+        pytest.skip(msg)
+    if target not in _built:
+        setup.install([target], progress=lambda *a: None)
+        images.build_for([target], progress=lambda *a: None)
+        _built.add(target)
