@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -35,13 +36,24 @@ STDLIB_SKIP = {"test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3
                "__phello__", "pydoc_data", "distutils"}
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
-# images by role: environment variable that overrides the name, the public image, the local one
-IMAGE_ENV = {
-    "redis": ("ONCEPROOF_REDIS_IMAGE", "redis:7.2"),
-    "kafka": ("ONCEPROOF_KAFKA_IMAGE", "apache/kafka:4.4.0"),
-    "toxiproxy": ("ONCEPROOF_TOXIPROXY_IMAGE", "ghcr.io/shopify/toxiproxy:2.12.0"),
-    "worker": ("ONCEPROOF_WORKER_IMAGE", "onceproof/worker:latest"),
-}
+COMPOSE = Path(__file__).resolve().parents[1] / "compose"
+COMPOSE_FILES = {"redis": "redis.yml", "kafka": "kafka.yml", "toxiproxy": "toxiproxy.yml"}
+_IMAGE_LINE = re.compile(r"^\s*image:\s*\$\{(ONCEPROOF_[A-Z]+_IMAGE):-([^}]+)\}\s*$", re.M)
+
+
+def compose_image(role: str) -> tuple[str, str]:
+    """(environment variable, public image) for `role`, from the first `image: ${VAR:-default}` line of its
+    compose file: the compose files are where image names are decided, for the harness too."""
+    if role == "worker":
+        return "ONCEPROOF_WORKER_IMAGE", local_name("worker")  # no public worker image: build one
+    path = COMPOSE / COMPOSE_FILES[role]
+    for var, default in _IMAGE_LINE.findall(path.read_text()):
+        if var == f"ONCEPROOF_{role.upper()}_IMAGE":
+            return var, default.strip()
+    raise ImageError(f"{path}: no `image: ${{ONCEPROOF_{role.upper()}_IMAGE:-...}}` line")
+
+
+ROLES = ("redis", "kafka", "toxiproxy", "worker")
 
 
 class ImageError(RuntimeError):
@@ -55,7 +67,7 @@ def local_name(role: str) -> str:
 def image_for(role: str) -> str:
     """The image the docker runtime uses for `role`: $ONCEPROOF_<ROLE>_IMAGE if set, else the local build
     (`onceproof images build`) when it exists, else the public image."""
-    env, public = IMAGE_ENV[role]
+    env, public = compose_image(role)
     if os.environ.get(env):
         return os.environ[env]
     from harness.runtime.docker import client
@@ -293,7 +305,7 @@ def cmd_images(args: argparse.Namespace) -> int:
                 return 2
             build_for(targets, force=args.force)
         else:
-            for role in IMAGE_ENV:
+            for role in ROLES:
                 print(f"{role:10} {image_for(role)}")
     except (ImageError, DockerUnavailable) as e:
         print(f"onceproof images: {e}", file=sys.stderr)

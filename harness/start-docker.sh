@@ -4,14 +4,24 @@
 # leaves the host's firewall alone) when no engine runs. Root only; idempotent.
 set -eu
 say() { printf 'start-docker: %s\n' "$*" >&2; }
-if docker info >/dev/null 2>&1; then exit 0; fi
-if [ "$(id -u)" != 0 ]; then say "no docker engine answers and we are not root"; exit 1; fi
+inst() {
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null 2>&1 || {
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null; }
+}
+if docker info >/dev/null 2>&1 && { docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1; }; then
+    exit 0
+fi
+if [ "$(id -u)" != 0 ]; then docker info >/dev/null 2>&1 && exit 0; say "no docker engine answers and we are not root"; exit 1; fi
 if ! command -v dockerd >/dev/null 2>&1; then
     say "installing docker.io"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io >/dev/null || {
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io >/dev/null; }
+    inst docker.io
 fi
-command -v iptables >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iptables >/dev/null
+command -v iptables >/dev/null 2>&1 || inst iptables
+command -v nsenter >/dev/null 2>&1 || inst util-linux
+# compose, for the compose files' own tests: the v2 plugin if present, else Debian's docker-compose
+docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null 2>&1 ||
+    inst docker-compose || say "no compose tool"
+if docker info >/dev/null 2>&1; then exit 0; fi
 log=/var/log/onceproof-dockerd.log
 say "starting dockerd (vfs, --iptables=false); log in $log"
 nohup dockerd --storage-driver=vfs --iptables=false >"$log" 2>&1 &

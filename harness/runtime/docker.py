@@ -479,10 +479,22 @@ class DockerRuntime:
         return dict(self._workers)
 
     def image(self, role: str) -> str:
+        """The image for `role` (see harness.images.image_for), pulled if the engine lacks it."""
         if role not in self.images:
             from harness.images import image_for
 
-            self.images[role] = image_for(role)
+            name = image_for(role)
+            c = client()
+            try:
+                c.images.get(name)
+            except Exception:
+                try:
+                    c.images.pull(name)
+                except Exception as e:
+                    raise DockerUnavailable(
+                        f"image {name} for {role} is not here and cannot be pulled ({e}); build local images "
+                        f"with `onceproof images build`, or name one in $ONCEPROOF_{role.upper()}_IMAGE") from e
+            self.images[role] = name
         return self.images[role]
 
     def node(self, spec: NodeSpec, *, role: str | None = None, ip: str | None = None,
