@@ -1,7 +1,7 @@
 # The onceproof worker image for machines that reach a registry (CI with Docker Hub):
 #   docker build -f compose/worker.Dockerfile -t onceproof/worker:ci .
 #   ONCEPROOF_WORKER_IMAGE=onceproof/worker:ci onceproof run --runtime docker ...
-# Offline, `onceproof images build` makes onceproof/worker:local-2 from this machine's Python instead.
+# Offline, `onceproof images build` makes onceproof/worker:local-3 from this machine's Python instead.
 # The harness mounts the checkout's source at /opt/onceproof/src either way, so the workers always run
 # the same code as the harness.
 FROM python:3.11-slim

@@ -93,8 +93,8 @@ def _broker_settings(profile: Profile, n: int) -> dict[str, Any]:
 
 
 def node_argv(info: NodeInfo, profile: Profile) -> list[str]:
-    # the class-data-sharing archive is built for the local jars' paths: not in a container
-    return cluster.node_argv(info, cluster.config_path(info), _classpath(info), cds=not info.in_container)
+    # in a container: the image's own class-data archive, if it has one (the JVM ignores a missing one)
+    return cluster.node_argv(info, cluster.config_path(info), _classpath(info))
 
 
 def ready(info: NodeInfo) -> bool:

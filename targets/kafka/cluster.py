@@ -274,12 +274,16 @@ def format_all(nodes: list[NodeInfo], configs: list[Path], cid: str, cp: str, ti
             f.result()
 
 
+IMAGE_CDS_ARCHIVE = "/opt/kafka/onceproof.jsa"  # in images `onceproof images build` makes; ignored if absent
+
+
 def node_argv(node: NodeInfo, config: str | os.PathLike[str], cp: str, cds: bool = True) -> list[str]:
     """The broker's command line: `java <heap> <gc> [-XX:SharedArchiveFile=...]
     -Dlog4j2.configurationFile=... -cp <cp> kafka.Kafka <config>`; it logs to stdout only (the runtime
     appends that to the node's log)."""
     config = Path(config)
-    return ["java", *HEAP, *JVM_OPTS, *_cds_opts(cds), _log4j_opt(config), "-cp", cp, "kafka.Kafka", str(config)]
+    share = [f"-XX:SharedArchiveFile={IMAGE_CDS_ARCHIVE}"] if node.in_container and cds else _cds_opts(cds)
+    return ["java", *HEAP, *JVM_OPTS, *share, _log4j_opt(config), "-cp", cp, "kafka.Kafka", str(config)]
 
 
 def build_cds_archive(cp: str, archive: Path, work: Path, timeout: float = 180.0) -> None:
