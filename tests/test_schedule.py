@@ -34,3 +34,15 @@ def test_a_short_run_still_gets_every_fault_once():
         w = make_schedule(faults, 12, seed, c)
         assert {x.fault for x in w} == set(faults)
         assert w[-1].stop <= 11.0 + 1e-6
+
+
+def test_faults_with_their_own_durations_get_windows_of_that_length():
+    from harness.faults import FAULTS, PARTITION_DURATION
+
+    faults = ["partition-halves", "kill"]
+    cands = {"partition-halves": ["n1", "n2", "n3"], "kill": ["n1", "n2", "n3"]}
+    ws = make_schedule(faults, 60, 3, cands, durations={"partition-halves": FAULTS["partition-halves"].duration})
+    parts = [w for w in ws if w.fault == "partition-halves"]
+    assert parts and all(PARTITION_DURATION[0] <= w.duration <= PARTITION_DURATION[1] for w in parts)
+    assert all(w.duration <= 3.0 for w in ws if w.fault == "kill")
+    assert all(a.stop <= b.start for a, b in pairwise(ws))  # still no overlaps
