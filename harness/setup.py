@@ -487,7 +487,21 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         print(f"onceproof doctor: error: {e}", file=sys.stderr)
         return 2
     print(format_table(reqs))
+    print(_docker_status())
     return 0 if all(r.present for r in reqs) else 1
+
+
+def _docker_status() -> str:
+    """One line about the docker runtime (optional: it does not change doctor's exit status)."""
+    from harness.runtime import docker
+
+    try:
+        version = docker.client().version().get("Version", "?")
+    except docker.DockerUnavailable as e:
+        return f"docker runtime (optional): unavailable: {e}"
+    from harness.images import ROLES, image_for
+
+    return f"docker runtime (optional): engine {version}; images: " + ", ".join(f"{r} {image_for(r)}" for r in ROLES)
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
