@@ -9,13 +9,18 @@ touching Python objects, so the design keeps them out of every step but the
 first:
 
 - The file is cut into chunks (CHUNK_BYTES) on line boundaries; big files are
-  decoded by several processes at once (fork), each chunk in pieces of about
-  PIECE_BYTES (small enough for the objects of a piece to stay in the CPU's
-  cache). A piece is decoded by msgspec straight into typed structs (the fast
-  path: `Op`, then the more permissive `AnyOp`); a piece the typed decoders
-  reject, or whose values the contract still rejects, is decoded again line by
-  line by a slow path that accepts each line or names exactly what is wrong
-  with it. The first error in file order is the one reported.
+  decoded by several processes at once (fork). A chunk is read at once and
+  taken in blocks (BLOCK_BYTES). Lines written exactly as the harness writes
+  them (compact JSON, keys in the harness's order, `send`/`poll`/`ack` with
+  their usual values, plain ASCII ids) are parsed straight from the bytes with
+  numpy, every byte of such a line checked (the canonical path, `_canon_block`).
+  Every other line goes to msgspec, in pieces of about PIECE_BYTES (small
+  enough for the objects of a piece to stay in the CPU's cache): decoded
+  straight into typed structs (`Op`, then the more permissive `AnyOp`); a piece
+  the typed decoders reject, or whose values the contract still rejects, is
+  decoded again line by line by a slow path that accepts each line or names
+  exactly what is wrong with it. The first error in file order is the one
+  reported. Both fast paths give the same columns as the slow path.
 - Each piece is turned at once into compact columns: numpy arrays of times,
   type codes and codes of processes, operations and partitions. Message ids are
   packed into 64-bit words, hashed and deduplicated with numpy (equal hashes are
@@ -308,7 +313,7 @@ def _plain_counts(raw: bytes) -> tuple[np.ndarray, np.ndarray] | None:
     inside = np.zeros(len(b) + 1, dtype=np.int8)
     inside[opens] = 1
     inside[closes + 1] -= 1
-    out = b[np.cumsum(inside[:-1]) == 0]  # the bytes outside the strings
+    out = b[np.cumsum(inside[:-1], dtype=np.int8) == 0]  # the bytes outside the strings (sums: 0 or 1)
     if not _OUTSIDE[out].all():
         return None
     sym = out[~np.isin(out, (32, 9, 13, 10))]
@@ -415,7 +420,7 @@ class IdTable:
             self._words = _pad(self._words, width)
         w = _pad(w, self._words.shape[1])
         if self.n + k > len(self._words):
-            grown = np.zeros((max(self.n + k, 2 * len(self._words)), self._words.shape[1]), dtype=_U64)
+            grown = np.empty((max(self.n + k, 2 * len(self._words)), self._words.shape[1]), dtype=_U64)
             grown[: self.n] = self._words[: self.n]
             self._words = grown
         self._words[self.n:self.n + k] = w
@@ -445,8 +450,14 @@ class IdTable:
             fresh = np.arange(self.n, self.n + m, dtype=np.int64)
             codes[new] = fresh
             self._append(words if m == k else words[new])
-            self._hashes = np.insert(self._hashes, pos[new], hashes[new])
-            self._hcodes = np.insert(self._hcodes, pos[new], fresh)
+            # merge the new hashes (sorted) into the table's: each goes to its search position
+            at = pos[new] + np.arange(m)
+            keep = np.ones(len(self._hashes) + m, dtype=bool)
+            keep[at] = False
+            hs, hc = np.empty(len(keep), dtype=_U64), np.empty(len(keep), dtype=np.int64)
+            hs[at], hc[at] = hashes[new], fresh
+            hs[keep], hc[keep] = self._hashes, self._hcodes
+            self._hashes, self._hcodes = hs, hc
         return codes
 
     def _add_exact(self, strs: list[str]) -> np.ndarray:
@@ -836,55 +847,459 @@ def _decode_piece(piece: bytes, is_last: bool) -> dict[str, Any]:
     return out
 
 
-def _pieces(fh: Any, start: int, end: int):
-    """The bytes [start, end) of the file in pieces of whole lines, about PIECE_BYTES each (a line
-    longer than that is a piece of its own); each is read just before it is decoded, so that it is
-    still in the CPU's cache. Yields (piece, whether it reaches `end`)."""
-    fh.seek(start)
-    pos, held = start, []
-    while pos < end:
-        block = fh.read(min(PIECE_BYTES, end - pos))
-        if not block:  # pragma: no cover - the file shrank under us
+# --- the canonical fast path: lines shaped exactly as the harness writes them, parsed with numpy --
+#
+# The harness writes every operation as compact JSON with its keys in one order:
+#     {"time":N,"process":N,"type":"…","f":"…","value":{…}}
+# For such lines of `send`, `poll` and `ack` (with their usual values), the columns are read
+# straight from the bytes, a few numpy operations per field for all the lines of a block at once,
+# without a Python object per operation. Every byte of such a line is accounted for: literals are
+# compared exactly, numbers are plain digits (no sign, no leading zero, at most 16 of them) and
+# strings are printable ASCII without escapes, so the line is valid JSON that the typed decoder
+# reads to the same values. Any line that does not match exactly (another shape, key order or
+# spacing, an escape, a non-ASCII id, a string process, the effects read, faults, an `index`, a
+# blank line, ...) is left to the msgspec path (and its slow path and error messages), as a piece
+# of its own between the matched runs. tests/test_history_reader.py checks that both paths agree.
+
+BLOCK_BYTES = 4 << 20  # the fast path parses a chunk in blocks of about this many bytes
+_CANON_MAX_RUNS = 16  # a block with more runs of other lines than this goes to msgspec whole
+_CANON_MAX_ITEMS = 64  # ids of one ack read by the fast path; more: msgspec
+_CANON_PAD = 512
+_STR_W2 = 128  # strings longer than their first window get a second look this wide (longer: msgspec)
+_CANON_F = ("send", "poll", "ack")  # codes 0, 1, 2: the first three of KNOWN_OPS
+assert KNOWN_OPS[:3] == _CANON_F
+_ALL_BYTES = _U64(0xFFFFFFFFFFFFFFFF)
+_SHIFTS = np.array([8 * (8 - n) if 1 <= n <= 8 else 0 for n in range(17)], dtype=_U64)
+_POW10U = 10 ** np.arange(17, dtype=_U64)
+
+
+def _swar8(x: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """The numbers written by the first n (1 to 8) bytes of each word, all ASCII digits (little
+    endian: the first byte is the first digit), eight digits at a time in uint64 arithmetic."""
+    x = (x - _U64(0x3030303030303030)) << _SHIFTS[n]  # right-align them (n = 0 or > 8: garbage)
+    x = x * _U64(10) + (x >> _U64(8))
+    return ((x & _U64(0x000000FF000000FF)) * _U64(100 + (1000000 << 32))
+            + ((x >> _U64(16)) & _U64(0x000000FF000000FF)) * _U64(1 + (10000 << 32))) >> _U64(32)
+
+
+_LITS: dict[bytes, list[tuple[int, np.uint64, np.uint64]]] = {}
+
+
+def _lit_parts(s: bytes) -> list[tuple[int, np.uint64, np.uint64]]:
+    """s as (offset, little-endian word, mask) for each 8 bytes."""
+    parts = _LITS.get(s)
+    if parts is None:
+        parts = _LITS[s] = [(j, _U64(int.from_bytes(s[j:j + 8], "little")), _U64((1 << (8 * len(s[j:j + 8]))) - 1))
+                            for j in range(0, len(s), 8)]
+    return parts
+
+
+_VOIDS: dict[int, np.dtype] = {}
+
+
+def _void(w: int) -> np.dtype:
+    d = _VOIDS.get(w)
+    if d is None:
+        d = _VOIDS[w] = np.dtype(f"V{w}")
+    return d
+
+
+class _Canon:
+    """One chunk of lines, padded, and the views the fast path reads it through."""
+
+    def __init__(self, pad: bytearray, n: int) -> None:
+        """pad: n bytes of lines, then at least _CANON_PAD zero bytes."""
+        self.n = n
+        self.pad = pad
+        self.a = np.frombuffer(pad, np.uint8)
+        self._views: dict[int, np.ndarray] = {}
+
+    def view(self, w: int) -> np.ndarray:
+        """Every w bytes of the block as one item (numpy copies such items much faster than rows
+        of a strided uint8 view)."""
+        v = self._views.get(w)
+        if v is None:
+            v = self._views[w] = np.ndarray((len(self.pad) - w + 1,), dtype=_void(w), buffer=self.pad, strides=(1,))
+        return v
+
+    def clip(self, p: np.ndarray) -> np.ndarray:
+        """Positions of lines that failed may run off; keep every window inside the padding."""
+        return np.minimum(p, self.n, out=p)
+
+    def string(self, p: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A string of printable ASCII without escapes at p (after its opening quote): (ok, length,
+        open: nothing wrong but no closing quote within `width` bytes)."""
+        m = self.view(width)[p].view(np.uint8).reshape(len(p), width)
+        # the first quote, control byte, non-ASCII byte or backslash must be the closing quote
+        stop = ((m - np.uint8(32)) > 94) | (m == 34) | (m == 92)
+        ln = np.argmax(stop, axis=1)
+        first = m.ravel()[np.arange(0, width * len(p), width) + ln]
+        return first == 34, ln, (ln == 0) & ~stop[:, 0]
+
+
+class _Win:
+    """The `width` bytes at each of some positions of a block (one gather), and what is written at
+    fixed offsets in them."""
+
+    def __init__(self, c: _Canon, p: np.ndarray, width: int) -> None:
+        raw = c.view(width)[p]
+        self.c, self.p, self.k = c, p, len(p)
+        self.m = raw.view(np.uint8).reshape(self.k, width)
+        self.w = raw.view("<u8").reshape(self.k, width // 8)
+
+    def word(self, o: int) -> np.ndarray:
+        """The 8 bytes at offset o as a little-endian word."""
+        j, r = divmod(o, 8)
+        if r == 0:
+            return self.w[:, j]
+        return (self.w[:, j] >> _U64(8 * r)) | (self.w[:, j + 1] << _U64(64 - 8 * r))
+
+    def eq(self, o: int, s: bytes) -> np.ndarray:
+        """Where the bytes at offset o are s."""
+        ok = None
+        for j, val, mask in _lit_parts(s):
+            x = self.word(o + j)
+            e = x == val if mask == _ALL_BYTES else (x & mask) == val
+            ok = e if ok is None else ok & e
+        return ok
+
+    def num(self, o: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A plain non-negative integer of at most 16 digits at offset o (no sign, no leading zero;
+        its end inside the window): (ok, value, length). The window must hold the words at o and o + 8."""
+        nd = (self.m - np.uint8(48)) > 9  # the whole window: numpy runs over it as one long array
+        if o:
+            nd[:, :o] = False
+        ln = np.argmax(nd, axis=1) - o  # the first non-digit from o on (-o when none: refused)
+        ok = (ln > 0) & (ln <= 16) & ((self.m[:, o] != 48) | (ln == 1))
+        v = _swar8(self.word(o), np.clip(ln, 0, 8))
+        long = ln > 8
+        if 2 * int(np.count_nonzero(long)) > self.k:  # times: mostly long
+            n = np.clip(ln - 8, 0, 8)
+            v = np.where(long, v * _POW10U[n] + _swar8(self.word(o + 8), n), v)
+        elif long.any():
+            long = np.flatnonzero(long)
+            n = np.minimum(ln[long] - 8, 8)
+            v[long] = v[long] * _POW10U[n] + _swar8(self.word(o + 8)[long], n)
+        return ok, v.view(np.int64), ln
+
+    def string(self, o: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A string of printable ASCII without escapes at offset o >= 1 (after its opening quote):
+        (ok, length, open: nothing wrong but no closing quote inside the window)."""
+        m = self.m
+        # the first quote, control byte, non-ASCII byte or backslash must be the closing quote
+        stop = ((m - np.uint8(32)) > 94) | (m == 34) | (m == 92)
+        stop[:, :o] = False
+        at = np.argmax(stop, axis=1)
+        first = m.ravel()[np.arange(0, m.size, m.shape[1]) + at]
+        ln = at - o
+        return (first == 34) & (ln >= 0), ln, at == 0
+
+    def long_string(self, o: int) -> tuple[np.ndarray, np.ndarray]:
+        """`string`, with a second, wider look where the window held no closing quote."""
+        ok, ln, open_ = self.string(o)
+        again = np.flatnonzero(open_)
+        if len(again):
+            ok[again], ln[again], _ = self.c.string(self.p[again] + o, _STR_W2)
+        return ok, ln
+
+    def key(self, o: int) -> tuple[np.ndarray, np.ndarray]:
+        """A string or null at offset o: (ok, bytes taken)."""
+        isq = self.m[:, o] == 34
+        ok, ln = self.long_string(o + 1)
+        return (isq & ok) | (~isq & self.eq(o, b"null")), np.where(isq, ln + 2, 4)
+
+    def opt_int(self, name: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """An optional `name` (such as `,"offset":`) and integer at offset 0: (ok, value or -1, bytes taken)."""
+        has = self.eq(0, name)
+        ok, v, ln = self.num(len(name))
+        return ok | ~has, np.where(has, v, -1), np.where(has, len(name) + ln, 0)
+
+
+def _closes(c: _Canon, q: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Where the line ends at q with `}}`."""
+    return (c.a[q] == 125) & (c.a[q + 1] == 125) & (q + 2 == ends)
+
+
+def _entry_tail(c: _Canon, q: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`","key":…[,"partition":N][,"offset":N]` at q (the closing quote of an id): (partition,
+    offset, position after); clears g where malformed."""
+    w = _Win(c, q, 32)
+    g &= w.eq(0, b'","key":')
+    ok, taken = w.key(8)
+    g &= ok
+    q = c.clip(q + 8 + taken)
+    ok, part, taken = _Win(c, q, 32).opt_int(b',"partition":')
+    g &= ok
+    q = c.clip(q + taken)
+    ok, off, taken = _Win(c, q, 32).opt_int(b',"offset":')
+    g &= ok
+    return part, off, c.clip(q + taken)
+
+
+def _canon_parse(c: _Canon, starts: np.ndarray, ends: np.ndarray) -> dict[str, Any]:
+    """Parse the lines [starts, ends) (ends: their newlines) of a block; `good` marks the lines
+    that match the canonical shapes exactly, the other columns are meaningful there only."""
+    n = len(starts)
+    w = _Win(c, starts, 32)
+    good = w.eq(0, b'{"time":')
+    ok, time, ln = w.num(8)
+    good &= ok
+    p = c.clip(starts + 8 + ln)
+    w = _Win(c, p, 32)
+    good &= w.eq(0, b',"process":')
+    ok, proc, ln = w.num(11)
+    good &= ok
+    p = c.clip(p + 11 + ln)
+    w = _Win(c, p, 24)
+    good &= w.eq(0, b',"type":"')
+    x = w.word(9)
+    tcode = np.full(n, -1, dtype=np.int64)
+    adv = np.zeros(n, dtype=np.int64)
+    for code, name in enumerate(TYPES):
+        ((_, val, mask),) = _lit_parts(name.encode() + b'"')
+        m = (x & mask) == val
+        tcode[m], adv[m] = code, len(name) + 1
+    good &= tcode >= 0
+    p = c.clip(p + 9 + adv)
+    w = _Win(c, p, 24)
+    fcode = np.full(n, -1, dtype=np.int64)
+    adv[:] = 0
+    for code, name in enumerate(_CANON_F):
+        lit = b',"f":"' + name.encode() + b'","value":'
+        m = w.eq(0, lit)
+        fcode[m], adv[m] = code, len(lit)
+    good &= fcode >= 0
+    p = c.clip(p + adv)
+    out: dict[str, Any] = {"time": time, "proc": proc, "tcode": tcode, "fcode": fcode}
+
+    # send: {"id":"…","key":"…"|null[,"partition":N][,"offset":N]}
+    rows = np.flatnonzero(good & (fcode == 0))
+    q = p[rows]
+    w = _Win(c, q, 32)
+    g = w.eq(0, b'{"id":"')
+    ok, ln = w.long_string(7)
+    g &= ok
+    id_at, id_len = q + 7, ln
+    part, off, q = _entry_tail(c, c.clip(q + 7 + ln), g)
+    g &= _closes(c, q, ends[rows])
+    good[rows] &= g
+    out["send"] = (rows, part, off, id_at, id_len)
+
+    # poll: null (not for an ok poll), or {"messages":[entries]} on a completion; each entry
+    # {"id":"…","key":"…"|null[,"partition":N][,"offset":N][,"redelivered":true|false]}
+    rows = np.flatnonzero(good & (fcode == 1))
+    q = p[rows]
+    t = tcode[rows]
+    w = _Win(c, q, 16)
+    null = w.eq(0, b"null}") & (q + 5 == ends[rows]) & (t != 1)
+    msgs = w.eq(0, b'{"messages":[') & (t != 0)
+    empty = w.m[:, 13] == 93  # ']'
+    good[rows] &= null | msgs
+    done = msgs & empty
+    good[rows[done]] &= _closes(c, q[done] + 14, ends[rows[done]])
+    full = msgs & ~empty
+    lrows, lfirst = rows[full], q[full] + 13  # polls with entries, where their first entry starts
+    # Entry starts: every `{"id":"` inside those lines. A canonical string holds no quote, so in a
+    # canonical line these are exactly its entries; the chain check below refuses any other line.
+    slot = np.full(n, -1, dtype=np.int64)
+    slot[lrows] = np.arange(len(lrows))
+    lo, hi = int(starts[0]), int(ends[-1])
+    e = np.flatnonzero(c.a[lo:hi] == 123)
+    e += lo
+    li = slot[np.searchsorted(ends, e)]  # the poll of each '{', -1 for other lines
+    keep = li >= 0
+    e, li = e[keep], li[keep]
+    keep = e >= lfirst[li]
+    e, li = e[keep], li[keep]
+    keep = _Win(c, e, 8).eq(0, b'{"id":"')
+    e, li = e[keep], li[keep]
+    # every entry at once: {"id":"…","key":…[,"partition":N][,"offset":N][,"redelivered":…]}
+    w = _Win(c, e, 32)
+    ok, ln = w.long_string(7)
+    g = ok.copy()
+    e_at, e_len = e + 7, ln
+    epart, eoff, q = _entry_tail(c, c.clip(e + 7 + ln), g)
+    w = _Win(c, q, 24)
+    has = w.eq(0, b',"redelivered":')
+    red = has & w.eq(15, b"true}")
+    fals = has & w.eq(15, b"false}")
+    g &= red | fals | (~has & (w.m[:, 0] == 125))
+    q = c.clip(q + np.where(red, 20, np.where(fals, 21, 1)))
+    sep = c.a[q]  # ',' another entry, ']' the end
+    # the chain: the first entry right after '[', each next one right after a ',', ']' after the last
+    k = len(e)
+    first = np.ones(k, dtype=bool)
+    np.not_equal(li[1:], li[:-1], out=first[1:])
+    last = np.ones(k, dtype=bool)
+    last[:-1] = first[1:]
+    bad = ~g | (first & (e != lfirst[li])) | (last & (sep != 93)) | (~last & (sep != 44))
+    bad[:-1] |= ~last[:-1] & (q[:-1] + 1 != e[1:])
+    line_ok = np.zeros(len(lrows), dtype=bool)
+    line_ok[li[last]] = _closes(c, c.clip(q[last] + 1), ends[lrows[li[last]]])
+    line_ok[li[bad]] = False
+    good[lrows] &= line_ok
+    at = np.arange(k)
+    seq = at - np.maximum.accumulate(np.where(first, at, 0))
+    keep = good[lrows[li]]
+    out["msg"] = tuple(x[keep] for x in (lrows[li], seq, e_at, e_len, epart, eoff, red))
+
+    # ack: null, or {"ids":["…",…]} (the checkers do not read acks: the line only has to be valid)
+    rows = np.flatnonzero(good & (fcode == 2))
+    q = p[rows]
+    w = _Win(c, q, 16)
+    null = w.eq(0, b"null}") & (q + 5 == ends[rows])
+    ids = w.eq(0, b'{"ids":[')
+    empty = w.m[:, 8] == 93
+    good[rows] &= null | ids
+    rows, q, empty = rows[ids], q[ids] + 8, empty[ids]
+    q[empty] += 1
+    active = np.flatnonzero(~empty)
+    for i in range(_CANON_MAX_ITEMS + 1):
+        if not len(active) or i == _CANON_MAX_ITEMS:
+            good[rows[active]] = False
             break
-        pos += len(block)
-        cut = block.rfind(b"\n") + 1
-        if pos < end and cut == 0:  # no line ends here yet
-            held.append(block)
+        e = q[active]
+        w = _Win(c, e, 32)
+        ok, ln = w.long_string(1)
+        g = (w.m[:, 0] == 34) & ok
+        e = c.clip(e + ln + 2)
+        sep = c.a[e]
+        g &= (sep == 44) | (sep == 93)
+        q[active] = e + 1
+        good[rows[active[~g]]] = False
+        active = active[g & (sep == 44)]
+    good[rows] &= _closes(c, c.clip(q), ends[rows])
+    out["good"] = good
+    return out
+
+
+def _pack_at(c: _Canon, starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
+    """`_pack` of strings inside a padded block."""
+    width = max(1, -(-int(lens.max()) // 8)) if len(lens) else 1
+    out = np.empty((len(lens), width), dtype=_U64)
+    for j in range(width):
+        out[:, j] = c.view(8)[starts + 8 * j].view("<u8") & _LOW_BYTES[np.clip(lens - 8 * j, 0, 8)]
+    return out
+
+
+def _canon_block(c: _Canon, b0: int, b1: int, ends: np.ndarray) -> list[tuple[int, int, dict[str, Any] | None]]:
+    """The block [b0, b1) of whole lines (`ends`: its newlines) as consecutive byte ranges: runs of
+    canonical lines with their columns (as `_decode_piece` makes them), and runs of other lines
+    (None) for the msgspec path."""
+    whole = [(b0, b1, None)]
+    if not len(ends):
+        return whole
+    starts = np.empty(len(ends), dtype=np.int64)
+    starts[0] = b0
+    starts[1:] = ends[:-1] + 1
+    r = _canon_parse(c, starts, ends)
+    good = r["good"]
+    # runs of good and of other lines (a tail without a newline is another line)
+    edges = np.flatnonzero(good[1:] != good[:-1]) + 1
+    if len(edges) > 2 * _CANON_MAX_RUNS or not good.any():
+        return whole
+    bounds = [0, *edges.tolist(), len(good)]
+    s_rows, s_part, s_off, s_at, s_len = r["send"]
+    keep = good[s_rows]
+    s_rows, s_part, s_off, s_at, s_len = (x[keep] for x in r["send"])
+    s_inv = r["tcode"][s_rows] == 0
+    m_rows, m_seq, m_at, m_len, m_part, m_off, m_red = r["msg"]
+    inv_words = _pack_at(c, s_at[s_inv], s_len[s_inv])
+    m_words = _pack_at(c, m_at, m_len)
+    inv_rows = s_rows[s_inv]
+    tcode = r["tcode"].astype(np.int8)
+    out: list[tuple[int, int, dict[str, Any] | None]] = []
+    for a, b in pairwise(bounds):
+        lo = int(starts[a])
+        hi = int(ends[b - 1]) + 1
+        if not good[a]:
+            out.append((lo, hi, None))
             continue
-        if pos >= end:
-            cut = len(block)
-        piece = b"".join([*held, block[:cut]]) if held else block[:cut] if cut < len(block) else block
-        held = [block[cut:]] if cut < len(block) else []
-        yield piece, pos >= end and not held
-    if held:  # pragma: no cover - the file shrank under us
-        yield b"".join(held), True
+        sa, sb = np.searchsorted(s_rows, (a, b)).tolist()
+        ia, ib = np.searchsorted(inv_rows, (a, b)).tolist()
+        ma, mb = np.searchsorted(m_rows, (a, b)).tolist()
+        fc = r["fcode"][a:b]
+        present = np.flatnonzero(np.bincount(fc, minlength=len(_CANON_F)))
+        dense = np.zeros(len(_CANON_F), dtype=np.int64)
+        dense[present] = np.arange(len(present))
+        pc, pu = _int_codes(np.concatenate([s_part[sa:sb], m_part[ma:mb]]))
+        ns = sb - sa
+        out.append((lo, hi, {
+            "n": b - a, "time": r["time"][a:b], "proc": r["proc"][a:b], "procs": None, "type": tcode[a:b],
+            "f": dense[fc], "fnames": [_CANON_F[i] for i in present.tolist()], "index": None,
+            "send": {"rows": s_rows[sa:sb] - a, "offset": s_off[sa:sb], "producer": None, "part": pc[:ns]},
+            "msg": {"rows": m_rows[ma:mb] - a, "seq": m_seq[ma:mb], "offset": m_off[ma:mb],
+                    "redelivered": m_red[ma:mb], "part": pc[ns:]},
+            "parts": [None if v == -1 else v for v in pu], "effects": [], "faults": [],
+            "ids": (inv_words[ia:ib], m_words[ma:mb], np.zeros((0, 1), dtype=_U64)),
+            "newlines": b - a, "lines": None, "warnings": [], "error": None,
+        }))
+    if b1 > int(ends[-1]) + 1:  # a last line without a newline
+        if out[-1][2] is None:
+            out[-1] = (out[-1][0], b1, None)
+        else:
+            out.append((int(ends[-1]) + 1, b1, None))
+    return out
+
+
+def _blocks(data: bytes | bytearray, n: int, size: int, pos: int = 0):
+    """Ranges of whole lines of about `size` bytes covering data[pos:n] (a longer line is a range)."""
+    while pos < n:
+        stop = pos + max(1, size)
+        if stop >= n:
+            stop = n
+        else:
+            cut = data.rfind(b"\n", pos, stop)
+            if cut < 0:
+                cut = data.find(b"\n", stop, n)
+            stop = n if cut < 0 else cut + 1
+        yield pos, stop
+        pos = stop
 
 
 def _decode_part(path: str, start: int, end: int, is_last: bool) -> dict[str, Any]:
     """Decode bytes [start, end) of the file: compact columns, or the first error (line relative).
 
-    The bytes are read and decoded in pieces (see `_pieces`); the pieces' columns are then joined.
+    The bytes are read at once and taken in blocks (BLOCK_BYTES): the canonical lines of a block are
+    parsed by the fast path (`_canon_block`), the other lines are decoded by msgspec in pieces of
+    about PIECE_BYTES (see `_decode_piece`); the pieces' columns are then joined.
     """
+    size = end - start
+    buf = bytearray(size + _CANON_PAD)  # the chunk, then zeros: the fast path's windows stay inside
+    with open(path, "rb") as fh:
+        fh.seek(start)
+        got = fh.readinto(memoryview(buf)[:size])
+    if got != size:  # pragma: no cover - the file shrank under us
+        del buf[got:size]
+        size = got
+    c = _Canon(buf, size)
+    data = memoryview(buf)[:size]
     pieces = []
     line0 = 0
-    with open(path, "rb") as fh:
-        for piece, final in _pieces(fh, start, end):
-            part = _decode_piece(piece, is_last and final)
-            if part["error"] is not None and is_last and not final and part["error"][1].startswith("not valid JSON"):
-                # a bad last line followed by blank lines only is the file's truncated last line
-                here = fh.tell()
-                if not fh.read(end - here).strip():
+    for b0, b1 in _blocks(buf, size, BLOCK_BYTES):
+        newlines = np.flatnonzero(c.a[b0:b1] == 10)
+        newlines += b0
+        for s0, s1, cols in _canon_block(c, b0, b1, newlines):
+            if cols is not None:
+                pieces.append((line0, cols))
+                line0 += cols["newlines"]
+                continue
+            for a, b in _blocks(buf, s1, PIECE_BYTES, s0):
+                piece, final = bytes(data[a:b]), b >= size
+                part = _decode_piece(piece, is_last and final)
+                if (part["error"] is not None and is_last and not final
+                        and part["error"][1].startswith("not valid JSON") and not bytes(data[b:]).strip()):
+                    # a bad last line followed by blank lines only is the file's truncated last line
                     part = _decode_piece(piece, True)
                     if part["error"] is None:
                         pieces.append((line0, part))
                         line0 += part["newlines"]
-                        break
-                fh.seek(here)
-            if part["error"] is not None:
-                rel, msg = part["error"]
-                return {"error": (line0 + rel, msg)}
-            pieces.append((line0, part))
-            line0 += part["newlines"]
+                        return _join(pieces, line0)
+                if part["error"] is not None:
+                    rel, msg = part["error"]
+                    return {"error": (line0 + rel, msg)}
+                pieces.append((line0, part))
+                line0 += part["newlines"]
     return _join(pieces, line0)
 
 
@@ -1089,7 +1504,7 @@ class _Buffer:
         """Append x; when growing, make room for `expect` times what is there (an estimate of the end)."""
         k = len(x)
         if self.n + k > len(self.a):
-            grown = np.zeros(max(self.n + k, int(expect * (self.n + k))), dtype=self.a.dtype)
+            grown = np.empty(max(self.n + k, int(expect * (self.n + k))), dtype=self.a.dtype)
             grown[: self.n] = self.a[: self.n]
             self.a = grown
         self.a[self.n:self.n + k] = x
@@ -1406,8 +1821,10 @@ class History:
         pair = self.pair[rows]
         has = pair >= 0
         safe = np.where(has, pair, 0)
-        cpos = np.searchsorted(s["row"], safe)  # the completion of a send is a send operation too
-        cpos = np.minimum(cpos, max(len(s["row"]) - 1, 0))
+        # the completion of a send is a send operation too: its position among them
+        at = np.empty(len(self), dtype=np.int64)
+        at[s["row"]] = np.arange(len(s["row"]))
+        cpos = np.where(has, at[safe], 0) if len(s["row"]) else safe
         return SendCols(
             row=rows, id=s["id"][inv], proc=self.proc[rows], invoke_time=self.time[rows],
             invoke_line=self.line[rows], outcome=np.where(has, self.tcode[safe], 0).astype(np.int8),

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from checkers.delivery import check_delivery
 from checkers.history import HistoryError, read_history
@@ -329,3 +331,197 @@ def test_ids_whose_hashes_collide_stay_apart(tmp_path, monkeypatch):
     h = read_history(p)
     assert h.n_ids == 21 and sorted(h.ids.tolist()) == sorted([f"m{i}" for i in range(20)] + ["ghost"])
     assert check_delivery(h) == expected
+
+
+# --- the canonical fast path (numpy, straight from the bytes) against the msgspec path -----------
+
+
+def _msgspec_only(monkeypatch):
+    """Turn the canonical fast path off: every line goes through msgspec (and its slow path)."""
+    import checkers.history as hist
+
+    monkeypatch.setattr(hist, "_canon_block", lambda c, b0, b1, ends: [(b0, b1, None)])
+
+
+def _read_both(path, monkeypatch):
+    """(History or HistoryError message) read with the fast path and without it."""
+    out = []
+    for fast in (True, False):
+        if not fast:
+            _msgspec_only(monkeypatch)
+        try:
+            out.append(read_history(path))
+        except HistoryError as e:
+            out.append(str(e))
+    monkeypatch.undo()
+    return out
+
+
+def _assert_same_history(a, b):
+    import pandas as pd
+
+    if isinstance(a, str) or isinstance(b, str):
+        assert a == b
+        return
+    assert a.warnings == b.warnings and a.processes == b.processes
+    assert sorted(a.fnames) == sorted(b.fnames) and sorted(map(repr, a.partitions)) == sorted(map(repr, b.partitions))
+    for view in ("ops", "sends", "messages", "deliveries", "faults"):
+        pd.testing.assert_frame_equal(getattr(a, view), getattr(b, view))
+    assert a.effects == b.effects
+    assert check_delivery(a) == check_delivery(b)
+
+
+_ODD_IDS = ["", "é", "a\"b", "back\\slash", "tab\there", "日本", "x" * 40, "y" * 140, "nul\x00in", "\x7f", "{", "]"]
+
+
+def _random_ops(rnd):
+    """A random, mostly well-formed history: every operation the harness writes, and odd but legal values."""
+    ops, t = [], rnd.randrange(0, 10**12) if rnd.random() < 0.3 else 0
+
+    def mid():
+        return rnd.choice(_ODD_IDS) + str(rnd.randrange(50)) if rnd.random() < 0.1 else f"m{rnd.randrange(60)}"
+
+    def op(process, typ, f, value, **extra):
+        nonlocal t
+        t += rnd.choice((1, 7, 1000, 10**9, 10**13))
+        ops.append({"time": t, "process": process, "type": typ, "f": f, "value": value, **extra})
+
+    for _ in range(rnd.randrange(1, 60)):
+        proc = rnd.choice((0, 1, 2, 17, 12345, 10**16, "c1", "7"))
+        kind = rnd.random()
+        if kind < 0.45:
+            m, key = mid(), rnd.choice(("k1", None, "", "ké"))
+            value = {"id": m, "key": key}
+            if rnd.random() < 0.1:
+                value["producer"] = "p1"
+            op(proc, "invoke", "send", value)
+            outcome = rnd.choice(("ok", "ok", "ok", "fail", "info", None))
+            if outcome is not None:
+                done = dict(value)
+                if outcome == "ok":
+                    if rnd.random() < 0.8:
+                        done["partition"] = rnd.choice((0, 3, 11, "p", None))
+                    if rnd.random() < 0.8:
+                        done["offset"] = rnd.choice((0, 1, 99, 10**15, None))
+                op(proc, outcome, "send", done if rnd.random() < 0.95 else None)
+        elif kind < 0.75:
+            op(proc, "invoke", "poll", None)
+            outcome = rnd.choice(("ok", "ok", "ok", "fail", "info"))
+            entries = []
+            for _ in range(rnd.choice((0, 1, 3, 6, 70))):
+                e = {"id": mid(), "key": rnd.choice(("k1", None))}
+                for field, values in (("partition", (0, 5, 11, "p")), ("offset", (0, 8, 123456789012)),
+                                      ("redelivered", (False, True))):
+                    if rnd.random() < 0.85:
+                        e[field] = rnd.choice(values)
+                entries.append(e)
+            value = {"messages": entries} if outcome == "ok" or rnd.random() < 0.5 else None
+            op(proc, outcome, "poll", value)
+        elif kind < 0.9:
+            ids = {"ids": [mid() for _ in range(rnd.choice((0, 1, 4, 70)))]} if rnd.random() < 0.9 else None
+            op(proc, "invoke", "ack", ids)
+            op(proc, "ok", "ack", ids)
+        elif kind < 0.95:
+            op("nemesis", "info", rnd.choice(("start-fault", "stop-fault")), {"fault": "kill", "nodes": ["n1"]})
+        else:
+            op(proc, "invoke", "effects", None)
+            op(proc, "ok", "effects", {"counts": {mid(): rnd.randrange(3) for _ in range(rnd.randrange(4))}})
+    return ops
+
+
+def _line(o, rnd):
+    """One operation as the harness writes it (mostly), or in another legal spelling."""
+    style = rnd.random()
+    if style < 0.75:
+        return json.dumps(o, separators=(",", ":"), ensure_ascii=rnd.random() < 0.5)
+    if style < 0.82:
+        return json.dumps(o)  # spaces
+    if style < 0.87:
+        keys = list(o)
+        rnd.shuffle(keys)
+        return json.dumps({k: o[k] for k in keys}, separators=(",", ":"))
+    if style < 0.91:
+        return json.dumps({**o, "extra": [1, {"a": None}]}, separators=(",", ":"))
+    if style < 0.94:
+        return json.dumps(o, separators=(",", ":")) + rnd.choice((" ", "\r", "\t"))
+    if style < 0.96:
+        return json.dumps({**o, "time": -o["time"]} if rnd.random() < 0.9 else {**o, "time": str(o["time"])},
+                          separators=(",", ":"))
+    return "\n" + json.dumps(o, separators=(",", ":"))  # after a blank line
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.integers(0, 2**32), st.sampled_from([64, 300, 4 << 20]))
+def test_fast_path_reads_what_msgspec_reads(tmp_path, monkeypatch, seed, block):
+    import random
+
+    import checkers.history as hist
+
+    rnd = random.Random(seed)
+    lines = [_line(o, rnd) for o in _random_ops(rnd)]
+    if lines and rnd.random() < 0.2:
+        lines[rnd.randrange(len(lines))] = '{"time":5,"process":1,"type":"okay","f":"send","value":null}'
+    path = tmp_path / f"h{seed}.jsonl"
+    path.write_text("\n".join(lines) + ("\n" if rnd.random() < 0.8 else ""), encoding="utf-8")
+    monkeypatch.setattr(hist, "BLOCK_BYTES", block)
+    fast, slow = _read_both(path, monkeypatch)
+    _assert_same_history(fast, slow)
+
+
+def test_fast_path_takes_canonical_lines_and_leaves_the_rest(tmp_path):
+    import numpy as np
+
+    import checkers.history as hist
+
+    canon = [
+        '{"time":1,"process":0,"type":"invoke","f":"send","value":{"id":"m1","key":"k"}}',
+        '{"time":2,"process":0,"type":"ok","f":"send","value":{"id":"m1","key":null,"partition":3,"offset":17}}',
+        '{"time":3,"process":9,"type":"invoke","f":"poll","value":null}',
+        '{"time":4,"process":9,"type":"ok","f":"poll","value":{"messages":[{"id":"m1","key":"k","partition":3,'
+        '"offset":17,"redelivered":false},{"id":"m0","key":null,"redelivered":true}]}}',
+        '{"time":5,"process":9,"type":"invoke","f":"ack","value":{"ids":["m1","m0"]}}',
+        '{"time":6,"process":9,"type":"ok","f":"ack","value":{"ids":[]}}',
+        '{"time":1234567890123456,"process":9,"type":"invoke","f":"send","value":{"id":"m2","key":"k"}}',
+    ]
+    other = [
+        '{"time": 1, "process": 0, "type": "invoke", "f": "send", "value": {"id": "m1", "key": "k"}}',
+        '{"time":1,"process":"0","type":"invoke","f":"send","value":{"id":"m1","key":"k"}}',
+        '{"time":1,"process":0,"type":"invoke","f":"send","value":{"id":"m\\u00e9","key":"k"}}',
+        '{"time":01,"process":0,"type":"invoke","f":"send","value":{"id":"m1","key":"k"}}',
+        '{"time":1,"process":0,"type":"invoke","f":"send","value":{"id":"m1","key":"k"},"index":0}',
+        '{"time":1,"process":0,"type":"invoke","f":"send","value":{"key":"k","id":"m1"}}',
+        '{"time":1,"process":0,"type":"ok","f":"poll","value":null}',
+        '{"time":1,"process":0,"type":"invoke","f":"send","value":{"id":"m1","key":"k","producer":"x"}}',
+        '{"time":1,"process":0,"type":"invoke","f":"send","value":{"id":"m1","key":"k"}} ',
+        '{"time":12345678901234567,"process":0,"type":"invoke","f":"send","value":{"id":"m1","key":"k"}}',
+    ]
+    text = "\n".join(canon + other) + "\n"
+    buf = bytearray(text.encode() + bytes(hist._CANON_PAD))
+    c = hist._Canon(buf, len(text))
+    ends = np.flatnonzero(c.a[:c.n] == 10)
+    starts = np.r_[0, ends[:-1] + 1]
+    good = hist._canon_parse(c, starts, ends)["good"]
+    assert good.tolist() == [True] * len(canon) + [False] * len(other)
+
+
+@pytest.mark.parametrize("value", [
+    '{"messages":[{"id":"a","key":null},{"x":1},{"id":"b","key":null}]}',
+    '{"messages":[{"id":"a","key":null,"extra":{"id":"z","key":null}}]}',
+    '{"messages":[{"id":"a","key":null}{"id":"b","key":null}]}',
+    '{"messages":[{"id":"a","key":null},{"id":"b","key":null},]}',
+    '{"messages":[,{"id":"a","key":null}]}',
+    '{"messages":[{"id":"a","key":null}],"more":[{"id":"b","key":null}]}',
+    '{"messages":[{"id":"a","key":null,"partition":1,"offset":2,"redelivered":false}, {"id":"b","key":null}]}',
+])
+def test_fast_path_poll_entries_must_follow_each_other(tmp_path, monkeypatch, value):
+    lines = [
+        '{"time":1,"process":0,"type":"invoke","f":"send","value":{"id":"a","key":null}}',
+        '{"time":2,"process":0,"type":"ok","f":"send","value":{"id":"a","key":null}}',
+        '{"time":3,"process":1,"type":"invoke","f":"poll","value":null}',
+        '{"time":4,"process":1,"type":"ok","f":"poll","value":' + value + "}",
+        '{"time":5,"process":1,"type":"invoke","f":"poll","value":null}',
+        '{"time":6,"process":1,"type":"ok","f":"poll","value":{"messages":[{"id":"a","key":null}]}}',
+    ]
+    p = write(tmp_path, lines)
+    fast, slow = _read_both(p, monkeypatch)
+    _assert_same_history(fast, slow)
