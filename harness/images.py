@@ -279,15 +279,7 @@ def _kafka_cds(image: str, archive: Path, work: Path, timeout: float = 240.0) ->
         node = rt.node(NodeSpec(name="kafka-cds", argv=argv, data_dir=info.data_dir, log_path=cluster.log_path(info),
                                 ready=lambda _n: cluster.ready(info)), role="kafka", ip=ip)
         node.start().wait_ready(timeout)
-        bootstrap = [f"{ip}:9092"]
-        cluster.create_topic(bootstrap, "onceproof-cds", 1, 1, 1, timeout=60)
-        from kafka import KafkaProducer
-
-        producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", max_block_ms=30000)
-        try:
-            producer.send("onceproof-cds", b"x").get(timeout=30)
-        finally:
-            producer.close(timeout=5)
+        cluster.exercise([f"{ip}:9092"], topic_timeout=60)
         node.stop(timeout=60.0)
     finally:
         rt.teardown()

@@ -37,11 +37,11 @@ import requests
 
 from harness.runtime import cleanup
 from harness.runtime.local import (
-    LOG_TAIL_LINES,
     NodeError,
     NodeExitedError,
     NodeNotReadyError,
     NodeSpec,
+    SpecNode,
 )
 from harness.toxiproxy import APIConsumer, ToxiproxyError, ToxiproxyServer
 
@@ -161,7 +161,7 @@ def _pick_subnet(c: Any) -> ipaddress.IPv4Network:
     raise DockerUnavailable("no free /24 in 10.201.0.0/16 for the run's network")
 
 
-class DockerNode:
+class DockerNode(SpecNode):
     """One container described by a `NodeSpec` (its argv is the container's command), restartable: a
     killed or stopped container is started again as the same container, with the same address."""
 
@@ -182,24 +182,8 @@ class DockerNode:
         return f"<DockerNode {self.name} {self.container_name} {self.status}>"
 
     @property
-    def name(self) -> str:
-        return self.spec.name
-
-    @property
     def container_name(self) -> str:
         return f"onceproof-{self.runtime.run_id}-{self.spec.name}"
-
-    @property
-    def ports(self) -> dict[str, int]:
-        return self.spec.ports
-
-    @property
-    def log_path(self) -> Path:
-        return self.spec.log_path
-
-    @property
-    def data_dir(self) -> Path:
-        return self.spec.data_dir
 
     @property
     def pid(self) -> int | None:
@@ -393,23 +377,6 @@ class DockerNode:
                     self.container.remove(force=True)
                 if self._follower is not None:
                     self._follower.join(timeout=2)
-
-    def log_tail(self, lines: int = LOG_TAIL_LINES, *, since_start: bool = True) -> list[str]:
-        try:
-            with open(self.spec.log_path, "rb") as fh:
-                size = fh.seek(0, os.SEEK_END)
-                lo = self._log_offset if since_start else 0
-                fh.seek(max(lo, size - 64 * 1024))
-                data = fh.read()
-        except OSError:
-            return []
-        return data.decode(errors="replace").splitlines()[-lines:]
-
-    def _log_excerpt(self) -> str:
-        tail = self.log_tail()
-        if not tail:
-            return f"; its log {self.spec.log_path} is empty"
-        return f"; last lines of {self.spec.log_path}:\n" + "\n".join(f"    {line}" for line in tail)
 
 
 class DockerRuntime:

@@ -142,20 +142,12 @@ def _proc_state(pid: int) -> str | None:
 # --- nodes -------------------------------------------------------------------------------------------
 
 
-class LocalNode:
-    """One process (and its process group) described by a `NodeSpec`; restartable."""
+class SpecNode:
+    """What every node made from a `NodeSpec` offers, whatever runs it (a process, a container): its
+    name, ports, data directory and log, and the log's tail since the latest start."""
 
-    def __init__(self, spec: NodeSpec, *, on_start: Callable[[LocalNode], None] | None = None) -> None:
-        self.spec = spec
-        self._on_start = on_start
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._paused = False
-        self._log_offset = 0
-        self._lock = threading.RLock()
-
-    def __repr__(self) -> str:
-        state = "paused" if self._paused else ("alive" if self.alive else "stopped")
-        return f"<LocalNode {self.name} pid={self.pid} {state}>"
+    spec: NodeSpec
+    _log_offset: int
 
     @property
     def name(self) -> str:
@@ -172,6 +164,42 @@ class LocalNode:
     @property
     def data_dir(self) -> Path:
         return self.spec.data_dir
+
+    def log_tail(self, lines: int = LOG_TAIL_LINES, *, since_start: bool = True) -> list[str]:
+        """The last `lines` lines of the log (by default only what the latest process wrote)."""
+        try:
+            with open(self.spec.log_path, "rb") as fh:
+                size = fh.seek(0, os.SEEK_END)
+                lo = self._log_offset if since_start else 0
+                fh.seek(max(lo, size - 64 * 1024))
+                data = fh.read()
+        except OSError:
+            return []
+        return data.decode(errors="replace").splitlines()[-lines:]
+
+    def _log_excerpt(self) -> str:
+        tail = self.log_tail()
+        if not tail:
+            return f"; its log {self.spec.log_path} is empty"
+        body = "\n".join(f"    {line}" for line in tail)
+        return f"; last lines of {self.spec.log_path}:\n{body}"
+
+
+class LocalNode(SpecNode):
+    """One process (and its process group) described by a `NodeSpec`; restartable."""
+
+    def __init__(self, spec: NodeSpec, *, on_start: Callable[[LocalNode], None] | None = None) -> None:
+        self.spec = spec
+        self._on_start = on_start
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._paused = False
+        self._log_offset = 0
+        self._lock = threading.RLock()
+
+    def __repr__(self) -> str:
+        state = "paused" if self._paused else ("alive" if self.alive else "stopped")
+        return f"<LocalNode {self.name} pid={self.pid} {state}>"
+
 
     @property
     def pid(self) -> int | None:
@@ -323,18 +351,6 @@ class LocalNode:
                 return self._finish()
             return None
 
-    def log_tail(self, lines: int = LOG_TAIL_LINES, *, since_start: bool = True) -> list[str]:
-        """The last `lines` lines of the log (by default only what the latest process wrote)."""
-        try:
-            with open(self.spec.log_path, "rb") as fh:
-                size = fh.seek(0, os.SEEK_END)
-                lo = self._log_offset if since_start else 0
-                fh.seek(max(lo, size - 64 * 1024))
-                data = fh.read()
-        except OSError:
-            return []
-        return data.decode(errors="replace").splitlines()[-lines:]
-
     # -- internals (callers hold self._lock)
 
     def _running(self) -> bool:
@@ -393,13 +409,6 @@ class LocalNode:
                 log.write(f"--- onceproof {stamp}: {self.name} pid {proc.pid} {rc}\n".encode())
         self._paused = False
         return proc.returncode
-
-    def _log_excerpt(self) -> str:
-        tail = self.log_tail()
-        if not tail:
-            return f"; its log {self.spec.log_path} is empty"
-        body = "\n".join(f"    {line}" for line in tail)
-        return f"; last lines of {self.spec.log_path}:\n{body}"
 
 
 # --- the runtime -------------------------------------------------------------------------------------

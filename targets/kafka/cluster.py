@@ -286,6 +286,18 @@ def node_argv(node: NodeInfo, config: str | os.PathLike[str], cp: str, cds: bool
     return ["java", *HEAP, *JVM_OPTS, *share, _log4j_opt(config), "-cp", cp, "kafka.Kafka", str(config)]
 
 
+def exercise(bootstrap: list[str], topic_timeout: float = 30.0) -> None:
+    """Create a topic and produce one record, so the request path's classes load (for a CDS archive)."""
+    create_topic(bootstrap, "onceproof-cds", 1, 1, 1, timeout=topic_timeout)
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", max_block_ms=30000)
+    try:
+        producer.send("onceproof-cds", b"x").get(timeout=30)
+    finally:
+        producer.close(timeout=5)
+
+
 def build_cds_archive(cp: str, archive: Path, work: Path, timeout: float = 180.0) -> None:
     """Run a one-node broker in `work` with `-XX:ArchiveClassesAtExit=<archive>`: start it, create a topic,
     produce a record (so the request path's classes are in too), stop it with SIGTERM; the JVM writes the
@@ -304,15 +316,7 @@ def build_cds_archive(cp: str, archive: Path, work: Path, timeout: float = 180.0
         node = runtime.node(NodeSpec(name=info.name, argv=argv, data_dir=work / info.name, log_path=log_path(info),
                                      ready=lambda _n: ready(info)))
         node.start().wait_ready(timeout)
-        bootstrap = [f"127.0.0.1:{info.port}"]
-        create_topic(bootstrap, "onceproof-cds", 1, 1, 1, timeout=30)
-        from kafka import KafkaProducer
-
-        producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", max_block_ms=30000)
-        try:
-            producer.send("onceproof-cds", b"x").get(timeout=30)
-        finally:
-            producer.close(timeout=5)
+        exercise([f"127.0.0.1:{info.port}"], topic_timeout=30)
         node.stop(timeout=60.0)
     finally:
         runtime.teardown()
