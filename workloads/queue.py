@@ -109,9 +109,8 @@ def run_consumer(client: Any, log: ProcessLog, cfg: QueueConfig, name: str, stop
             log.process += 1
         return len(batch)
 
-    if drain:  # take over everything dead consumers left pending
-        while not stop() and handle({"consumer": name, "claim": True, "min_idle_ms": 0},
-                                    lambda: client.reclaim(cfg.batch, 0)):
+    if drain:  # take over what dead consumers left pending (idle ones only: not a fellow drainer's batch)
+        while not stop() and handle({"consumer": name, "claim": True}, lambda: client.reclaim(cfg.batch)):
             pass
     last_claim = time.monotonic()
     while not stop():
