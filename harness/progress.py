@@ -53,3 +53,21 @@ class ShardTail:
                     new_deliveries += n
         self.delivered += new_deliveries
         return new_deliveries
+
+
+def has_delivered(shard: Path) -> bool:
+    """Whether a worker's shard records a poll that returned messages: the worker has joined and works."""
+    try:
+        data = Path(shard).read_bytes()
+    except OSError:
+        return False
+    for raw in data.splitlines():
+        if b'"poll"' not in raw or b'"ok"' not in raw:
+            continue
+        try:
+            op = msgspec.json.decode(raw)
+        except msgspec.DecodeError:
+            continue
+        if op.get("f") == "poll" and op.get("type") == "ok" and (op.get("value") or {}).get("messages"):
+            return True
+    return False

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import sys
 import time
 from pathlib import Path
@@ -20,12 +21,15 @@ from harness.config import RunConfig
 from harness.faults import FAULTS
 from harness.files import atomic_write
 from harness.history import HistoryWriter, merge_shards
-from harness.progress import ShardTail
+from harness.progress import ShardTail, has_delivered
 from harness.runtime import LocalRuntime, NodeSpec, cleanup
 from harness.schedule import Window, make_schedule
 from harness.toxiproxy import ToxiproxyServer
 from harness.worker import shard_path, worker_spec
 from targets.base import NodeInfo
+
+BUSY_WAIT_S = 20.0  # longest a consumer fault waits for its victim to receive messages
+BUSY_AFTER_S = (0.2, 1.5)  # and how much longer it then waits (seeded, uniform)
 
 
 def _make_runtime(kind: str, run_dir: Path) -> Any:
@@ -70,6 +74,7 @@ class Run:
         self.infos: dict[str, NodeInfo] = {}
         self.proxies: dict[str, Any] = {}
         self.workers: dict[str, Any] = {}  # slot -> process
+        self.worker_shards: dict[str, Path] = {}  # slot -> the shard of the process now in it
         self.worker_index = 0
         self.start_ns = time.monotonic_ns()
         self.tail = ShardTail(self.dir / "shards")
@@ -175,6 +180,8 @@ class Run:
         wdir.mkdir(exist_ok=True)
         spec_path = wdir / f"{role}-{index}.json"
         spec_path.write_text(json.dumps(spec))
+        if slot:
+            self.worker_shards[slot] = shard_path(self.dir, role, index)
         python = "python3" if self.cfg.runtime == "docker" else sys.executable
         return self.runtime.spawn(f"{role}-{index}", [python, "-m", "harness.worker", str(spec_path)],
                                   log_path=wdir / f"{role}-{index}.log")
@@ -212,6 +219,8 @@ class Run:
                 self.say(f"  warning: could not find the nodes for {w.fault}: {type(e).__name__}: {e}")
                 self.resolved[w] = w
         rw = self.resolved.get(w, w)
+        if action == "start" and fault.kind == "consumer":
+            self._await_busy(rw.nodes, random.Random(f"{self.cfg.seed}:{w.start}").uniform(*BUSY_AFTER_S))
         if action == "start":
             self._nemesis("start-fault", rw)
         err = None
@@ -222,6 +231,23 @@ class Run:
             self.say(f"  warning: {action} {w.fault} on {','.join(w.nodes)} failed: {err}")
         if action == "heal":
             self._nemesis("stop-fault", rw, err)
+
+    def _await_busy(self, slots: tuple[str, ...], then: float) -> None:
+        """Hold a consumer fault until its victim has received messages (bounded by BUSY_WAIT_S), then
+        `then` seconds more (seeded), so the kill lands somewhere inside its processing, not always
+        right after its first poll.
+
+        A freshly started replacement may not have joined its group yet (Kafka waits out the dead
+        member's session before it reassigns); killing it then tests nothing. The schedule's clock stops
+        meanwhile, so later windows keep their spacing, and the fault's recorded start is the kill."""
+        deadline = time.monotonic() + BUSY_WAIT_S
+        while time.monotonic() < deadline:
+            shards = [self.worker_shards.get(s) for s in slots]
+            if all(p is None or has_delivered(p) for p in shards):
+                time.sleep(then)
+                return
+            time.sleep(0.1)
+        self.say(f"  note: {', '.join(slots)} received nothing within {BUSY_WAIT_S:.0f}s; faulting it anyway")
 
     def _load(self, schedule: list[Window]) -> None:
         for i in range(self.cfg.consumers):
