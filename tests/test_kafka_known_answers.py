@@ -43,7 +43,8 @@ def run(tmp_path: Path, profile: str, faults: str, *extra: str, runtime: str = "
 
 
 def test_acks1_loses_acknowledged_writes_when_the_leader_is_killed(tmp_path, runtime):
-    r = run(tmp_path, "acks1", "kill-leader", "--producers", "4", "--rate", "600", runtime=runtime)
+    r = run(tmp_path, "acks1", "kill-leader", "--producers", "4", "--rate", "600", "--consumers", "4", "--work-ms", "1",
+            runtime=runtime)
     assert r["valid"] is False
     assert r["delivery"]["counts"]["lost"] > 0
 

@@ -46,6 +46,7 @@ from harness.runtime.local import (
 from harness.toxiproxy import APIConsumer, ToxiproxyError, ToxiproxyServer
 
 LABEL = "onceproof"
+PAUSE_ATTEMPTS = 3
 LABEL_RUN = "onceproof.run"
 LABEL_PID = "onceproof.pid"
 LABEL_BOOT = "onceproof.boot"
@@ -349,7 +350,16 @@ class DockerNode(SpecNode):
         with self._lock:
             if not self.alive:
                 raise NodeError(f"cannot pause node {self.name}: not running")
-            self.container.pause()
+            for attempt in range(PAUSE_ATTEMPTS):
+                try:
+                    self.container.pause()
+                    return
+                except Exception as e:  # docker.errors.APIError
+                    # runc gives up when a process does not freeze in time (one in uninterruptible disk
+                    # I/O: seen with a broker under load on vfs); the freezer is thawed again, so retry
+                    if "unable to freeze" not in str(e) or attempt == PAUSE_ATTEMPTS - 1:
+                        raise
+                    time.sleep(0.2)
 
     def resume(self) -> None:
         with self._lock:
@@ -565,8 +575,12 @@ class DockerRuntime:
                     t.start()
                 for t in threads:
                     t.join()
-            for n in [*self._workers.values(), *self._nodes.values()]:
-                n.remove()
+            # in parallel: with the vfs driver each removal deletes a full copy of its image
+            removals = [threading.Thread(target=n.remove) for n in [*self._workers.values(), *self._nodes.values()]]
+            for t in removals:
+                t.start()
+            for t in removals:
+                t.join()
             self._remove_all()
         cleanup.unregister(self.teardown)
 

@@ -24,6 +24,7 @@ INPUT = "onceproof-in"
 OUTPUT = "onceproof-out"
 GROUP = "onceproof"
 TRANSACTION_TIMEOUT_S = 10  # how long a killed transformer's open transaction holds read_committed readers
+TXN_STEP_TIMEOUT_S = 20  # longest wait for AddOffsetsToTxn/TxnOffsetCommit or EndTxn before the outcome is unknown
 
 logging.getLogger("kafka").setLevel(logging.CRITICAL)  # the client logs every reconnect at ERROR
 
@@ -215,8 +216,7 @@ class KafkaQueueConsumer:
         inv = record_ack("invoke", {"ids": ids})
         try:
             if self.transactional:
-                self.p.send_offsets_to_transaction(self._offsets(batch), self.c.group_metadata())
-                self.p.commit_transaction()
+                self._commit_transaction(batch)
             else:
                 self.c.commit(self._offsets(batch))
         except Exception as e:
@@ -224,6 +224,25 @@ class KafkaQueueConsumer:
             self._recover(batch)
             raise
         record_ack("ok", {"ids": ids}, invoke=inv)
+
+    def _commit_transaction(self, batch: list[Delivery]) -> None:
+        """send_offsets_to_transaction + commit_transaction, each bounded.
+
+        kafka-python 3.0's own calls wait without a limit; after a leader kill or a lost EndTxn
+        response one was seen to block a transformer for the rest of a run (its partitions held, its
+        group unable to rebalance). A timeout here is an unknown outcome: the caller records `info`
+        and resets, and the fresh producer's InitProducerId completes or aborts the transaction."""
+        from kafka.errors import KafkaTimeoutError
+
+        tm = self.p._transaction_manager  # the public calls below, with a deadline (pinned kafka-python)
+        steps = (("send_offsets_to_transaction",
+                  lambda: tm.send_offsets_to_transaction(self._offsets(batch), self.c.group_metadata())),
+                 ("commit_transaction", tm.begin_commit))
+        for what, start in steps:
+            result = start()
+            self.p._sender.wakeup()
+            if not result.wait(timeout_ms=TXN_STEP_TIMEOUT_S * 1000):
+                raise KafkaTimeoutError(f"{what} did not complete within {TXN_STEP_TIMEOUT_S} s")
 
     def close(self) -> None:
         for client in (getattr(self, "c", None), getattr(self, "p", None)):
