@@ -93,7 +93,8 @@ class Value(msgspec.Struct, gc=False):
 
 
 # operation names the typed decoder knows (others are decoded by the next decoder, as strings)
-KNOWN_OPS = ("send", "poll", "ack", "effects", "start-fault", "stop-fault", "assign", "subscribe")
+KNOWN_OPS = ("send", "poll", "ack", "effects", "start-fault", "stop-fault", "assign", "subscribe", "final-read")
+ENTRY_OPS = ("poll", "final-read")  # operations whose completions carry message entries
 
 
 class Op(msgspec.Struct, gc=False):
@@ -173,15 +174,15 @@ def _check_value(f: str, typ: str, v: Any) -> Value | None:
             raise ValueError("field 'value.offset' must be an integer or null")
         _check_range(off, "field 'value.offset'")
         return Value(id=v.get("id"), partition=part, offset=off, producer=v.get("producer"))
-    if f == "poll" and typ != "ok":
+    if f in ENTRY_OPS and typ != "ok":
         # entries of fail/info polls are not deliveries; keep them when well-formed, as the fast path does
         try:
             return _check_value(f, "ok", v) if isinstance(v, dict) and "messages" in v else None
         except ValueError:
             return None
-    if f == "poll" and typ == "ok":
+    if f in ENTRY_OPS and typ == "ok":
         if not isinstance(v, dict) or "messages" not in v:
-            raise ValueError("field 'value.messages' is missing from an ok poll")
+            raise ValueError(f"field 'value.messages' is missing from an ok {f}")
         msgs = v["messages"]
         if not isinstance(msgs, list):
             raise ValueError("field 'value.messages' must be a list")
@@ -645,10 +646,11 @@ def _extract(ops: list[Op], chunk: bytes) -> dict[str, Any]:
         "producer": None if prods.count(None) == len(sv) else [None if p is None else str(p) for p in prods],
     }
 
-    # poll completions: their entries (deliveries when the poll is ok)
-    pm = mask("poll") & (types != 0)
+    # poll (and final-read) completions: their entries (deliveries when an ok poll's)
+    pm = mask(*ENTRY_OPS) & (types != 0)
     pr = np.flatnonzero(pm)
-    lists = _poll_lists(_select(values, pm), types[pr] == 1)
+    # an ok poll must carry entries; a final-read without them is an operation of someone else's (ignored)
+    lists = _poll_lists(_select(values, pm), (types[pr] == 1) & mask("poll")[pr])
     counts = np.fromiter(map(len, lists), np.int64, len(lists))
     flat = list(chain.from_iterable(lists))
     m_ids = [m.id for m in flat]
@@ -1481,7 +1483,7 @@ def _read_keys(path: str, spans: list[tuple[int, int, bool]], stamp: tuple[int, 
                 f, typ, v = obj.get("f"), obj.get("type"), obj.get("value")
                 if f == "send":
                     send.append(v.get("key") if isinstance(v, dict) else None)
-                elif f == "poll" and typ != "invoke" and isinstance(v, dict) and "messages" in v:
+                elif f in ENTRY_OPS and typ != "invoke" and isinstance(v, dict) and "messages" in v:
                     try:
                         _check_value(f, "ok", v)  # entries of fail/info polls are kept only when well-formed
                     except ValueError:
@@ -1834,12 +1836,33 @@ class History:
         )
 
     @cached_property
-    def message_cols(self) -> MessageCols:
+    def _entry_cols(self) -> MessageCols:
+        """Every message entry of a poll or final-read completion."""
         m = self.msg
         op = m["op"]
         return MessageCols(op=op, seq=m["seq"], id=m["id"], part=m["part"], offset=m["offset"],
                            redelivered=m["redelivered"], key=m["key"], type=self.tcode[op], line=self.line[op],
                            time=self.time[op], proc=self.proc[op])
+
+    def _entries_of(self, f: str) -> MessageCols:
+        e = self._entry_cols
+        if f not in self.fnames:
+            return e.take(np.zeros(len(e.op), dtype=bool))
+        if not len(e.op) or not np.any(self.fcode[e.op] != self.fnames.index(f)):
+            return e
+        return e.take(self.fcode[e.op] == self.fnames.index(f))
+
+    @cached_property
+    def message_cols(self) -> MessageCols:
+        """Entries of poll completions (ok, fail or info)."""
+        return self._entries_of("poll")
+
+    @cached_property
+    def final_read_cols(self) -> MessageCols:
+        """Entries of ok `final-read` operations: the log as a reader of every partition, from the beginning
+        to the end offsets, found it after the run (an onceproof extension; never deliveries)."""
+        m = self._entries_of("final-read")
+        return m.take(m.type == 1)
 
     @cached_property
     def delivery_cols(self) -> MessageCols:

@@ -13,8 +13,11 @@ These follow the definitions of Jepsen's Kafka queue checker
 - **skipping polls**: a consumer's next delivered offset on a partition jumps over
   offsets that are known to exist in the log.
 
-The log is built from `ok` sends and from deliveries (entries of `ok` polls) that
-carry both a partition and an offset. Consumer positions are tracked per
+The log is built from `ok` sends, from deliveries (entries of `ok` polls) and from
+the entries of an `ok` `final-read` (onceproof's extension: a reader of every
+partition from the beginning to the end offsets after the run) that carry both a
+partition and an offset. With a final read, `final_read` also says which
+acknowledged ids it did not find anywhere in the log. Consumer positions are tracked per
 (process, partition), in history order, message by message; an `assign` or
 `subscribe` operation of the process (any type: invoke or completion) starts a
 fresh tracking epoch for all its partitions.
@@ -42,6 +45,7 @@ def _empty(applicable: bool) -> dict:
     out: dict[str, Any] = {"applicable": applicable, "valid": True, "counts": dict.fromkeys(KINDS, 0)}
     for k in KINDS:
         out[k] = []
+    out["final_read"] = None
     return out
 
 
@@ -108,17 +112,19 @@ def check_log(h: History, guarantee: str = "exactly-once", limit: int = 1000) ->
     s_ok = (s.part >= 0) & (s.offset >= 0) & (s.outcome == _OK)
     d = h.delivery_cols
     d_ok = (d.part >= 0) & (d.offset >= 0)
+    fr = h.final_read_cols
+    f_ok = (fr.part >= 0) & (fr.offset >= 0)
 
-    if not s_ok.any() and not d_ok.any():
+    if not s_ok.any() and not d_ok.any() and not f_ok.any():
         return _empty(False)
 
-    n_s = int(s_ok.sum())
-    off = np.concatenate([s.offset[s_ok], d.offset[d_ok]])
-    ids = np.concatenate([s.id[s_ok], d.id[d_ok]])  # id codes
+    n_s, n_d = int(s_ok.sum()), int(d_ok.sum())
+    off = np.concatenate([s.offset[s_ok], d.offset[d_ok], fr.offset[f_ok]])
+    ids = np.concatenate([s.id[s_ok], d.id[d_ok], fr.id[f_ok]])  # id codes
     p_uniques = h.partitions
     prank = _partition_ranks(p_uniques)
     part_of_rank = [p_uniques[i] for i in np.argsort(prank).tolist()]
-    pr = prank[np.concatenate([s.part[s_ok], d.part[d_ok]])]
+    pr = prank[np.concatenate([s.part[s_ok], d.part[d_ok], fr.part[f_ok]])]
 
     # one int64 key per position, ordered by (partition rank, offset); offsets are replaced by
     # their rank when the range is too wide for the product to fit
@@ -182,7 +188,7 @@ def check_log(h: History, guarantee: str = "exactly-once", limit: int = 1000) ->
     if d_ok.any():
         op = d.op[d_ok]
         proc = d.proc[d_ok]
-        d_offv, d_pr, d_pos = off[n_s:], pr[n_s:], pos[n_s:]
+        d_offv, d_pr, d_pos = off[n_s:n_s + n_d], pr[n_s:n_s + n_d], pos[n_s:n_s + n_d]
 
         # epoch: number of assign/subscribe ops of the same process before the poll
         reset = np.flatnonzero(h.f_mask(*RESET_OPS))
@@ -238,4 +244,21 @@ def check_log(h: History, guarantee: str = "exactly-once", limit: int = 1000) ->
         valid = valid and counts["duplicates"] == 0
     return {"applicable": True, "valid": bool(valid), "counts": {k: int(v) for k, v in counts.items()},
             "inconsistent_offsets": inconsistent, "duplicates": duplicates,
-            "nonmonotonic": nonmonotonic, "skips": skips}
+            "nonmonotonic": nonmonotonic, "skips": skips, "final_read": _final_read(h, limit)}
+
+
+def _final_read(h: History, limit: int) -> dict | None:
+    """What the final read found: its records, and the acknowledged ids it did not find at any offset
+    (truncated or never written: lost from the log itself, whatever the consumers saw). Reported, never
+    a verdict: whether a message was lost is the delivery checker's call. None without a final read (or
+    with an empty one: a `final-read` of another shape is someone else's operation, ignored)."""
+    fr, s = h.final_read_cols, h.send_cols
+    if not len(fr.id):
+        return None
+    acked = np.zeros(h.n_ids, dtype=bool)
+    acked[s.id[(s.outcome == _OK) & (s.id >= 0)]] = True
+    found = np.zeros(h.n_ids, dtype=bool)
+    found[fr.id] = True
+    absent = np.flatnonzero(acked & ~found)
+    return {"records": len(fr.id), "absent_acknowledged": len(absent),
+            "absent_ids": sorted(h.id_table.strings(absent))[:limit]}

@@ -42,6 +42,10 @@ def summarize(results: dict) -> str:
     if log.get("applicable"):
         lc = log.get("counts", {})
         lines.append("log: " + ", ".join(f"{k} {v}" for k, v in lc.items()))
+        fr = log.get("final_read")
+        if isinstance(fr, dict):
+            lines.append(f"final read: {fr.get('records')} records; {fr.get('absent_acknowledged')} acknowledged "
+                         "ids absent from the log")
     return "\n".join(lines)
 
 

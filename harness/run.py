@@ -346,6 +346,23 @@ class Run:
                 break
         self._stop_role("drainer")
 
+    def _final_read(self) -> None:
+        """Where the target can: read the whole log once more, from the beginning to the end offsets, and
+        record it as `final-read` (the log checker's view of the log's final state)."""
+        if not hasattr(self.target, "final_read"):
+            return
+        self.say("[final read] every partition from the beginning to the end offsets")
+        who = "final-reader"  # its own process: after an `info` a process id is never used again
+        self.harness_log.write(who, "invoke", "final-read", None)
+        try:
+            records = self.target.final_read(list(self.infos.values()), self.profile)
+        except Exception as e:
+            self.harness_log.write(who, "info", "final-read", None, error=f"{type(e).__name__}: {e}")
+            self.say(f"  warning: the final read failed: {type(e).__name__}: {e}")
+            return
+        self.harness_log.write(who, "ok", "final-read", {"messages": records})
+        self.say(f"[final read] {len(records)} records")
+
     def _effects(self) -> None:
         self.harness_log.write("harness", "invoke", "effects", None)
         try:
@@ -387,6 +404,7 @@ class Run:
             self._stop_role("producer")
             self.say("[drain] fresh consumers read until quiet")
             self._drain()
+            self._final_read()
             self._effects()
         finally:
             self.say("[teardown] stopping everything the run started")

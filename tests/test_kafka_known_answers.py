@@ -39,6 +39,7 @@ def run(tmp_path: Path, profile: str, faults: str, *extra: str, runtime: str = "
     results = json.loads((tmp_path / "latest" / "results.json").read_text())
     assert rc == {True: 0, False: 1, "unknown": 2}[results["valid"]]
     assert results["log"]["applicable"] is True  # Kafka histories carry partitions and offsets
+    assert results["log"]["final_read"]["records"] > 0  # the whole input topic, read again from the beginning
     return results
 
 
@@ -47,6 +48,7 @@ def test_acks1_loses_acknowledged_writes_when_the_leader_is_killed(tmp_path, run
             runtime=runtime)
     assert r["valid"] is False
     assert r["delivery"]["counts"]["lost"] > 0
+    assert r["log"]["final_read"]["absent_acknowledged"] > 0  # lost from the log itself, not only unread
 
 
 def test_acks1_loses_acknowledged_writes_when_the_leader_is_cut_off_from_the_other_brokers(tmp_path):
@@ -61,6 +63,7 @@ def test_acks1_loses_acknowledged_writes_when_the_leader_is_cut_off_from_the_oth
     assert r["valid"] is False
     assert c["lost"] > 0
     assert r["log"]["counts"]["inconsistent_offsets"] > 0  # the truncated offsets were reused
+    assert r["log"]["final_read"]["absent_acknowledged"] > 0
     assert {f["fault"] for f in r["faults"]} == {"partition-isolate-leader"}
 
 

@@ -307,7 +307,7 @@ def test_not_applicable_without_offsets(tmp_path):
     h.poll(1, [("a", None, None), ("b", 0, None)])
     res = check(tmp_path, h)
     assert res == {"applicable": False, "valid": True, "counts": ZERO, "inconsistent_offsets": [],
-                   "duplicates": [], "nonmonotonic": [], "skips": []}
+                   "duplicates": [], "nonmonotonic": [], "skips": [], "final_read": None}
 
 
 def test_not_applicable_on_empty_history(tmp_path):
@@ -479,3 +479,52 @@ def test_property_clean_or_exactly_one_anomaly(rnd, inject):
     if inject == "skip":
         assert got["skipped"] == 1
     assert res["valid"] is (inject not in ("inconsistent_offsets", "duplicates"))
+
+
+# --- the final read (onceproof's `final-read` operation) -----------------------------------------
+
+
+def final_read(hist: Hist, msgs, process="harness", outcome="ok") -> Hist:
+    hist.op(process, "invoke", "final-read")
+    return hist.op(process, outcome, "final-read",
+                   {"messages": [{"id": i, "key": None, "partition": p, "offset": o} for i, p, o in msgs]})
+
+
+def test_a_final_read_shows_an_overwritten_offset_no_consumer_saw(tmp_path):
+    """The acknowledged a@0/0 was truncated and its offset reused by b; only the final read shows b there."""
+    h = Hist().send("a", 0, 0).send("b", 0, 1)
+    final_read(h, [("b", 0, 0), ("c", 0, 1)])
+    r = check(tmp_path, h)
+    assert r["counts"]["inconsistent_offsets"] == 2  # 0/0 holds a and b; 0/1 holds b and c
+    assert r["valid"] is False
+    assert r["final_read"] == {"records": 2, "absent_acknowledged": 1, "absent_ids": ["a"]}
+
+
+def test_a_final_read_matching_the_sends_is_clean_and_not_a_delivery(tmp_path):
+    from checkers.delivery import check_delivery
+
+    h = Hist().send("a", 0, 0).send("b", 1, 0).poll("c1", [("a", 0, 0), ("b", 1, 0)])
+    final_read(h, [("a", 0, 0), ("b", 1, 0)])
+    path = h.write(tmp_path / "history.jsonl")
+    r = check_log(read_history(path))
+    assert r["valid"] is True and r["counts"] == ZERO
+    assert r["final_read"] == {"records": 2, "absent_acknowledged": 0, "absent_ids": []}
+    hist = read_history(path)
+    d = check_delivery(hist)
+    assert d["counts"]["duplicated"] == 0 and d["counts"]["delivered"] == 2  # the read delivers nothing
+    assert len(hist.message_cols.id) == 2 and len(hist.deliveries) == 2
+
+
+def test_without_a_final_read_there_is_no_final_read_result(tmp_path):
+    r = check(tmp_path, Hist().send("a", 0, 0).poll("c1", [("a", 0, 0)]))
+    assert r["final_read"] is None
+
+
+def test_a_final_read_of_another_shape_is_someone_elses_operation_and_ignored(tmp_path):
+    """The contract lets histories carry operations checkers do not know: a user's own `final-read`
+    without message entries is not refused, and not taken for an empty log."""
+    h = Hist().send("a", 0, 0).poll("c1", [("a", 0, 0)])
+    h.op("harness", "invoke", "final-read").op("harness", "ok", "final-read", {"records": []})
+    h.op("harness", "invoke", "final-read").op("harness", "ok", "final-read", {"messages": [{"offset": "x"}]})
+    r = check(tmp_path, h)
+    assert r["valid"] is True and r["final_read"] is None

@@ -620,6 +620,14 @@ def _log(r: dict) -> str:
              f'<span class="{"bad" if c.get(k) and k in ("inconsistent_offsets", "duplicates") else ""}">'
              f"{_n(c.get(k, 0))}</span>"] for k in LOG_KINDS if k in c]
     parts.append(_table([("finding", ""), ("count", "num")], rows, "counts"))
+    fr = log.get("final_read")
+    if isinstance(fr, dict):
+        absent = fr.get("absent_ids") or []
+        parts.append(f'<p class="note">Final read (every partition, from the beginning to the end offsets, after '
+                     f"the run): {_n(fr.get('records', 0))} records; "
+                     f'<span class="{"bad" if fr.get("absent_acknowledged") else ""}">'
+                     f"{_n(fr.get('absent_acknowledged', 0))}</span> acknowledged ids absent from the log"
+                     + (f" (e.g. {esc(', '.join(map(str, absent[:5])))})" if absent else "") + ".</p>")
     for k in LOG_KINDS:
         items = log.get(k)
         if not isinstance(items, list) or not items:

@@ -127,6 +127,22 @@ def backlog(infos: list[NodeInfo], profile: Profile) -> int:
     return group_backlog(bootstrap(infos))
 
 
+def final_read(infos: list[NodeInfo], profile: Profile) -> list[dict[str, Any]]:
+    """The input topic as a fresh reader assigned every partition sees it, from the beginning to the end
+    offsets (read_committed for the transactional profile): the log's final state, for the log
+    checker. Not deliveries (the group drain made those); recorded as the `final-read` operation."""
+    committed = bool(profile.settings.get("transactional"))
+    out = []
+    for r in read_topic(bootstrap(infos), INPUT, committed_only=committed):
+        try:
+            mid = json.loads(r.value)["id"]
+        except (ValueError, KeyError, TypeError):
+            continue
+        out.append({"id": mid, "key": None if r.key is None else r.key.decode(errors="replace"),
+                    "partition": r.partition, "offset": r.offset})
+    return out
+
+
 def read_effects(infos: list[NodeInfo], profile: Profile) -> dict[str, int]:
     """Times each input id appears in the output topic (committed records only for transactions)."""
     counts: dict[str, int] = {}
