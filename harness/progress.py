@@ -1,4 +1,5 @@
-"""Follow the workers' shards while a run goes on: counts for the progress line and the drain's quiet test."""
+"""Follow the workers' shards while a run goes on: counts for the progress line, the drain's quiet test and
+whether a consumer fault's victim has started working."""
 
 from __future__ import annotations
 
@@ -18,6 +19,11 @@ class ShardTail:
         self.acked = 0
         self.unknown = 0
         self.delivered = 0
+        self.delivered_by: dict[Path, int] = {}  # deliveries per shard
+
+    def delivered_in(self, shard: Path) -> int:
+        """Deliveries recorded so far in one worker's shard (0 before it exists)."""
+        return self.delivered_by.get(Path(shard), 0)
 
     def poll(self) -> int:
         """Read new complete lines; return how many deliveries they held."""
@@ -51,23 +57,7 @@ class ShardTail:
                 elif f == "poll" and t == "ok":
                     n = len((op.get("value") or {}).get("messages") or ())
                     new_deliveries += n
+                    self.delivered_by[path] = self.delivered_by.get(path, 0) + n
         self.delivered += new_deliveries
         return new_deliveries
 
-
-def has_delivered(shard: Path) -> bool:
-    """Whether a worker's shard records a poll that returned messages: the worker has joined and works."""
-    try:
-        data = Path(shard).read_bytes()
-    except OSError:
-        return False
-    for raw in data.splitlines():
-        if b'"poll"' not in raw or b'"ok"' not in raw:
-            continue
-        try:
-            op = msgspec.json.decode(raw)
-        except msgspec.DecodeError:
-            continue
-        if op.get("f") == "poll" and op.get("type") == "ok" and (op.get("value") or {}).get("messages"):
-            return True
-    return False

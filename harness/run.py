@@ -21,7 +21,7 @@ from harness.config import RunConfig
 from harness.faults import FAULTS
 from harness.files import atomic_write
 from harness.history import HistoryWriter, merge_shards
-from harness.progress import ShardTail, has_delivered
+from harness.progress import ShardTail
 from harness.runtime import LocalRuntime, NodeSpec, cleanup
 from harness.schedule import Window, make_schedule
 from harness.toxiproxy import ToxiproxyServer
@@ -219,9 +219,9 @@ class Run:
                 self.say(f"  warning: could not find the nodes for {w.fault}: {type(e).__name__}: {e}")
                 self.resolved[w] = w
         rw = self.resolved.get(w, w)
-        if action == "start" and fault.kind == "consumer":
-            self._await_busy(rw.nodes, random.Random(f"{self.cfg.seed}:{w.start}").uniform(*BUSY_AFTER_S))
         if action == "start":
+            if fault.kind == "consumer":
+                self._await_busy(rw.nodes, random.Random(f"{self.cfg.seed}:{w.start}").uniform(*BUSY_AFTER_S))
             self._nemesis("start-fault", rw)
         err = None
         try:
@@ -242,8 +242,9 @@ class Run:
         meanwhile, so later windows keep their spacing, and the fault's recorded start is the kill."""
         deadline = time.monotonic() + BUSY_WAIT_S
         while time.monotonic() < deadline:
+            self.tail.poll()
             shards = [self.worker_shards.get(s) for s in slots]
-            if all(p is None or has_delivered(p) for p in shards):
+            if all(p is None or self.tail.delivered_in(p) for p in shards):
                 time.sleep(then)
                 return
             time.sleep(0.1)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.progress import ShardTail, has_delivered
+from harness.progress import ShardTail
 
 
 def _write(path, *lines: str) -> None:
@@ -11,16 +11,19 @@ def _write(path, *lines: str) -> None:
 
 def test_a_consumer_counts_as_busy_only_after_a_poll_returned_messages(tmp_path):
     shard = tmp_path / "consumer-3.jsonl"
-    assert not has_delivered(shard)  # not even started
+    tail = ShardTail(tmp_path)
+    tail.poll()
+    assert not tail.delivered_in(shard)  # not even started
     _write(shard,
            '{"process":3,"type":"invoke","f":"poll","value":{"consumer":"c3"},"time":1}',
            '{"process":3,"type":"ok","f":"poll","value":{"messages":[]},"time":2}')
-    assert not has_delivered(shard)
-    _write(shard,
-           '{"process":3,"type":"ok","f":"poll","value":{"messages":[]},"time":2}',
-           '{"process":3,"type":"info","f":"poll","value":null,"time":3,"error":"timeout"}',
-           '{"process":3,"type":"ok","f":"poll","value":{"messages":[{"id":"p0-1"}]},"time":4}')
-    assert has_delivered(shard)
+    tail.poll()
+    assert not tail.delivered_in(shard)
+    with open(shard, "a") as fh:
+        fh.write('{"process":3,"type":"info","f":"poll","value":null,"time":3,"error":"timeout"}\n'
+                 '{"process":3,"type":"ok","f":"poll","value":{"messages":[{"id":"p0-1"}]},"time":4}\n')
+    tail.poll()
+    assert tail.delivered_in(shard)
 
 
 def test_the_tail_counts_sends_acks_and_deliveries_once(tmp_path):

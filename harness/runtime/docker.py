@@ -46,11 +46,11 @@ from harness.runtime.local import (
 from harness.toxiproxy import APIConsumer, ToxiproxyError, ToxiproxyServer
 
 LABEL = "onceproof"
-PAUSE_ATTEMPTS = 3
 LABEL_RUN = "onceproof.run"
 LABEL_PID = "onceproof.pid"
 LABEL_BOOT = "onceproof.boot"
 SRC_MOUNT = "/opt/onceproof/src"
+PAUSE_ATTEMPTS = 3  # runc may fail to freeze a container under heavy disk I/O; pause tries this often
 REPO = Path(__file__).resolve().parents[2]
 _client: Any = None
 
@@ -389,6 +389,15 @@ class DockerNode(SpecNode):
                     self._follower.join(timeout=2)
 
 
+def _in_parallel(calls: list[Callable[[], Any]]) -> None:
+    """Run the calls in threads of their own and wait for all of them."""
+    threads = [threading.Thread(target=c) for c in calls]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
 class DockerRuntime:
     """Nodes, Toxiproxy and workers as containers on one network; the same interface as LocalRuntime
     (node, spawn, teardown, free_port) plus addresses (`host_for`), images and partitions."""
@@ -570,17 +579,9 @@ class DockerRuntime:
         grace = self.grace if grace is None else grace
         with cleanup.tearing_down():
             for batch in (list(self._workers.values()), list(self._nodes.values())):
-                threads = [threading.Thread(target=self._stop_quietly, args=(n, grace)) for n in batch]
-                for t in threads:
-                    t.start()
-                for t in threads:
-                    t.join()
-            # in parallel: with the vfs driver each removal deletes a full copy of its image
-            removals = [threading.Thread(target=n.remove) for n in [*self._workers.values(), *self._nodes.values()]]
-            for t in removals:
-                t.start()
-            for t in removals:
-                t.join()
+                _in_parallel([lambda n=n: self._stop_quietly(n, grace) for n in batch])
+            # removals in parallel too: with the vfs driver each one deletes a full copy of its image
+            _in_parallel([n.remove for n in [*self._workers.values(), *self._nodes.values()]])
             self._remove_all()
         cleanup.unregister(self.teardown)
 
