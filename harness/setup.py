@@ -488,6 +488,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         return 2
     print(format_table(reqs))
     print(_docker_status())
+    from checkers import native
+
+    print(f"history reader fast path (optional): {native.status()}")
     return 0 if all(r.present for r in reqs) else 1
 
 

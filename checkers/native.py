@@ -1,0 +1,132 @@
+"""The history reader's C fast path (canon.c): built once with the system's C compiler, then loaded.
+
+Why C: the numpy version of the canonical path makes a few dozen passes over every block and is
+the reader's main cost; one pass in C is several times faster. Why not a wheel: the package stays
+pure Python, and without a compiler (or with ONCEPROOF_NATIVE=0) the reader uses the numpy version,
+which reads exactly the same lines to exactly the same columns (tests/test_history_native.py).
+
+The library is built into the cache directory ($ONCEPROOF_CACHE, default ~/.cache/onceproof) under
+a name that carries the hash of the source, written to a temporary name and renamed, so concurrent
+first runs and edits of canon.c are safe.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+SOURCE = Path(__file__).with_name("canon.c")
+CFLAGS = ("-O2", "-shared", "-fPIC", "-fno-strict-aliasing")
+_lib: ctypes.CDLL | None = None
+_tried = False
+_why = ""
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("ONCEPROOF_CACHE") or Path.home() / ".cache" / "onceproof") / "native"
+
+
+def _compiler() -> str | None:
+    for cc in (os.environ.get("CC"), "cc", "gcc", "clang"):
+        if cc and shutil.which(cc):
+            return cc
+    return None
+
+
+def build(verbose: bool = False) -> Path:
+    """The built library's path (built now if needed); raises RuntimeError saying why it cannot be."""
+    src = SOURCE.read_bytes()
+    digest = hashlib.sha256(src + " ".join(CFLAGS).encode()).hexdigest()[:16]
+    out = cache_dir() / f"canon-{digest}.so"
+    if out.exists():
+        return out
+    cc = _compiler()
+    if cc is None:
+        raise RuntimeError("no C compiler (cc, gcc or clang) on PATH")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".canon-", suffix=".so", dir=out.parent)
+    os.close(fd)
+    try:
+        r = subprocess.run([cc, *CFLAGS, "-o", tmp, str(SOURCE)], capture_output=True, text=True, timeout=120)
+        if r.returncode != 0:
+            raise RuntimeError(f"{cc} failed: {(r.stderr or r.stdout).strip()[:500]}")
+        os.replace(tmp, out)
+        if verbose:
+            print(f"built {out}")
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return out
+
+
+def _load() -> ctypes.CDLL | None:
+    global _lib, _tried, _why
+    if _tried:
+        return _lib
+    _tried = True
+    if os.environ.get("ONCEPROOF_NATIVE", "1") == "0":
+        _why = "turned off (ONCEPROOF_NATIVE=0)"
+        return None
+    try:
+        lib = ctypes.CDLL(str(build()))
+    except (OSError, RuntimeError, subprocess.SubprocessError) as e:
+        _why = str(e)
+        return None
+    p = ctypes.c_void_p
+    lib.canon_parse.argtypes = [p, ctypes.c_int64, p, p, p, p, p, p, p, p, p, p, p, p, p, p, p, p, p, p, p, p,
+                                ctypes.c_int64, p]
+    lib.canon_parse.restype = ctypes.c_int
+    _lib = lib
+    return lib
+
+
+def available() -> bool:
+    return _load() is not None
+
+
+def status() -> str:
+    """One line for `onceproof doctor` and the benchmark: which canonical path the reader uses."""
+    return "C (canon.c)" if available() else f"numpy (no C fast path: {_why})"
+
+
+def _ptr(a: np.ndarray) -> int:
+    return a.ctypes.data
+
+
+def canon_parse(a: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> dict:
+    """`_canon_parse` of history.py by canon.c, over the block's bytes `a` (uint8, contiguous; every
+    line ends with a newline at ends[i]). The caller checks `available()` first."""
+    lib = _load()
+    assert lib is not None
+    n = len(starts)
+    starts = np.ascontiguousarray(starts, dtype=np.int64)
+    ends = np.ascontiguousarray(ends, dtype=np.int64)
+    good = np.empty(n, dtype=np.bool_)
+    time, proc, tcode, fcode = (np.empty(n, dtype=np.int64) for _ in range(4))
+    send = [np.empty(n, dtype=np.int64) for _ in range(5)]
+    span = int(ends[-1] - starts[0]) + 1 if n else 0
+    cap = span // 20 + 1  # an entry takes at least 20 bytes: {"id":"","key":null}
+    msg = [np.empty(cap, dtype=np.int64) for _ in range(6)]
+    red = np.empty(cap, dtype=np.bool_)
+    ns, nm = ctypes.c_int64(0), ctypes.c_int64(0)
+    assert a.dtype == np.uint8 and a.flags.c_contiguous
+    if n and (starts[0] < 0 or ends[-1] >= len(a)):
+        raise ValueError("canon_parse: lines outside the buffer")
+    rc = lib.canon_parse(_ptr(a), n, _ptr(starts), _ptr(ends), _ptr(good), _ptr(time), _ptr(proc),
+                         _ptr(tcode), _ptr(fcode), *map(_ptr, send), ctypes.byref(ns),
+                         *map(_ptr, msg), _ptr(red), cap, ctypes.byref(nm))
+    if rc != 0:  # pragma: no cover - the bound above holds for every canonical entry
+        raise AssertionError("canon.c: more poll entries than the block can hold")
+    k, m = ns.value, nm.value
+    s_rows, s_part, s_off, s_at, s_len = (a[:k] for a in send)
+    m_rows, m_seq, m_at, m_len, m_part, m_off = (a[:m] for a in msg)
+    return {"time": time, "proc": proc, "tcode": tcode, "fcode": fcode, "good": good,
+            "send": (s_rows, s_part, s_off, s_at, s_len),
+            "msg": (m_rows, m_seq, m_at, m_len, m_part, m_off, red[:m])}
