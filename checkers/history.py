@@ -9,11 +9,14 @@ touching Python objects, so the design keeps them out of every step but the
 first:
 
 - The file is cut into chunks (CHUNK_BYTES) on line boundaries; big files are
-  decoded by several processes at once (fork). A chunk is read at once and
-  taken in blocks (BLOCK_BYTES). Lines written exactly as the harness writes
-  them (compact JSON, keys in the harness's order, `send`/`poll`/`ack` with
-  their usual values, plain ASCII ids) are parsed straight from the bytes with
-  numpy, every byte of such a line checked (the canonical path, `_canon_block`).
+  decoded by several threads at once when they are mostly canonical lines (the C
+  path runs without the GIL), else by several processes (fork). A chunk is read
+  at once and taken in blocks (BLOCK_BYTES). Lines written exactly as the
+  harness writes them (compact JSON, keys in the harness's order,
+  `send`/`poll`/`ack` with their usual values, plain ASCII ids) are parsed
+  straight from the bytes, every byte of such a line checked (the canonical
+  path, `_canon_block`): by canon.c (checkers/native.py) when a C compiler is
+  there, else by numpy, to the same columns.
   Every other line goes to msgspec, in pieces of about PIECE_BYTES (small
   enough for the objects of a piece to stay in the CPU's cache): decoded
   straight into typed structs (`Op`, then the more permissive `AnyOp`); a piece
@@ -45,7 +48,7 @@ import gc
 import multiprocessing
 import os
 import threading
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from functools import cached_property
 from itertools import chain, compress, count, pairwise
@@ -65,6 +68,7 @@ NEMESIS = "nemesis"
 CHUNK_BYTES = 32 << 20
 PIECE_BYTES = 256 << 10  # a chunk is read and decoded piece by piece (see _pieces)
 PARALLEL_MIN_BYTES = 16 << 20  # smaller files are decoded in this process
+PROBE_BYTES = 1 << 20  # how much of a big file `_mostly_canonical` looks at
 MAX_WORKERS = 8
 
 
@@ -380,6 +384,15 @@ def _dedupe(words: np.ndarray | None, strs: list[str] | None) -> dict[str, Any]:
         codes[order] = np.cumsum(first) - 1
         reps = order[first]
         # every id equals its group's first: then distinct prefixes, so distinct and sorted hashes
+        if np.array_equal(words, words[reps][codes]):
+            return {"words": words[reps], "hash": h[reps], "codes": codes}
+        # Two ids share the prefix (likely in a big chunk: about n**2 / 2**(65 - bits) pairs): group
+        # by the whole hash instead, and go exact only when two ids share all of its 64 bits.
+        order = np.argsort(h, kind="stable")
+        hs = h[order]
+        np.not_equal(hs[1:], hs[:-1], out=first[1:])
+        codes[order] = np.cumsum(first) - 1
+        reps = order[first]
         if np.array_equal(words, words[reps][codes]):
             return {"words": words[reps], "hash": h[reps], "codes": codes}
         strs = _unpack(words)
@@ -1427,10 +1440,10 @@ def _bounds(path: Path, size: int) -> list[int]:
     return bounds
 
 
-def _n_workers(size: int, n_tasks: int) -> int:
+def _n_workers(size: int, n_tasks: int, threads: bool) -> int:
     if size < PARALLEL_MIN_BYTES or n_tasks < 2:
         return 1
-    if "fork" not in multiprocessing.get_all_start_methods() or threading.active_count() > 1:
+    if not threads and ("fork" not in multiprocessing.get_all_start_methods() or threading.active_count() > 1):
         return 1  # forking a process that runs other threads is not safe
     try:
         cpus = len(os.sched_getaffinity(0))
@@ -1443,20 +1456,43 @@ def _tasks(path: Path, size: int) -> list[tuple[int, str, int, int, bool]]:
     return [(k, str(path), a, b, b >= size) for k, (a, b) in enumerate(pairwise(_bounds(path, size)))]
 
 
-def _decoded_parts(tasks: list[tuple[int, str, int, int, bool]], size: int):
+def _mostly_canonical(path: Path, size: int) -> bool:
+    """Whether the file starts with lines the C fast path takes (at least 9 in 10 of its first MiB).
+
+    Then chunks are decoded by threads: canon.c and most numpy work run without the GIL, and
+    threads share memory, so nothing is pickled, piped and copied back. Other lines go to msgspec,
+    which holds the GIL: those files are decoded by processes.
+    """
+    if not native.available() or size < PARALLEL_MIN_BYTES:
+        return False
+    with open(path, "rb") as fh:
+        head = fh.read(PROBE_BYTES)
+    cut = head.rfind(b"\n")
+    if cut < 0:
+        return False
+    a = np.frombuffer(head, np.uint8)
+    ends = np.flatnonzero(a[:cut + 1] == 10)
+    starts = np.r_[0, ends[:-1] + 1]
+    return float(native.canon_parse(a, starts, ends)["good"].mean()) >= 0.9
+
+
+def _decoded_parts(tasks: list[tuple[int, str, int, int, bool]], size: int, threads: bool = False):
     """Every chunk's columns as (chunk number, columns), the last chunk first (it often holds the
     biggest line, the final effects read), then as they come; big files are decoded by several
-    processes. Should a worker process die (killed for memory, say), the chunks it did not deliver
-    are decoded in this process instead.
+    threads (`threads`) or processes. Should a worker process die (killed for memory, say), the
+    chunks it did not deliver are decoded in this process instead.
     """
     order = tasks[-1:] + tasks[:-1]
-    workers = _n_workers(size, len(tasks))
+    workers = _n_workers(size, len(tasks), threads)
     if workers <= 1:
         for t in order:
             yield _work(t)
         return
     done: set[int] = set()
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=gc.disable)
+    if threads:
+        pool: Executor = ThreadPoolExecutor(workers, thread_name_prefix="onceproof-read")
+    else:
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=gc.disable)
     try:
         futures = [pool.submit(_work, t) for t in order]
         try:
@@ -2209,10 +2245,10 @@ def read_history(path: str | os.PathLike) -> History:
         st = p.stat()
         if st.st_size >= PARALLEL_MIN_BYTES:
             _keep_freed_memory()
-        native.available()  # build or load canon.c once, before any worker is forked
+        threads = _mostly_canonical(p, st.st_size)  # (builds or loads canon.c before any fork)
         tasks = _tasks(p, st.st_size)
         asm = _Assembler(str(p), [t[2:] for t in tasks], (st.st_size, st.st_mtime_ns))
-        parts = _decoded_parts(tasks, st.st_size)
+        parts = _decoded_parts(tasks, st.st_size, threads)
         # ids take their codes in a fixed order whatever the timing: the last chunk's first (it is
         # decoded first, so its many effects ids are merged early, not at the end), then file order
         id_order = [len(tasks) - 1, *range(len(tasks) - 1)]

@@ -205,18 +205,20 @@ def _big_history(path, min_bytes):
     return lines
 
 
-def test_bad_line_in_a_big_file_is_named_by_the_parallel_reader(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("threads", [True, False])
+def test_bad_line_in_a_big_file_is_named_by_the_parallel_reader(tmp_path, monkeypatch, capsys, threads):
     import os
 
     import checkers.history as hist
     from harness.cli import main
 
-    monkeypatch.setattr(hist, "CHUNK_BYTES", 4 << 20)  # several chunks, so several processes
+    monkeypatch.setattr(hist, "CHUNK_BYTES", 4 << 20)  # several chunks, so several threads or processes
+    monkeypatch.setattr(hist, "_mostly_canonical", lambda path, size: threads)
     p = tmp_path / "history.jsonl"
     lines = _big_history(p, hist.PARALLEL_MIN_BYTES + (1 << 20))
     size = p.stat().st_size
     if (os.cpu_count() or 1) > 1 and "fork" in __import__("multiprocessing").get_all_start_methods():
-        assert hist._n_workers(size, len(hist._tasks(p, size))) > 1
+        assert hist._n_workers(size, len(hist._tasks(p, size)), threads) > 1
     h = read_history(p)
     assert len(h) == len(lines) and h.n_ids == len(lines) // 2
     assert (h.sends["outcome"] == "ok").all()
@@ -230,6 +232,26 @@ def test_bad_line_in_a_big_file_is_named_by_the_parallel_reader(tmp_path, monkey
     assert main(["check", str(p)]) == 2
     err = capsys.readouterr().err
     assert f"history.jsonl:{middle + 1}: field 'time' is missing" in err
+
+
+def test_big_files_of_canonical_lines_are_read_by_threads_others_by_processes(tmp_path, monkeypatch):
+    import checkers.history as hist
+    from checkers import native
+
+    if not native.available():
+        pytest.skip(native.status())
+    p = tmp_path / "history.jsonl"
+    lines = _big_history(p, hist.PARALLEL_MIN_BYTES + (1 << 20))
+    size = p.stat().st_size
+    assert hist._mostly_canonical(p, size)
+    spaced = tmp_path / "spaced.jsonl"
+    spaced.write_text("\n".join(json.dumps(json.loads(ln)) for ln in lines) + "\n")
+    assert not hist._mostly_canonical(spaced, spaced.stat().st_size)
+    assert not hist._mostly_canonical(p, hist.PARALLEL_MIN_BYTES - 1)  # small: one thread anyway
+    monkeypatch.setattr(hist, "CHUNK_BYTES", 4 << 20)
+    a, b = read_history(p), read_history(spaced)
+    assert len(a) == len(b) == len(lines)
+    assert check_delivery(a) == check_delivery(b)
 
 
 def test_two_objects_on_one_line_are_an_error(tmp_path):
@@ -281,6 +303,7 @@ def test_a_worker_that_dies_does_not_lose_chunks(tmp_path, monkeypatch):
     monkeypatch.setattr(hist, "CHUNK_BYTES", 1 << 20)
     monkeypatch.setattr(hist, "PARALLEL_MIN_BYTES", 0)
     monkeypatch.setattr(hist, "_work", _dying_work)
+    monkeypatch.setattr(hist, "_mostly_canonical", lambda path, size: False)  # processes, not threads
     _PARENT[:] = [os.getpid()]
     p = tmp_path / "history.jsonl"
     lines = _big_history(p, 4 << 20)
@@ -313,6 +336,22 @@ def test_truncated_last_line_followed_by_blank_lines_in_later_pieces(tmp_path, m
     p.write_text(json.dumps(send_inv()) + "\n" + bad + "\n" * 200 + json.dumps(send_inv("b")) + "\n")
     with pytest.raises(HistoryError, match=r":2: not valid JSON"):
         read_history(p)
+
+
+def test_ids_sharing_only_a_hash_prefix_stay_packed(monkeypatch):
+    """Ids whose hashes agree in the bits the chunk's grouping sort looks at (likely among a million
+    ids) are told apart by the whole hash, without falling back to Python strings."""
+    import numpy as np
+
+    import checkers.history as hist
+
+    words = hist._words(["a", "b", "a", "c"])
+    monkeypatch.setattr(hist, "_hash_words", lambda w: np.array([0x100, 0x101, 0x100, 0x203], dtype=np.uint64)[:len(w)])
+    d = hist._dedupe(words, None)
+    assert "exact" not in d
+    assert d["codes"].tolist() == [0, 1, 0, 2]
+    assert d["hash"].tolist() == [0x100, 0x101, 0x203]
+    assert hist._unpack(d["words"]) == ["a", "b", "c"]
 
 
 def test_ids_whose_hashes_collide_stay_apart(tmp_path, monkeypatch):
