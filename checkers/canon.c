@@ -9,8 +9,9 @@
  *   poll: null (not on an ok), or {"messages":[E,...]} (not on an invoke); E:
  *         {"id":S,"key":S|null[,"partition":N][,"offset":N][,"redelivered":true|false]}
  *   ack:  null, or {"ids":[S,...]} with at most 64 ids.
- * Every other line is left to the msgspec path (good[i] = 0). Reads never pass a line's newline:
- * no literal, number or string of the grammar holds one, so each comparison stops there.
+ * Every other line is left to the msgspec path (good[i] = 0). Numbers and strings stop at a line's
+ * newline; a literal compare may read up to its length past it (and fails there: no literal holds a
+ * newline), so the caller leaves LIT_PAD bytes after the last line.
  *
  * Built by checkers/native.py with the system's C compiler; no header beyond the compiler's own.
  */
@@ -20,20 +21,12 @@
 #define MAX_DIGITS 16
 #define MAX_ACK_IDS 64
 
-/* s starts with the NUL-terminated literal t: advance past it */
-static int lit(const uint8_t **s, const char *t) {
-    const uint8_t *p = *s;
-    while (*t) {
-        if (*p != (uint8_t)*t) return 0;
-        p++;
-        t++;
-    }
-    *s = p;
-    return 1;
-}
+/* s starts with the string literal t: advance past it (one memcmp of a constant length, which
+ * the compiler turns into a few word compares) */
+#define LIT(s, t) (__builtin_memcmp(*(s), (t), sizeof(t) - 1) == 0 ? (*(s) += sizeof(t) - 1, 1) : 0)
 
 /* a plain non-negative integer of 1 to MAX_DIGITS digits, no leading zero */
-static int num(const uint8_t **s, int64_t *v) {
+static inline int num(const uint8_t **s, int64_t *v) {
     const uint8_t *p = *s;
     int64_t x = 0;
     int n = 0;
@@ -50,7 +43,7 @@ static int num(const uint8_t **s, int64_t *v) {
 
 /* the rest of a string after its opening quote: printable ASCII without a backslash, up to the
  * closing quote; advance past that quote */
-static int str(const uint8_t **s, int64_t *len) {
+static inline int str(const uint8_t **s, int64_t *len) {
     const uint8_t *p = *s;
     int n = 0;
     for (;;) {
@@ -65,34 +58,31 @@ static int str(const uint8_t **s, int64_t *len) {
 }
 
 /* a string or null */
-static int key(const uint8_t **s) {
+static inline int key(const uint8_t **s) {
     int64_t len;
     if (**s == '"') {
         (*s)++;
         return str(s, &len);
     }
-    return lit(s, "null");
+    return LIT(s, "null");
 }
 
 /* [,"name":N] */
-static int opt_int(const uint8_t **s, const char *name, int64_t *v) {
+static inline int opt_int(const uint8_t **s, const char *name, unsigned long len, int64_t *v) {
     *v = -1;
-    if (!lit(s, name)) return 1;
+    if (__builtin_memcmp(*s, name, len) != 0) return 1;
+    *s += len;
     return num(s, v);
 }
 
 /* `{"id":S,"key":K[,"partition":N][,"offset":N]` with the id's position and length */
-static int head(const uint8_t *buf, const uint8_t **s, int64_t *at, int64_t *len, int64_t *part, int64_t *off) {
-    if (!lit(s, "{\"id\":\"")) return 0;
+static inline int head(const uint8_t *buf, const uint8_t **s, int64_t *at, int64_t *len, int64_t *part, int64_t *off) {
+    if (!LIT(s, "{\"id\":\"")) return 0;
     *at = *s - buf;
     if (!str(s, len)) return 0;
-    if (!lit(s, ",\"key\":") || !key(s)) return 0;
-    return opt_int(s, ",\"partition\":", part) && opt_int(s, ",\"offset\":", off);
+    if (!LIT(s, ",\"key\":") || !key(s)) return 0;
+    return opt_int(s, ",\"partition\":", 13, part) && opt_int(s, ",\"offset\":", 10, off);
 }
-
-static const char *const TYPES[] = {"invoke\"", "ok\"", "fail\"", "info\""};
-static const char *const FS[] = {",\"f\":\"send\",\"value\":", ",\"f\":\"poll\",\"value\":",
-                                 ",\"f\":\"ack\",\"value\":"};
 
 /* Parse lines [starts[i], ends[i]) of buf (ends[i]: the line's newline). Per line: good, time, proc,
  * type code, f code (meaningful where good). Sends of good lines: row, partition, offset (-1 when
@@ -111,20 +101,23 @@ int canon_parse(const uint8_t *buf, int64_t n, const int64_t *starts, const int6
         int t = -1, f = -1;
         good[i] = 0;
         time[i] = proc[i] = tcode[i] = fcode[i] = -1;
-        if (!lit(&s, "{\"time\":") || !num(&s, &time[i])) continue;
-        if (!lit(&s, ",\"process\":") || !num(&s, &proc[i])) continue;
-        if (!lit(&s, ",\"type\":\"")) continue;
-        for (int k = 0; k < 4 && t < 0; k++)
-            if (lit(&s, TYPES[k])) t = k;
-        if (t < 0) continue;
-        for (int k = 0; k < 3 && f < 0; k++)
-            if (lit(&s, FS[k])) f = k;
-        if (f < 0) continue;
+        if (!LIT(&s, "{\"time\":") || !num(&s, &time[i])) continue;
+        if (!LIT(&s, ",\"process\":") || !num(&s, &proc[i])) continue;
+        if (!LIT(&s, ",\"type\":\"")) continue;
+        if (LIT(&s, "invoke\"")) t = 0;
+        else if (LIT(&s, "ok\"")) t = 1;
+        else if (LIT(&s, "fail\"")) t = 2;
+        else if (LIT(&s, "info\"")) t = 3;
+        else continue;
+        if (LIT(&s, ",\"f\":\"send\",\"value\":")) f = 0;
+        else if (LIT(&s, ",\"f\":\"poll\",\"value\":")) f = 1;
+        else if (LIT(&s, ",\"f\":\"ack\",\"value\":")) f = 2;
+        else continue;
         tcode[i] = t;
         fcode[i] = f;
         if (f == 0) { /* send */
             int64_t at, len, part, off;
-            if (!head(buf, &s, &at, &len, &part, &off) || !lit(&s, "}}") || s != end) continue;
+            if (!head(buf, &s, &at, &len, &part, &off) || !LIT(&s, "}}") || s != end) continue;
             s_rows[ns] = i;
             s_part[ns] = part;
             s_off[ns] = off;
@@ -132,21 +125,21 @@ int canon_parse(const uint8_t *buf, int64_t n, const int64_t *starts, const int6
             s_len[ns] = len;
             ns++;
         } else if (f == 1) { /* poll */
-            if (lit(&s, "null}")) {
+            if (LIT(&s, "null}")) {
                 if (s != end || t == 1) continue;
             } else {
                 int ok = 1;
-                if (t == 0 || !lit(&s, "{\"messages\":[")) continue;
+                if (t == 0 || !LIT(&s, "{\"messages\":[")) continue;
                 if (*s != ']') {
                     for (int64_t seq = 0;; seq++) {
                         int64_t at, len, part, off;
                         uint8_t red = 0;
                         if (!head(buf, &s, &at, &len, &part, &off)) { ok = 0; break; }
-                        if (lit(&s, ",\"redelivered\":")) {
-                            if (lit(&s, "true")) red = 1;
-                            else if (!lit(&s, "false")) { ok = 0; break; }
+                        if (LIT(&s, ",\"redelivered\":")) {
+                            if (LIT(&s, "true")) red = 1;
+                            else if (!LIT(&s, "false")) { ok = 0; break; }
                         }
-                        if (!lit(&s, "}")) { ok = 0; break; }
+                        if (!LIT(&s, "}")) { ok = 0; break; }
                         if (nm == m_cap) return -1;
                         m_rows[nm] = i;
                         m_seq[nm] = seq;
@@ -157,29 +150,29 @@ int canon_parse(const uint8_t *buf, int64_t n, const int64_t *starts, const int6
                         m_red[nm] = red;
                         nm++;
                         if (*s == ']') break;
-                        if (!lit(&s, ",")) { ok = 0; break; }
+                        if (!LIT(&s, ",")) { ok = 0; break; }
                     }
                 }
-                if (!ok || !lit(&s, "]}}") || s != end) {
+                if (!ok || !LIT(&s, "]}}") || s != end) {
                     nm = nm0;
                     continue;
                 }
             }
         } else { /* ack */
-            if (lit(&s, "null}")) {
+            if (LIT(&s, "null}")) {
                 if (s != end) continue;
             } else {
                 int ok = 1;
-                if (!lit(&s, "{\"ids\":[")) continue;
+                if (!LIT(&s, "{\"ids\":[")) continue;
                 if (*s != ']') {
                     for (int k = 0;; k++) {
                         int64_t len;
-                        if (k == MAX_ACK_IDS || !lit(&s, "\"") || !str(&s, &len)) { ok = 0; break; }
+                        if (k == MAX_ACK_IDS || !LIT(&s, "\"") || !str(&s, &len)) { ok = 0; break; }
                         if (*s == ']') break;
-                        if (!lit(&s, ",")) { ok = 0; break; }
+                        if (!LIT(&s, ",")) { ok = 0; break; }
                     }
                 }
-                if (!ok || !lit(&s, "]}}") || s != end) continue;
+                if (!ok || !LIT(&s, "]}}") || s != end) continue;
             }
         }
         good[i] = 1;

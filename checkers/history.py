@@ -1470,7 +1470,7 @@ def _mostly_canonical(path: Path, size: int) -> bool:
     cut = head.rfind(b"\n")
     if cut < 0:
         return False
-    a = np.frombuffer(head, np.uint8)
+    a = np.frombuffer(head[:cut + 1] + bytes(native.LIT_PAD + 1), np.uint8)
     ends = np.flatnonzero(a[:cut + 1] == 10)
     starts = np.r_[0, ends[:-1] + 1]
     return float(native.canon_parse(a, starts, ends)["good"].mean()) >= 0.9

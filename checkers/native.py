@@ -24,6 +24,7 @@ import numpy as np
 
 SOURCE = Path(__file__).with_name("canon.c")
 CFLAGS = ("-O2", "-shared", "-fPIC", "-fno-strict-aliasing")
+LIT_PAD = 64  # bytes canon.c may read after the last line's newline (its longest literal is 20)
 _lib: ctypes.CDLL | None = None
 _tried = False
 _why = ""
@@ -102,7 +103,8 @@ def _ptr(a: np.ndarray) -> int:
 
 def canon_parse(a: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> dict:
     """`_canon_parse` of history.py by canon.c, over the block's bytes `a` (uint8, contiguous; every
-    line ends with a newline at ends[i]). The caller checks `available()` first."""
+    line ends with a newline at ends[i], and LIT_PAD bytes follow the last). The caller checks
+    `available()` first."""
     lib = _load()
     assert lib is not None
     n = len(starts)
@@ -117,8 +119,8 @@ def canon_parse(a: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> dict:
     red = np.empty(cap, dtype=np.bool_)
     ns, nm = ctypes.c_int64(0), ctypes.c_int64(0)
     assert a.dtype == np.uint8 and a.flags.c_contiguous
-    if n and (starts[0] < 0 or ends[-1] >= len(a)):
-        raise ValueError("canon_parse: lines outside the buffer")
+    if n and (starts[0] < 0 or ends[-1] + LIT_PAD >= len(a)):
+        raise ValueError(f"canon_parse: lines outside the buffer or less than {LIT_PAD} bytes of padding after them")
     rc = lib.canon_parse(_ptr(a), n, _ptr(starts), _ptr(ends), _ptr(good), _ptr(time), _ptr(proc),
                          _ptr(tcode), _ptr(fcode), *map(_ptr, send), ctypes.byref(ns),
                          *map(_ptr, msg), _ptr(red), cap, ctypes.byref(nm))
