@@ -181,3 +181,48 @@ int canon_parse(const uint8_t *buf, int64_t n, const int64_t *starts, const int6
     *nm_out = nm;
     return 0;
 }
+
+static inline const uint8_t *ws(const uint8_t *p, const uint8_t *end) {
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) p++;
+    return p;
+}
+
+/* An effects read's counts, raw JSON that msgspec has found valid: a plain object of ids without
+ * escapes to integers of at most 18 digits, as the ids' positions and lengths and the counts.
+ * Returns how many, or -1 when it is anything else (then the caller decodes it the general way) or
+ * holds more than cap ids. */
+int64_t canon_counts(const uint8_t *raw, int64_t n, int64_t *at, int64_t *len, int64_t *counts, int64_t cap) {
+    const uint8_t *p = raw, *end = raw + n;
+    int64_t k = 0;
+    p = ws(p, end);
+    if (p == end || *p++ != '{') return -1;
+    p = ws(p, end);
+    if (p < end && *p == '}') return ws(p + 1, end) == end ? 0 : -1;
+    for (;;) {
+        if (p == end || *p++ != '"' || k == cap) return -1;
+        const uint8_t *q = p;
+        while (q < end && *q != '"') {
+            if (*q == '\\') return -1;
+            q++;
+        }
+        if (q == end) return -1;
+        at[k] = p - raw;
+        len[k] = q - p;
+        p = ws(q + 1, end);
+        if (p == end || *p++ != ':') return -1;
+        p = ws(p, end);
+        int64_t v = 0;
+        int d = 0;
+        while (p < end && (uint8_t)(*p - '0') <= 9) {
+            if (++d > 18) return -1;
+            v = v * 10 + (*p++ - '0');
+        }
+        if (d == 0) return -1;
+        counts[k++] = v;
+        p = ws(p, end);
+        if (p == end) return -1;
+        if (*p == '}') return ws(p + 1, end) == end ? k : -1;
+        if (*p++ != ',') return -1;
+        p = ws(p, end);
+    }
+}

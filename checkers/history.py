@@ -309,7 +309,19 @@ _POW10 = 10 ** np.arange(19, dtype=np.int64)
 def _plain_counts(raw: bytes) -> tuple[np.ndarray, np.ndarray] | None:
     """Ids (packed words) and counts of an effects read's `counts`, straight from its raw JSON (valid
     JSON: msgspec has parsed it); None unless it is a plain object of ids without escapes mapping to
-    non-negative integers (then it is decoded the ordinary way)."""
+    non-negative integers (then it is decoded the ordinary way). By canon.c when it is built."""
+    if not native.available():
+        return _plain_counts_numpy(raw)
+    got = native.counts(raw)
+    if got is None:
+        return None
+    at, lens, counts = got
+    words = _pack(raw, at, lens)
+    return None if words is None else (words, counts)
+
+
+def _plain_counts_numpy(raw: bytes) -> tuple[np.ndarray, np.ndarray] | None:
+    """`_plain_counts` with numpy."""
     if b"\\" in raw:
         return None
     b = np.frombuffer(raw, np.uint8)

@@ -84,6 +84,8 @@ def _load() -> ctypes.CDLL | None:
     lib.canon_parse.argtypes = [p, ctypes.c_int64, p, p, p, p, p, p, p, p, p, p, p, p, p, p, p, p, p, p, p, p,
                                 ctypes.c_int64, p]
     lib.canon_parse.restype = ctypes.c_int
+    lib.canon_counts.argtypes = [ctypes.c_char_p, ctypes.c_int64, p, p, p, ctypes.c_int64]
+    lib.canon_counts.restype = ctypes.c_int64
     _lib = lib
     return lib
 
@@ -132,3 +134,17 @@ def canon_parse(a: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> dict:
     return {"time": time, "proc": proc, "tcode": tcode, "fcode": fcode, "good": good,
             "send": (s_rows, s_part, s_off, s_at, s_len),
             "msg": (m_rows, m_seq, m_at, m_len, m_part, m_off, red[:m])}
+
+
+def counts(raw: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """An effects read's raw `counts` (valid JSON) as the ids' positions and lengths in `raw` and the
+    counts, when it is a plain object of ids without escapes to integers of at most 18 digits; else
+    None (see `_plain_counts` in history.py, which reads the same objects to the same values)."""
+    lib = _load()
+    assert lib is not None
+    cap = len(raw) // 4 + 1  # an entry takes at least 4 bytes: "":0
+    at, lens, cnt = (np.empty(cap, dtype=np.int64) for _ in range(3))
+    k = lib.canon_counts(raw, len(raw), _ptr(at), _ptr(lens), _ptr(cnt), cap)
+    if k < 0:
+        return None
+    return at[:k].copy(), lens[:k].copy(), cnt[:k].copy()

@@ -177,3 +177,32 @@ def test_build_failure_is_reported_not_raised(monkeypatch, tmp_path):
     assert not native.available()
     assert "false failed" in native.status()
     assert not list((tmp_path / "native").glob("*.so"))  # nothing half-written left behind
+
+
+def _counts_json(rnd: random.Random) -> bytes:
+    """A valid JSON value, mostly an object of ids to counts, sometimes spaced or not plain."""
+    items = []
+    for _ in range(rnd.choice((0, 1, 2, 5, 40))):
+        mid = rnd.choice(["m1", "", "x" * 300, "é", "a\\\"b", "\\u00e9", "tab\\t", "k y",
+                          "m" + str(rnd.randrange(10**6))])
+        val = rnd.choice(["0", "1", "7", "123456789012345678", "1234567890123456789", "-1", "1.5", "2e3",
+                          "null", '"3"', "[1]", "true"] if rnd.random() < 0.2 else ["0", "1", "2", "37"])
+        sp = [rnd.choice(("", "", " ", "\n ", "\t")) for _ in range(4)]
+        items.append(f'{sp[0]}"{mid}"{sp[1]}:{sp[2]}{val}{sp[3]}')
+    text = "{" + ",".join(items) + "}"
+    if rnd.random() < 0.1:
+        text = rnd.choice(["[]", "null", "3", '"x"', " " + text + " \n"])
+    json.loads(text)
+    return text.encode()
+
+
+@needs_native
+@pytest.mark.parametrize("seed", range(20))
+def test_native_effect_counts_read_like_numpy(seed):
+    rnd = random.Random(seed)
+    for _ in range(50):
+        raw = _counts_json(rnd)
+        a, b = hist._plain_counts(raw), hist._plain_counts_numpy(raw)
+        assert (a is None) == (b is None), raw
+        if a is not None:
+            assert a[0].tolist() == b[0].tolist() and a[1].tolist() == b[1].tolist(), raw
