@@ -340,6 +340,14 @@ def run_child(cmd: list[str], log: Path) -> tuple[int, float, float]:
     return p.returncode, wall, usage.ru_maxrss / 1024  # ru_maxrss is in kB on Linux
 
 
+def _reader_path() -> str:
+    """Which canonical path the reader used (canon.c or numpy), asked of a child: this launcher
+    stays small (see the module's docstring)."""
+    r = subprocess.run([sys.executable, "-c", "from checkers import native; print(native.status())"],
+                       cwd=REPO, capture_output=True, text=True)
+    return r.stdout.strip() or f"unknown ({r.stderr.strip()[-200:]})"
+
+
 def _self_cmd(*args: str) -> list[str]:
     return [sys.executable, str(Path(__file__).resolve()), *args]
 
@@ -444,6 +452,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"onceproof check     {op_wall:>12.2f} s   (whole command: start, imports, read, check, reports)")
     print(f"ratio               {ratio:>12.2f} x   (baseline / onceproof)")
     print(f"onceproof peak RSS  {op_mb:>12,.0f} MB")
+    print(f"reader fast path    {_reader_path():>12}")
     print(f"baseline peak RSS   {base_mb:>12,.0f} MB")
     print(f"(no child's peak can read below this launcher's own, {floor_mb:.0f} MB, carried over at exec)")
     print(f"verdict             {results.get('valid')!s:>12}   (exit {rc}; results in {check_out})")

@@ -94,6 +94,11 @@ def available() -> bool:
     return _load() is not None
 
 
+def why() -> str:
+    """Why the C fast path is not in use ("" when it is)."""
+    return "" if available() else _why
+
+
 def status() -> str:
     """One line for `onceproof doctor` and the benchmark: which canonical path the reader uses."""
     return "C (canon.c)" if available() else f"numpy (no C fast path: {_why})"

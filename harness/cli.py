@@ -8,11 +8,13 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from checkers import native
 from checkers.delivery import GUARANTEES
 from checkers.history import HistoryError, read_history, resolve_history_path
 from checkers.suite import check_history
 
 EXIT = {True: 0, False: 1, "unknown": 2}
+SLOW_READ_NOTE_OPS = 100_000  # from this size on, a check without canon.c says how to get it
 
 
 def _verdict_word(valid: bool | str) -> str:
@@ -64,6 +66,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         return 2
     for w in h.warnings:
         print(f"onceproof check: warning: {w}", file=sys.stderr)
+    if not args.quiet and len(h) >= SLOW_READ_NOTE_OPS and not native.available():
+        print(f"onceproof check: note: the history was read by numpy, not by the C fast path ({native.why()}); "
+              "with a C compiler (`apt-get install gcc`) big histories read several times faster", file=sys.stderr)
     results = check_history(h, args.guarantee, explain_limit=args.explain_limit)
     out = Path(args.out) if args.out else path.parent
     paths = write_reports(results, out)
@@ -168,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", "-o", metavar="DIR", help="where to write results (default: the history's directory)")
     c.add_argument("--explain-limit", type=int, default=1000, metavar="N",
                    help="explain at most N messages of each anomaly class (default 1000)")
-    c.add_argument("--quiet", "-q", action="store_true", help="no timing line")
+    c.add_argument("--quiet", "-q", action="store_true", help="no timing line and no notes")
     c.set_defaults(func=cmd_check)
 
     r = sub.add_parser("run", help="a live certification run (no arguments: a short Redis certification)",

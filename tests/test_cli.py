@@ -34,6 +34,22 @@ def test_valid_exits_0_and_writes_results_beside_the_history(tmp_path, capsys):
     assert (tmp_path / "report.html").exists() and (tmp_path / "junit.xml").exists()
 
 
+def test_a_big_check_without_the_c_fast_path_says_how_to_get_it(tmp_path, capsys, monkeypatch):
+    import harness.cli as cli
+    from checkers import native
+
+    history(tmp_path)
+    monkeypatch.setattr(cli, "SLOW_READ_NOTE_OPS", 1)
+    monkeypatch.setattr(native, "_tried", True)
+    monkeypatch.setattr(native, "_lib", None)
+    monkeypatch.setattr(native, "_why", "no C compiler (cc, gcc or clang) on PATH")
+    assert main(["check", str(tmp_path)]) == 0
+    err = capsys.readouterr().err
+    assert "read by numpy, not by the C fast path (no C compiler" in err and "apt-get install gcc" in err
+    assert main(["check", str(tmp_path), "-q"]) == 0
+    assert "note:" not in capsys.readouterr().err
+
+
 def test_invalid_exits_1(tmp_path, capsys):
     p = history(tmp_path, lost=True)
     out = tmp_path / "out"
