@@ -15,9 +15,11 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import os
+import platform
 import shutil
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +30,7 @@ LIT_PAD = 64  # bytes canon.c may read after the last line's newline (its longes
 _lib: ctypes.CDLL | None = None
 _tried = False
 _why = ""
+_LOCK = threading.Lock()
 
 
 def cache_dir() -> Path:
@@ -41,10 +44,10 @@ def _compiler() -> str | None:
     return None
 
 
-def build(verbose: bool = False) -> Path:
+def build() -> Path:
     """The built library's path (built now if needed); raises RuntimeError saying why it cannot be."""
     src = SOURCE.read_bytes()
-    digest = hashlib.sha256(src + " ".join(CFLAGS).encode()).hexdigest()[:16]
+    digest = hashlib.sha256(src + " ".join((*CFLAGS, platform.machine(), platform.system())).encode()).hexdigest()[:16]
     out = cache_dir() / f"canon-{digest}.so"
     if out.exists():
         return out
@@ -59,8 +62,6 @@ def build(verbose: bool = False) -> Path:
         if r.returncode != 0:
             raise RuntimeError(f"{cc} failed: {(r.stderr or r.stdout).strip()[:500]}")
         os.replace(tmp, out)
-        if verbose:
-            print(f"built {out}")
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -68,25 +69,35 @@ def build(verbose: bool = False) -> Path:
 
 
 def _load() -> ctypes.CDLL | None:
-    global _lib, _tried, _why
     if _tried:
         return _lib
-    _tried = True
+    with _LOCK:
+        return _load_once()
+
+
+def _load_once() -> ctypes.CDLL | None:
+    global _lib, _tried, _why
+    if not _tried:
+        try:
+            _lib = _open()
+        except (OSError, RuntimeError, subprocess.SubprocessError) as e:
+            _why = str(e)
+        _tried = True  # last: `_load` reads it without the lock
+    return _lib
+
+
+def _open() -> ctypes.CDLL | None:
+    global _why
     if os.environ.get("ONCEPROOF_NATIVE", "1") == "0":
         _why = "turned off (ONCEPROOF_NATIVE=0)"
         return None
-    try:
-        lib = ctypes.CDLL(str(build()))
-    except (OSError, RuntimeError, subprocess.SubprocessError) as e:
-        _why = str(e)
-        return None
+    lib = ctypes.CDLL(str(build()))
     p = ctypes.c_void_p
     lib.canon_parse.argtypes = [p, ctypes.c_int64, p, p, p, p, p, p, p, p, p, p, p, p, p, p, p, p, p, p, p, p,
                                 ctypes.c_int64, p]
     lib.canon_parse.restype = ctypes.c_int
     lib.canon_counts.argtypes = [ctypes.c_char_p, ctypes.c_int64, p, p, p, ctypes.c_int64]
     lib.canon_counts.restype = ctypes.c_int64
-    _lib = lib
     return lib
 
 
