@@ -128,6 +128,14 @@ def canon_parse(a: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> dict:
     n = len(starts)
     starts = np.ascontiguousarray(starts, dtype=np.int64)
     ends = np.ascontiguousarray(ends, dtype=np.int64)
+    assert a.dtype == np.uint8 and a.flags.c_contiguous
+    # what canon.c relies on: each line inside the buffer, ending with its newline, in order, padded
+    if len(ends) != n:
+        raise ValueError("canon_parse: as many line ends as line starts are needed")
+    if n and (starts[0] < 0 or ends[-1] + LIT_PAD >= len(a) or not bool((a[ends] == 10).all())
+              or not bool((starts <= ends).all()) or not bool((starts[1:] > ends[:-1]).all())):
+        raise ValueError(f"canon_parse: lines must be inside the buffer, in order, end with a newline "
+                         f"and have {LIT_PAD} bytes of padding after the last")
     good = np.empty(n, dtype=np.bool_)
     time, proc, tcode, fcode = (np.empty(n, dtype=np.int64) for _ in range(4))
     send = [np.empty(n, dtype=np.int64) for _ in range(5)]
@@ -136,9 +144,6 @@ def canon_parse(a: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> dict:
     msg = [np.empty(cap, dtype=np.int64) for _ in range(6)]
     red = np.empty(cap, dtype=np.bool_)
     ns, nm = ctypes.c_int64(0), ctypes.c_int64(0)
-    assert a.dtype == np.uint8 and a.flags.c_contiguous
-    if n and (starts[0] < 0 or ends[-1] + LIT_PAD >= len(a)):
-        raise ValueError(f"canon_parse: lines outside the buffer or less than {LIT_PAD} bytes of padding after them")
     rc = lib.canon_parse(_ptr(a), n, _ptr(starts), _ptr(ends), _ptr(good), _ptr(time), _ptr(proc),
                          _ptr(tcode), _ptr(fcode), *map(_ptr, send), ctypes.byref(ns),
                          *map(_ptr, msg), _ptr(red), cap, ctypes.byref(nm))

@@ -206,3 +206,16 @@ def test_native_effect_counts_read_like_numpy(seed):
         assert (a is None) == (b is None), raw
         if a is not None:
             assert a[0].tolist() == b[0].tolist() and a[1].tolist() == b[1].tolist(), raw
+
+
+@needs_native
+def test_the_wrapper_refuses_what_canon_c_would_misread():
+    data = b'{"time":1,"process":0,"type":"ok","f":"ack","value":null}\n'
+    a = np.frombuffer(data + bytes(native.LIT_PAD + 1), np.uint8)
+    starts, ends = np.array([0]), np.array([len(data) - 1])
+    assert native.canon_parse(a, starts, ends)["good"].tolist() == [True]
+    for s, e, buf in ((starts, np.array([], dtype=np.int64), a), (starts, ends - 1, a),
+                      (np.array([0, 5]), np.array([len(data) - 1, 3]), a),
+                      (starts, ends, np.frombuffer(data, np.uint8).copy())):
+        with pytest.raises(ValueError):
+            native.canon_parse(buf, s, e)

@@ -248,6 +248,10 @@ def test_big_files_of_canonical_lines_are_read_by_threads_others_by_processes(tm
     spaced.write_text("\n".join(json.dumps(json.loads(ln)) for ln in lines) + "\n")
     assert not hist._mostly_canonical(spaced, spaced.stat().st_size)
     assert not hist._mostly_canonical(p, hist.PARALLEL_MIN_BYTES - 1)  # small: one thread anyway
+    half = len(lines) // 2  # canonical at its start, not after its middle: processes too
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text("\n".join(lines[:half] + [json.dumps(json.loads(ln)) for ln in lines[half:]]) + "\n")
+    assert not hist._mostly_canonical(mixed, mixed.stat().st_size)
     monkeypatch.setattr(hist, "CHUNK_BYTES", 4 << 20)
     a, b = read_history(p), read_history(spaced)
     assert len(a) == len(b) == len(lines)
