@@ -372,6 +372,20 @@ def _pad(w: np.ndarray, width: int) -> np.ndarray:
     return out
 
 
+def _hash_groupings(h: np.ndarray):
+    """(order, the keys in that order) that put equal hashes together: first by the hashes' top bits
+    (one sort of the hash with its low bits replaced by the position: fast), then, should two ids
+    share those bits (likely in a big chunk: about n**2 / 2**(65 - bits) pairs), by the whole hash."""
+    n = len(h)
+    bits = _U64(max(1, n.bit_length()))
+    key = (h >> bits) << bits
+    key |= np.arange(n, dtype=_U64)
+    key.sort()
+    yield (key & ((_U64(1) << bits) - _U64(1))).astype(np.int64), key >> bits
+    order = np.argsort(h, kind="stable")
+    yield order, h[order]
+
+
 def _dedupe(words: np.ndarray | None, strs: list[str] | None) -> dict[str, Any]:
     """The distinct ids among occurrences (given as packed words, or as strings when they do not
     pack) and each occurrence's code among them.
@@ -383,30 +397,15 @@ def _dedupe(words: np.ndarray | None, strs: list[str] | None) -> dict[str, Any]:
     if words is not None:
         n = len(words)
         h = _hash_words(words)
-        # one sort of (hash with its low bits replaced by the position): groups equal hash prefixes
-        bits = _U64(max(1, n.bit_length()))
-        key = (h >> bits) << bits
-        key |= np.arange(n, dtype=_U64)
-        key.sort()
-        order = (key & ((_U64(1) << bits) - _U64(1))).astype(np.int64)
-        key >>= bits
-        first = np.ones(n, dtype=bool)
-        np.not_equal(key[1:], key[:-1], out=first[1:])
-        codes = np.empty(n, dtype=np.int64)
-        codes[order] = np.cumsum(first) - 1
-        reps = order[first]
-        # every id equals its group's first: then distinct prefixes, so distinct and sorted hashes
-        if np.array_equal(words, words[reps][codes]):
-            return {"words": words[reps], "hash": h[reps], "codes": codes}
-        # Two ids share the prefix (likely in a big chunk: about n**2 / 2**(65 - bits) pairs): group
-        # by the whole hash instead, and go exact only when two ids share all of its 64 bits.
-        order = np.argsort(h, kind="stable")
-        hs = h[order]
-        np.not_equal(hs[1:], hs[:-1], out=first[1:])
-        codes[order] = np.cumsum(first) - 1
-        reps = order[first]
-        if np.array_equal(words, words[reps][codes]):
-            return {"words": words[reps], "hash": h[reps], "codes": codes}
+        for order, keys in _hash_groupings(h):
+            first = np.ones(n, dtype=bool)
+            np.not_equal(keys[1:], keys[:-1], out=first[1:])
+            codes = np.empty(n, dtype=np.int64)
+            codes[order] = np.cumsum(first) - 1
+            reps = order[first]
+            # every id equals its group's first: then distinct keys, so distinct and sorted hashes
+            if np.array_equal(words, words[reps][codes]):
+                return {"words": words[reps], "hash": h[reps], "codes": codes}
         strs = _unpack(words)
     assert strs is not None
     d = dict.fromkeys(strs)

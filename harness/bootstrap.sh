@@ -47,7 +47,7 @@ if ! uptodate "$stamp$extras" && ! uptodate "$stamp[test]"; then
 fi
 # the history reader's C fast path (checkers/canon.c): optional, the reader falls back to numpy
 if ! command -v cc >/dev/null 2>&1; then
-    if [ "$(id -u)" = 0 ]; then apt_install gcc libc6-dev || say "no C compiler: the reader uses its numpy path"; else say "no C compiler: the reader uses its numpy path"; fi
+    { [ "$(id -u)" = 0 ] && apt_install gcc libc6-dev; } || say "no C compiler: the reader uses its numpy path"
 fi
 .venv/bin/python -c 'from checkers import native; native.available() or print("bootstrap: reader fast path:", native.status())' >&2
 if [ "$want_test" = 1 ]; then
