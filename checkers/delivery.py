@@ -17,11 +17,9 @@ from typing import Any
 import numpy as np
 
 from checkers.history import OUTCOMES, History
+from checkers.vocabulary import ANOMALIES, GUARANTEES, check_guarantee, failing_anomalies
+from checkers.vocabulary import DELIVERY_COUNTS as COUNT_KEYS
 
-GUARANTEES = ("at-most-once", "at-least-once", "exactly-once")
-COUNT_KEYS = ("attempted", "acknowledged", "failed", "indeterminate", "delivered", "lost", "duplicated",
-              "unexpected", "aborted_read", "recovered", "unresolved", "lost_effects", "duplicated_effects")
-ANOMALIES = ("lost", "duplicated", "unexpected", "aborted_read", "lost_effects", "duplicated_effects")
 LISTS = ("lost", "unexpected", "aborted_read", "lost_effects")
 MAPS = ("duplicated", "duplicated_effects")
 _OK, _FAIL = OUTCOMES.index("ok"), OUTCOMES.index("fail")
@@ -79,17 +77,10 @@ def classify(h: History) -> dict[str, Any]:
 
 
 def verdicts(counts: dict[str, int], effects: bool) -> dict[str, bool]:
-    """Which guarantees the classified history satisfies (contract v1, 'Verdict')."""
-    clean = counts["unexpected"] == 0 and counts["aborted_read"] == 0
-    # With an effect store, effects are the ground truth for what was processed: duplicate
-    # deliveries the consumer absorbed do not fail a guarantee, duplicate effects do.
-    no_dup = counts["duplicated_effects" if effects else "duplicated"] == 0
-    no_loss = counts["lost_effects" if effects else "lost"] == 0
-    return {
-        "at-most-once": clean and no_dup,
-        "at-least-once": clean and no_loss,
-        "exactly-once": clean and no_dup and no_loss,
-    }
+    """Which guarantees the classified history satisfies (contract v1, 'Verdict'). With an effect store,
+    effects are the ground truth for what was processed: duplicate deliveries the consumer absorbed do
+    not fail a guarantee, duplicate effects do."""
+    return {g: all(counts[k] == 0 for k in failing_anomalies(g, effects)) for g in GUARANTEES}
 
 
 def _by_id(h: History, codes: np.ndarray) -> list[tuple[str, int]]:
@@ -232,8 +223,7 @@ def explain(h: History, c: dict[str, Any], ids_by_class: dict[str, list[tuple[st
 
 def check_delivery(h: History, guarantee: str = "exactly-once", explain_limit: int = 1000) -> dict[str, Any]:
     """The `delivery` section of results.json for a claimed guarantee."""
-    if guarantee not in GUARANTEES:
-        raise ValueError(f"unknown guarantee {guarantee!r}; valid: {', '.join(GUARANTEES)}")
+    check_guarantee(guarantee)
     c = classify(h)
     effects = c["applied"] is not None
     counts = {k: (len(c[k][0]) if k in MAPS else int(np.count_nonzero(c[k]))) for k in COUNT_KEYS}

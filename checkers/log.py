@@ -33,11 +33,11 @@ from typing import Any
 import numpy as np
 
 from checkers.history import History, stable_argsort
+from checkers.vocabulary import LOG_KINDS, check_guarantee
 
-GUARANTEES = ("at-most-once", "at-least-once", "exactly-once")
 EXAMPLES = 5  # skipped offsets listed per skip
 RESET_OPS = ("assign", "subscribe")
-KINDS = ("inconsistent_offsets", "duplicates", "nonmonotonic", "skips")
+KINDS = LOG_KINDS
 _OK = 1  # outcome code of an ok send
 
 
@@ -103,8 +103,7 @@ def check_log(h: History, guarantee: str = "exactly-once", limit: int = 1000) ->
     known offset, such as transaction markers, are not skips); `examples` lists
     the first few of them.
     """
-    if guarantee not in GUARANTEES:
-        raise ValueError(f"unknown guarantee {guarantee!r}; expected one of {', '.join(GUARANTEES)}")
+    check_guarantee(guarantee)
     limit = max(0, int(limit))
 
     # --- the log: (partition, offset, id) from ok sends and deliveries -------------------------

@@ -10,10 +10,11 @@ import gc
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from checkers.delivery import GUARANTEES, check_delivery
+from checkers.delivery import check_delivery
 from checkers.history import History
 from checkers.log import check_log
 from checkers.perf import check_perf
+from checkers.vocabulary import check_guarantee
 
 CONTRACT = "history-v1"
 PARALLEL_MIN_OPS = 500_000  # smaller histories are checked in one thread
@@ -30,8 +31,7 @@ def combine(*valids: bool | str) -> bool | str:
 
 def check_history(h: History, guarantee: str = "exactly-once", explain_limit: int = 1000) -> dict[str, Any]:
     """results.json for `h` under the claimed `guarantee`."""
-    if guarantee not in GUARANTEES:
-        raise ValueError(f"unknown guarantee {guarantee!r}; valid: {', '.join(GUARANTEES)}")
+    check_guarantee(guarantee)
     was_enabled = gc.isenabled()
     gc.disable()  # the checkers make few objects but the history holds many: no point rescanning them
     try:

@@ -9,16 +9,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from checkers import native
-from checkers.delivery import GUARANTEES
 from checkers.history import HistoryError, read_history, resolve_history_path
 from checkers.suite import check_history
+from checkers.vocabulary import GUARANTEES, exit_code, verdict_word
 
-EXIT = {True: 0, False: 1, "unknown": 2}
 SLOW_READ_NOTE_OPS = 100_000  # from this size on, a check without canon.c says how to get it
-
-
-def _verdict_word(valid: bool | str) -> str:
-    return {True: "VALID", False: "INVALID"}.get(valid, "UNKNOWN")  # type: ignore[call-overload]
 
 
 def summarize(results: dict) -> str:
@@ -26,7 +21,7 @@ def summarize(results: dict) -> str:
     d = results["delivery"]
     c = d["counts"]
     lines = [
-        f"verdict: {_verdict_word(results['valid'])} ({results['guarantee']} claimed)",
+        f"verdict: {verdict_word(results['valid'])} ({results['guarantee']} claimed)",
         f"history: {results['history']} ({results['operations']} operations)",
     ]
     lines += [f"  because {r}" for r in results.get("reasons", [])]
@@ -77,7 +72,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(f"report: {paths['report']}")
     if not args.quiet:
         print(f"checked in {time.perf_counter() - t0:.2f}s", file=sys.stderr)
-    return EXIT[results["valid"]]
+    return exit_code(results["valid"])
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -136,7 +131,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     paths = write_reports(results, run.dir)
     print(summarize(results))
     print(f"report: {paths['report']}")
-    return EXIT[results["valid"]]
+    return exit_code(results["valid"])
 
 
 def cmd_clean(args: argparse.Namespace) -> int:

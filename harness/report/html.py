@@ -15,11 +15,10 @@ import json
 import math
 from typing import Any
 
+from checkers.vocabulary import ANOMALIES, GUARANTEES, LOG_FAILING, LOG_KINDS, verdict_word
+
 MAX_ROWS = 300  # rows per table
 MAX_ITEMS = 8  # sends / deliveries / faults listed in one cell
-GUARANTEES = ("at-most-once", "at-least-once", "exactly-once")
-ANOMALIES = ("lost", "duplicated", "unexpected", "aborted_read", "lost_effects", "duplicated_effects")
-LOG_KINDS = ("inconsistent_offsets", "duplicates", "nonmonotonic", "skips")
 LOG_COLUMNS = {
     "inconsistent_offsets": ("partition", "offset", "ids"),
     "duplicates": ("id", "positions"),
@@ -106,14 +105,6 @@ def esc(x: Any) -> str:
     if not isinstance(x, str):
         x = json.dumps(x, ensure_ascii=False, default=str) if isinstance(x, list | dict) else str(x)
     return html.escape(x, quote=True)
-
-
-def _verdict_word(valid: Any) -> str:
-    if valid is True:
-        return "VALID"
-    if valid is False:
-        return "INVALID"
-    return "UNKNOWN"
 
 
 def _n(x: Any) -> str:
@@ -311,7 +302,7 @@ def _chart(title: str, xs: list[float], width_s: float, series: list[dict], faul
 
 
 def _header(r: dict, clock: _Clock) -> str:
-    word = _verdict_word(r.get("valid"))
+    word = verdict_word(r.get("valid"))
     g = r.get("guarantee", "?")
     parts = [f'<div id="verdict" class="verdict v-{word.lower()}">{word} '
              f"<small>{esc(g)} claimed</small></div>"]
@@ -333,7 +324,7 @@ def _header(r: dict, clock: _Clock) -> str:
             if name == "log" and not sec.get("applicable", True):
                 checks.append(f"{name}: not applicable")
             else:
-                checks.append(f"{name}: {_verdict_word(sec.get('valid'))}")
+                checks.append(f"{name}: {verdict_word(sec.get('valid'))}")
     if checks:
         parts.append('<p class="meta">checkers — ' + esc(" · ".join(checks)) + "</p>")
     if r.get("reasons"):
@@ -614,10 +605,10 @@ def _log(r: dict) -> str:
         return ('<section><h2>Log (partitions and offsets)</h2><p class="note">Not applicable: no operation '
                 "recorded both a partition and an offset.</p></section>")
     c = log.get("counts") or {}
-    word = "VALID" if log.get("valid") is not False else "INVALID"
+    word = verdict_word(log.get("valid") is not False)
     parts = [f"<section><h2>Log (partitions and offsets): {word}</h2>"]
     rows = [[esc(k.replace("_", " ")),
-             f'<span class="{"bad" if c.get(k) and k in ("inconsistent_offsets", "duplicates") else ""}">'
+             f'<span class="{"bad" if c.get(k) and k in LOG_FAILING else ""}">'
              f"{_n(c.get(k, 0))}</span>"] for k in LOG_KINDS if k in c]
     parts.append(_table([("finding", ""), ("count", "num")], rows, "counts"))
     fr = log.get("final_read")
@@ -652,7 +643,7 @@ def render(results: dict[str, Any]) -> str:
     perf = r.get("perf")
     t0 = perf.get("t0_ns", 0) if isinstance(perf, dict) and isinstance(perf.get("t0_ns"), int) else 0
     clock = _Clock(t0)
-    word = _verdict_word(r.get("valid"))
+    word = verdict_word(r.get("valid"))
     sections = [
         _header(r, clock), _guarantees(r), _counts(r), _perf(r), _faults(r, clock), _anomalies(r, clock), _log(r),
     ]

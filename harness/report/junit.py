@@ -19,10 +19,10 @@ import re
 import xml.etree.ElementTree as ET
 from typing import Any
 
+from checkers.vocabulary import ANOMALIES, LOG_FAILING, LOG_KINDS, failing_anomalies, verdict_word
+
 MAX_IDS = 50  # ids listed per anomaly class in a failure's details
 _INVALID_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
-DELIVERY_ANOMALIES = ("lost", "duplicated", "unexpected", "aborted_read", "lost_effects", "duplicated_effects")
-LOG_KINDS = ("inconsistent_offsets", "duplicates", "nonmonotonic", "skips")
 
 
 def _x(s: Any) -> str:
@@ -30,26 +30,10 @@ def _x(s: Any) -> str:
     return _INVALID_XML.sub("\ufffd", s if isinstance(s, str) else str(s))
 
 
-def _word(valid: Any) -> str:
-    return {True: "VALID", False: "INVALID"}.get(valid, "UNKNOWN") if isinstance(valid, bool) else "UNKNOWN"
-
-
 def _ids(v: Any) -> str:
     items = [f"{k} (x{n})" for k, n in v.items()] if isinstance(v, dict) else [str(i) for i in v or []]
     more = f", ... ({len(items)} in all)" if len(items) > MAX_IDS else ""
     return ", ".join(items[:MAX_IDS]) + more
-
-
-def _failing_kinds(guarantee: str, effects: bool) -> set[str]:
-    """The anomaly classes that break `guarantee` (contract v1, 'Verdict')."""
-    kinds = {"unexpected", "aborted_read"}
-    if guarantee in ("at-most-once", "exactly-once"):
-        kinds.add("duplicated_effects" if effects else "duplicated")
-    if guarantee in ("at-least-once", "exactly-once"):
-        kinds.add("lost_effects" if effects else "lost")
-    if guarantee not in ("at-most-once", "at-least-once", "exactly-once"):
-        kinds.update(DELIVERY_ANOMALIES)
-    return kinds
 
 
 def _delivery_case(d: dict, guarantee: str, reasons: list) -> tuple[str, str | None, str, str]:
@@ -61,9 +45,9 @@ def _delivery_case(d: dict, guarantee: str, reasons: list) -> tuple[str, str | N
         return "pass", None, "", summary
     if valid is False:
         fx = bool(d.get("effects_checked"))
-        failing = _failing_kinds(guarantee, fx)
-        kinds = [k for k in DELIVERY_ANOMALIES if c.get(k) and k in failing]
-        others = [k for k in DELIVERY_ANOMALIES if c.get(k) and k not in failing]
+        failing = failing_anomalies(guarantee, fx)
+        kinds = [k for k in ANOMALIES if c.get(k) and k in failing]
+        others = [k for k in ANOMALIES if c.get(k) and k not in failing]
         msg = f"{guarantee} violated: " + (", ".join(f"{k} {c[k]}" for k in kinds) or "see details")
         if c.get("lost_middle") and ("lost" in kinds or "lost_effects" in kinds):
             msg += f" ({c['lost_middle']} lost in the middle)"
@@ -92,7 +76,7 @@ def _log_case(log: dict, guarantee: str) -> tuple[str, str | None, str, str]:
     if valid is True:
         return "pass", None, "", summary
     if valid is False:
-        kinds = [k for k in ("inconsistent_offsets", "duplicates") if c.get(k)]
+        kinds = [k for k in LOG_FAILING if c.get(k)]
         msg = f"log violates {guarantee}: " + (", ".join(f"{k} {c[k]}" for k in kinds) or summary)
         lines = [msg, summary]
         for k in LOG_KINDS:
@@ -152,7 +136,7 @@ def render(results: dict[str, Any]) -> str:
     for k in ("guarantee", "contract", "history", "operations"):
         if r.get(k) is not None:
             ET.SubElement(props, "property", {"name": k, "value": _x(r[k])})
-    ET.SubElement(props, "property", {"name": "verdict", "value": _word(overall)})
+    ET.SubElement(props, "property", {"name": "verdict", "value": verdict_word(overall)})
     for name, (status, msg, details, out) in cases:
         tc = ET.SubElement(suite, "testcase", {"classname": f"onceproof.{name}", "name": _x(f"{name} ({g})"),
                                                "time": "0"})

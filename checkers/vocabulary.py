@@ -1,0 +1,52 @@
+"""The results vocabulary: the one home of the words results.json, the CLI, JUnit and HTML reports share.
+
+Guarantees a profile may claim, the delivery checker's counts and anomaly classes, the log checker's
+kinds, the verdict words and exit codes. The checkers define what the words mean (contract v1, `docs/`);
+everything that prints or writes results imports them from here instead of spelling them again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+GUARANTEES = ("at-most-once", "at-least-once", "exactly-once")
+
+# The delivery checker's counts (contract v1), in the order reports list them.
+DELIVERY_COUNTS = ("attempted", "acknowledged", "failed", "indeterminate", "delivered", "lost", "duplicated",
+                   "unexpected", "aborted_read", "recovered", "unresolved", "lost_effects", "duplicated_effects")
+ANOMALIES = ("lost", "duplicated", "unexpected", "aborted_read", "lost_effects", "duplicated_effects")
+
+# The log checker's kinds: the first two fail a run, the last two are reported only.
+LOG_KINDS = ("inconsistent_offsets", "duplicates", "nonmonotonic", "skips")
+LOG_FAILING = ("inconsistent_offsets", "duplicates")
+
+VERDICT_WORDS = {True: "VALID", False: "INVALID", "unknown": "UNKNOWN"}
+EXIT_CODES = {True: 0, False: 1, "unknown": 2}  # `onceproof check` / `run`: valid, invalid, unknown
+
+
+def verdict_word(valid: Any) -> str:
+    """VALID, INVALID or UNKNOWN for a results `valid` field (anything but True/False is unknown)."""
+    return VERDICT_WORDS[valid] if isinstance(valid, bool) else VERDICT_WORDS["unknown"]
+
+
+def exit_code(valid: Any) -> int:
+    return EXIT_CODES[valid] if isinstance(valid, bool) else EXIT_CODES["unknown"]
+
+
+def failing_anomalies(guarantee: str, effects: bool) -> frozenset[str]:
+    """The anomaly classes that break `guarantee` (contract v1, 'Verdict'): with an effects read, the effect
+    store decides loss and duplication; unexpected and aborted reads break every guarantee."""
+    kinds = {"unexpected", "aborted_read"}
+    if guarantee in ("at-most-once", "exactly-once"):
+        kinds.add("duplicated_effects" if effects else "duplicated")
+    if guarantee in ("at-least-once", "exactly-once"):
+        kinds.add("lost_effects" if effects else "lost")
+    if guarantee not in GUARANTEES:
+        kinds.update(ANOMALIES)
+    return frozenset(kinds)
+
+
+def check_guarantee(guarantee: str) -> None:
+    """ValueError naming the valid guarantees when `guarantee` is not one of them."""
+    if guarantee not in GUARANTEES:
+        raise ValueError(f"unknown guarantee {guarantee!r}; valid: {', '.join(GUARANTEES)}")
