@@ -8,10 +8,14 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import targets
+import workloads
 from checkers import native
 from checkers.history import HistoryError, read_history, resolve_history_path
 from checkers.suite import check_history
 from checkers.vocabulary import GUARANTEES, exit_code, verdict_word
+from harness.config import DEFAULT_TARGET
+from harness.runtime import RUNTIMES
 
 SLOW_READ_NOTE_OPS = 100_000  # from this size on, a check without canon.c says how to get it
 
@@ -79,7 +83,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     """A live certification run, then the check and the reports in the run directory."""
     from harness.config import ConfigError, RunConfig
     from harness.report import write_reports
-    from harness.run import Run
+    from harness.run import prepare
     from harness.runtime import cleanup
 
     faults = [f for f in (args.faults or "").split(",") if f and f != "none"] if args.faults is not None else None
@@ -99,7 +103,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     cleanup.install_handlers()
     run = None
     try:
-        run = Run(cfg)
+        run = prepare(cfg)
         history = run.execute()
     except KeyboardInterrupt:
         if run is not None:
@@ -171,13 +175,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--quiet", "-q", action="store_true", help="no timing line and no notes")
     c.set_defaults(func=cmd_check)
 
-    r = sub.add_parser("run", help="a live certification run (no arguments: a short Redis certification)",
+    known = ", ".join(targets.names())
+    r = sub.add_parser("run", help=f"a live certification run (no arguments: a short {DEFAULT_TARGET} "
+                                   "certification)",
                        description="Start the target's nodes, drive producers and consumers under a seeded fault "
                                    "schedule, heal, drain, check and report. Exit 0 valid, 1 invalid, 2 unknown "
                                    "or error, 130 interrupted.")
-    r.add_argument("--target", help="system under test (default: redis)")
+    r.add_argument("--target", help=f"system under test: {known} (default: {DEFAULT_TARGET})")
     r.add_argument("--profile", help="configuration claiming a guarantee (default: exactly-once)")
-    r.add_argument("--workload", help="what clients do (default: queue)")
+    r.add_argument("--workload", help=f"what clients do: {', '.join(workloads.names())} (default: queue)")
     r.add_argument("--faults", metavar="F1,F2", help="comma-separated faults, or 'none' "
                    "(default: ack-loss,kill-consumer,kill-producer,restart)")
     r.add_argument("--time", type=float, metavar="S", help="seconds of load under faults (default: 20)")
@@ -187,12 +193,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--producers", type=int, metavar="N", help="producer processes (default: 2)")
     r.add_argument("--consumers", type=int, metavar="N", help="consumer processes (default: 2)")
     r.add_argument("--quiet", type=float, metavar="S",
-                   help="drain ends after S seconds without a delivery (default: redis 3, kafka 10)")
-    r.add_argument("--drain-deadline", type=float, metavar="S", help="drain ends after S seconds anyway (60)")
-    r.add_argument("--runtime", help="where nodes and workers run: local (processes) or docker (containers; "
-                   "see `onceproof images build`) (default: local)")
+                   help="drain ends after S seconds without a delivery (default: the target's)")
+    r.add_argument("--drain-deadline", type=float, metavar="S",
+                   help="drain ends after S seconds anyway (default: the target's)")
+    r.add_argument("--runtime", help=f"where nodes and workers run: {', '.join(RUNTIMES)} (local: processes; "
+                   "docker: containers, see `onceproof images build`) (default: local)")
     r.add_argument("--work-ms", type=float, metavar="MS", help="consumer processing time per message (default: 5)")
-    r.add_argument("--nodes", type=int, metavar="N", help="broker nodes (default: the target's, e.g. redis 1)")
+    r.add_argument("--nodes", type=int, metavar="N", help="nodes of the target (default: the target's)")
     r.set_defaults(func=cmd_run)
 
     k = sub.add_parser("clean", help="remove containers and networks that crashed docker runs left behind",

@@ -7,8 +7,10 @@ from typing import Any
 
 import targets
 import workloads
+from harness.faults import FAULTS
+from harness.runtime import RUNTIMES
 
-RUNTIMES = ("local", "docker")
+DEFAULT_TARGET = "redis"  # the one place the harness names a system: what `onceproof run` runs by default
 
 
 class ConfigError(Exception):
@@ -17,7 +19,7 @@ class ConfigError(Exception):
 
 @dataclass
 class RunConfig:
-    target: str = "redis"
+    target: str = DEFAULT_TARGET
     profile: str = "exactly-once"
     workload: str = "queue"
     faults: list[str] = field(default_factory=lambda: ["ack-loss", "kill-consumer", "kill-producer", "restart"])
@@ -28,43 +30,51 @@ class RunConfig:
     producers: int = 2
     consumers: int = 2
     quiet: float | None = None  # drain ends after this long without a new delivery (target's default)...
-    drain_deadline: float | None = None  # ...or after this long in any case (target's default, else 60)
+    drain_deadline: float | None = None  # ...or after this long in any case (target's default)
     runtime: str = "local"
     work_ms: float = 5.0  # consumer processing time per message
-    nodes: int | None = None  # broker nodes; None: the target's default
+    nodes: int | None = None  # nodes of the target; None: the target's default
 
     def validate(self) -> None:
         """Refuse unknown names and impossible numbers, listing what is valid; fill in target defaults."""
-        if self.target not in targets.TARGETS:
-            raise ConfigError(f"unknown target {self.target!r}; valid targets: {', '.join(targets.TARGETS)}")
+        if self.target not in targets.names():
+            raise ConfigError(f"unknown target {self.target!r}; valid targets: {', '.join(targets.names())}")
         t = targets.load(self.target)
-        if self.profile not in t.PROFILES:
+        if self.profile not in t.profiles:
             raise ConfigError(f"unknown profile {self.profile!r} for target {self.target}; valid profiles: "
-                              f"{', '.join(t.PROFILES)}")
-        if self.workload not in workloads.WORKLOADS:
+                              f"{', '.join(t.profiles)}")
+        if self.workload not in workloads.names():
             raise ConfigError(f"unknown workload {self.workload!r}; valid workloads: "
-                              f"{', '.join(workloads.WORKLOADS)}")
-        bad = [f for f in self.faults if f not in t.FAULTS]
+                              f"{', '.join(workloads.names())}")
+        if self.workload not in t.workloads:
+            raise ConfigError(f"target {self.target} does not serve the {self.workload} workload; valid workloads "
+                              f"for it: {', '.join(t.workloads)}")
+        bad = [f for f in self.faults if f not in t.faults]
         if bad:
             raise ConfigError(f"unknown fault{'s' if len(bad) > 1 else ''} {', '.join(map(repr, bad))} for "
-                              f"target {self.target}; valid faults: {', '.join(t.FAULTS)}")
+                              f"target {self.target}; valid faults: {', '.join(t.faults)}")
+        lacking = [f for f in self.faults if FAULTS[f].kind in ("leader", "controller")
+                   and getattr(t.abilities, FAULTS[f].kind) is None]
+        if lacking:
+            raise ConfigError(f"target {self.target} cannot tell which node {' or '.join(lacking)} should hit "
+                              f"(it declares no such ability)")
         if self.nodes is None:
-            self.nodes = t.NODES
+            self.nodes = t.node_counts[0]
         if self.quiet is None:
-            self.quiet = getattr(t, "DRAIN_QUIET", 3.0)
+            self.quiet = t.drain.quiet
         if self.drain_deadline is None:
-            self.drain_deadline = getattr(t, "DRAIN_DEADLINE", 60.0)
-        if self.nodes not in getattr(t, "NODE_COUNTS", (t.NODES,)):
+            self.drain_deadline = t.drain.deadline
+        if self.nodes not in t.node_counts:
             raise ConfigError(f"--nodes {self.nodes} is not supported by {self.target}; valid: "
-                              f"{', '.join(map(str, getattr(t, 'NODE_COUNTS', (t.NODES,))))}")
+                              f"{', '.join(map(str, t.node_counts))}")
         if self.runtime not in RUNTIMES:
             raise ConfigError(f"unknown runtime {self.runtime!r}; valid runtimes: {', '.join(RUNTIMES)}")
-        from harness.faults import FAULTS
-
-        local_only = [f for f in self.faults if FAULTS[f].needs_containers and self.runtime != "docker"]
-        if local_only:
-            raise ConfigError(f"{', '.join(local_only)} need{'s' if len(local_only) == 1 else ''} --runtime docker: "
-                              "local nodes share the loopback interface, so node-to-node traffic cannot be cut")
+        cutting = [r for r, cls in RUNTIMES.items() if cls.can_partition]
+        need = [f for f in self.faults if FAULTS[f].needs_partitions and not RUNTIMES[self.runtime].can_partition]
+        if need:
+            raise ConfigError(f"{', '.join(need)} need{'s' if len(need) == 1 else ''} --runtime "
+                              f"{' or '.join(cutting)}: nodes of the {self.runtime} runtime share one network "
+                              "interface, so node-to-node traffic cannot be cut")
         for name in ("time", "rate", "quiet", "drain_deadline"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be positive (got {getattr(self, name)})")
@@ -74,7 +84,7 @@ class RunConfig:
 
     @property
     def guarantee(self) -> str:
-        return targets.load(self.target).PROFILES[self.profile].guarantee
+        return targets.load(self.target).profiles[self.profile].guarantee
 
     @property
     def test_name(self) -> str:
@@ -82,6 +92,6 @@ class RunConfig:
 
     def resolved(self) -> dict[str, Any]:
         """Everything that decides the run, as written to config.json."""
-        prof = targets.load(self.target).PROFILES[self.profile]
+        prof = targets.load(self.target).profiles[self.profile]
         return {**asdict(self), "guarantee": prof.guarantee, "profile_settings": prof.settings,
                 "profile_description": prof.description}

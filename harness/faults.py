@@ -1,10 +1,11 @@
 """Faults: each knows how to start and how to heal (Jepsen's nemesis protocol).
 
 Network faults act on the Toxiproxy proxy in front of a node's client port; partitions cut node-to-node
-traffic with iptables rules in each node's own network namespace (docker runtime only: local nodes
-share the loopback interface); process faults act on the node's process (or container) with real
+traffic (a runtime ability: iptables rules in each node's own network namespace with containers; local
+nodes share the loopback interface); process faults act on the node's process (or container) with real
 signals; worker faults SIGKILL a producer or consumer and start a fresh one (new process ids) at heal.
-Every start and heal is written to the history as a nemesis operation by the caller.
+`leader` and `controller` faults hit the node the target names through its ability of that name when
+the fault starts. Every start and heal is written to the history as a nemesis operation by the caller.
 """
 
 from __future__ import annotations
@@ -13,15 +14,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from harness.runtime.base import Node, Proxies
 from harness.schedule import Window
 
 
 class FaultContext(Protocol):
     """What a fault needs from the run: nodes, proxies, workers."""
 
-    toxiproxy: Any
+    toxiproxy: Proxies | None
 
-    def node(self, name: str) -> Any: ...
+    def node(self, name: str) -> Node: ...
     def proxy(self, node: str) -> Any: ...
     def restart_node(self, name: str) -> None: ...
     def kill_worker(self, slot: str) -> None: ...
@@ -33,11 +35,12 @@ class FaultContext(Protocol):
 
 @dataclass(frozen=True)
 class Fault:
-    """`kind` says what it may hit: "network"/"process" a broker node, "leader"/"controller" the node that
-    holds that role when the fault starts, "cluster" every node in turn, "consumer"/"producer" a worker.
-    `start` and `heal` get the window with its nodes resolved (a leader becomes the node's name).
-    `duration` overrides the schedule's window length (seconds, low and high) for faults that need time
-    to matter: a partition changes nothing until the controller fences the cut-off broker."""
+    """`kind` says what it may hit: "network"/"process" a node, "leader"/"controller" the node that holds
+    that role when the fault starts (the target's ability of the same name finds it), "cluster" every
+    node in turn, "consumer"/"producer" a worker. `start` and `heal` get the window with its nodes
+    resolved (a leader becomes the node's name). `duration` overrides the schedule's window length
+    (seconds, low and high) for faults that need time to matter: a partition changes nothing until the
+    cluster notices the cut-off node. `needs_partitions`: only runtimes that can cut node-to-node traffic."""
 
     name: str
     kind: str
@@ -45,18 +48,24 @@ class Fault:
     heal: Callable[[FaultContext, Window], Any]
     describe: str
     duration: tuple[float, float] | None = None
-    needs_containers: bool = False
+    needs_partitions: bool = False
+
+
+def _proxies(ctx: FaultContext) -> Proxies:
+    if ctx.toxiproxy is None:
+        raise RuntimeError("no Toxiproxy server runs yet")
+    return ctx.toxiproxy
 
 
 def _toxic(type_: str, stream: str, attributes: dict[str, Any]):
     def start(ctx: FaultContext, w: Window) -> None:
         for n in w.nodes:
-            ctx.toxiproxy.add_toxic(ctx.proxy(n), f"onceproof-{w.fault}", type_, stream=stream,
+            _proxies(ctx).add_toxic(ctx.proxy(n), f"onceproof-{w.fault}", type_, stream=stream,
                                     attributes=attributes)
 
     def heal(ctx: FaultContext, w: Window) -> None:
         for n in w.nodes:
-            ctx.toxiproxy.remove_toxic(ctx.proxy(n), f"onceproof-{w.fault}")
+            _proxies(ctx).remove_toxic(ctx.proxy(n), f"onceproof-{w.fault}")
     return start, heal
 
 
@@ -75,7 +84,7 @@ def _restart_nodes(ctx: FaultContext, w: Window) -> None:
 def _proxy(enabled: bool):
     def run(ctx: FaultContext, w: Window) -> None:
         for n in w.nodes:
-            (ctx.toxiproxy.enable if enabled else ctx.toxiproxy.disable)(ctx.proxy(n))
+            (_proxies(ctx).enable if enabled else _proxies(ctx).disable)(ctx.proxy(n))
     return run
 
 
@@ -91,11 +100,6 @@ def _replace_workers(ctx: FaultContext, w: Window) -> None:
 
 def _noop(ctx: FaultContext, w: Window) -> None:
     return None
-
-
-def _rolling_restart(ctx: FaultContext, w: Window) -> None:
-    for n in w.nodes:
-        ctx.restart_node(n)
 
 
 # --- partitions: grudges (node -> the nodes it drops packets from), as in Jepsen's nemesis -------------
@@ -132,12 +136,12 @@ def _partition(kind: str):
     return start, heal
 
 
-PARTITION_DURATION = (8.0, 12.0)  # longer than broker.session.timeout.ms (6 s): the controller must notice
+PARTITION_DURATION = (8.0, 12.0)  # longer than the targets' failure detectors (6 s at most) take to notice
 
 
 FAULTS: dict[str, Fault] = {f.name: f for f in (
     Fault("ack-loss", "network", *_toxic("timeout", "downstream", {"timeout": 0}),
-          "requests reach the broker, responses are dropped; healing closes those connections"),
+          "requests reach the node, responses are dropped; healing closes those connections"),
     Fault("latency", "network", *_toxic("latency", "downstream", {"latency": 300, "jitter": 100}),
           "300 ms ± 100 ms added to every response"),
     Fault("reset", "network", *_toxic("reset_peer", "upstream", {"timeout": 0}),
@@ -145,19 +149,19 @@ FAULTS: dict[str, Fault] = {f.name: f for f in (
     Fault("partition-client", "network", _proxy(False), _proxy(True),
           "the client proxy is down: connections drop and new ones are refused"),
     Fault("kill", "process", _each_node("kill"), _restart_nodes,
-          "SIGKILL the broker; started again at heal"),
-    Fault("pause", "process", _each_node("pause"), _each_node("resume"), "SIGSTOP the broker; SIGCONT at heal"),
-    Fault("restart", "process", _restart_nodes, _noop, "SIGTERM the broker and start it again at once"),
-    Fault("rolling-restart", "cluster", _rolling_restart, _noop,
-          "SIGTERM and restart every broker in turn, each waited until ready"),
+          "SIGKILL the node; started again at heal"),
+    Fault("pause", "process", _each_node("pause"), _each_node("resume"), "SIGSTOP the node; SIGCONT at heal"),
+    Fault("restart", "process", _restart_nodes, _noop, "SIGTERM the node and start it again at once"),
+    Fault("rolling-restart", "cluster", _restart_nodes, _noop,
+          "SIGTERM and restart every node in turn, each waited until ready"),
     Fault("kill-leader", "leader", _each_node("kill"), _restart_nodes,
-          "SIGKILL the leader of partition 0 (from metadata); started again at heal"),
+          "SIGKILL the node leading the target's data (its leader ability); started again at heal"),
     Fault("pause-leader", "leader", _each_node("pause"), _each_node("resume"),
-          "SIGSTOP the leader of partition 0; SIGCONT at heal"),
+          "SIGSTOP the node leading the target's data; SIGCONT at heal"),
     Fault("kill-controller", "controller", _each_node("kill"), _restart_nodes,
-          "SIGKILL the active controller; started again at heal"),
+          "SIGKILL the node leading the cluster's metadata (its controller ability); started again at heal"),
     Fault("pause-controller", "controller", _each_node("pause"), _each_node("resume"),
-          "SIGSTOP the active controller; SIGCONT at heal"),
+          "SIGSTOP the node leading the cluster's metadata; SIGCONT at heal"),
     Fault("partition-isolate-one", "network", *_partition("isolate-one"),
           "one node cannot exchange packets with the others (iptables in each node's namespace)",
           PARTITION_DURATION, True),
@@ -167,8 +171,8 @@ FAULTS: dict[str, Fault] = {f.name: f for f in (
     Fault("partition-majorities-ring", "network", *_partition("majorities-ring"),
           "each node hears only itself and the next ⌊n/2⌋ nodes of a ring", PARTITION_DURATION, True),
     Fault("partition-isolate-leader", "leader", *_partition("isolate-leader"),
-          "the leader of partition 0 is cut off from the other nodes; clients still reach it through its "
-          "proxy", PARTITION_DURATION, True),
+          "the node leading the target's data is cut off from the other nodes; clients still reach it through "
+          "its proxy", PARTITION_DURATION, True),
     Fault("kill-consumer", "consumer", _kill_workers, _replace_workers,
           "SIGKILL a consumer process; a fresh one replaces it at heal"),
     Fault("kill-producer", "producer", _kill_workers, _replace_workers,

@@ -17,27 +17,21 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import targets
+import workloads
 from harness.config import RunConfig
 from harness.faults import FAULTS
 from harness.files import atomic_write
 from harness.history import HistoryWriter, merge_shards
 from harness.progress import ShardTail
-from harness.runtime import LocalRuntime, NodeSpec, cleanup
+from harness.runtime import NodeSpec, cleanup, make_runtime
+from harness.runtime.base import Node, Placement, Proxies, Runtime
 from harness.schedule import Window, make_schedule
-from harness.toxiproxy import ToxiproxyServer
 from harness.worker import shard_path, worker_spec
-from targets.base import NodeInfo
+from targets.base import Deployment, NodeInfo, Target
+from workloads.base import Workload
 
 BUSY_WAIT_S = 20.0  # longest a consumer fault waits for its victim to receive messages
 BUSY_AFTER_S = (0.2, 1.5)  # and how much longer it then waits (seeded, uniform)
-
-
-def _make_runtime(kind: str, run_dir: Path) -> Any:
-    if kind == "docker":
-        from harness.runtime.docker import DockerRuntime
-
-        return DockerRuntime(run_dir)
-    return LocalRuntime(run_dir)
 
 
 def make_run_dir(store: Path, test: str) -> Path:
@@ -59,21 +53,33 @@ def make_run_dir(store: Path, test: str) -> Path:
     return d
 
 
-class Run:
-    """A run's state; also the context faults act through (nodes, proxies, worker slots)."""
+def prepare(cfg: RunConfig, out: TextIO | None = None) -> Run:
+    """The usual wiring: the run directory in the store, the registered target and workload the
+    configuration names, and a runtime of its kind in that directory."""
+    target = targets.load(cfg.target)
+    run_dir = make_run_dir(Path(cfg.store), cfg.test_name).resolve()  # absolute: mounted as is in containers
+    runtime = make_runtime(cfg.runtime, run_dir, images=[target.image])
+    return Run(cfg, target=target, runtime=runtime, workload=workloads.load(cfg.workload), out=out)
 
-    def __init__(self, cfg: RunConfig, out: TextIO | None = None):
+
+class Run:
+    """A run's state; also the context faults act through (nodes, proxies, worker slots). The target,
+    runtime and workload are handed in (tests hand in fakes); the run directory is the runtime's."""
+
+    def __init__(self, cfg: RunConfig, *, target: Target, runtime: Runtime, workload: Workload,
+                 out: TextIO | None = None):
         self.cfg = cfg
         self.out = out
-        self.target = targets.load(cfg.target)
-        self.profile = self.target.PROFILES[cfg.profile]
-        self.dir = make_run_dir(Path(cfg.store), cfg.test_name).resolve()  # absolute: mounted as is in containers
-        self.runtime = _make_runtime(cfg.runtime, self.dir)
-        self.toxiproxy: Any = None
-        self.nodes: dict[str, Any] = {}
+        self.target = target
+        self.profile = target.profiles[cfg.profile]
+        self.workload = workload
+        self.runtime = runtime
+        self.dir = Path(runtime.run_dir)
+        self.toxiproxy: Proxies | None = None
+        self.nodes: dict[str, Node] = {}
         self.infos: dict[str, NodeInfo] = {}
         self.proxies: dict[str, Any] = {}
-        self.workers: dict[str, Any] = {}  # slot -> process
+        self.workers: dict[str, Node] = {}  # slot -> process
         self.worker_shards: dict[str, Path] = {}  # slot -> the shard of the process now in it
         self.worker_index = 0
         self.start_ns = time.monotonic_ns()
@@ -92,7 +98,7 @@ class Run:
 
     # --- the context faults use ------------------------------------------------------------------
 
-    def node(self, name: str) -> Any:
+    def node(self, name: str) -> Node:
         return self.nodes[name]
 
     def proxy(self, node: str) -> Any:
@@ -103,7 +109,7 @@ class Run:
         if node.alive:
             node.stop()
         node.start()
-        node.wait_ready(self.target.READY_TIMEOUT)
+        node.wait_ready(self.target.ready_timeout)
 
     def kill_worker(self, slot: str) -> None:
         proc = self.workers.get(slot)
@@ -118,77 +124,71 @@ class Run:
         return list(self.infos)
 
     def partition(self, grudge: dict[str, list[str]]) -> None:
-        if not hasattr(self.runtime, "partition"):
-            raise RuntimeError("node-to-node partitions need --runtime docker")
-        self.runtime.partition(grudge)
+        if self.runtime.partitions is None:
+            raise RuntimeError(f"node-to-node partitions are not possible in the {self.runtime.name} runtime")
+        self.runtime.partitions.partition(grudge)
 
     def heal_partition(self) -> None:
-        if hasattr(self.runtime, "heal_partition"):
-            self.runtime.heal_partition()
+        if self.runtime.partitions is not None:
+            self.runtime.partitions.heal_partition()
+
+    @property
+    def deployment(self) -> Deployment:
+        return Deployment(list(self.infos.values()), self.profile, self.dir)
 
     # --- phases ------------------------------------------------------------------------------------
 
     def _node_names(self) -> list[str]:
-        return [f"{self.cfg.target}-{i}" for i in range(1, self.cfg.nodes + 1)]
+        return [f"{self.target.name}-{i}" for i in range(1, (self.cfg.nodes or self.target.node_counts[0]) + 1)]
 
     def _start_nodes(self) -> None:
         """Toxiproxy first, so each node can advertise its proxy; then the nodes, ready, prepared."""
-        docker = self.cfg.runtime == "docker"
-        if docker:
-            from harness.runtime.docker import DockerToxiproxy
-
-            self.toxiproxy = DockerToxiproxy(self.runtime, log_path=self.dir / "toxiproxy.log")
-        else:
-            self.toxiproxy = ToxiproxyServer(log_path=self.dir / "toxiproxy.log")
-        self.toxiproxy.start()
+        self.toxiproxy = toxiproxy = self.runtime.toxiproxy(self.dir / "toxiproxy.log")
+        toxiproxy.start()
         for name in self._node_names():
             data = self.dir / "nodes" / name
             data.mkdir(parents=True, exist_ok=True)
-            extra = {p: self.runtime.free_port() for p in getattr(self.target, "EXTRA_PORTS", ())}
-            info = NodeInfo(name, self.runtime.free_port(), data_dir=data, extra_ports=extra)
-            if docker:
-                info.host, info.bind, info.in_container = self.runtime.allocate_ip(), "0.0.0.0", True
-            info.proxy_host = self.toxiproxy.client_host
-            self.proxies[name] = self.toxiproxy.create_proxy(name, f"{info.host}:{info.port}")
+            extra = {p: self.runtime.free_port() for p in self.target.ports}
+            where = self.runtime.place()
+            info = NodeInfo(name, self.runtime.free_port(), data_dir=data, extra_ports=extra, host=where.host,
+                            bind=where.bind, proxy_host=toxiproxy.client_host, in_container=where.in_container)
+            self.proxies[name] = toxiproxy.create_proxy(name, f"{info.host}:{info.port}")
             info.proxy_port = self.proxies[name].port
             self.infos[name] = info
-        infos = list(self.infos.values())
-        if docker:
-            self.target.setup_nodes(infos, self.profile,
-                                    run=lambda argv, timeout: self.runtime.run_once(self.cfg.target, argv, timeout))
-        else:
-            self.target.setup_nodes(infos, self.profile)
-        for info in infos:
-            spec = NodeSpec(name=info.name, argv=self.target.node_argv(info, self.profile),
+        d = self.deployment
+        role = self.target.image.role
+        self.target.setup_nodes(d, lambda argv, timeout: self.runtime.run_once(role, argv, timeout))
+        for info in d.nodes:
+            assert info.data_dir is not None
+            spec = NodeSpec(name=info.name, argv=self.target.node_argv(d, info),
                             data_dir=info.data_dir, log_path=info.data_dir / f"{info.name}.log",
                             ports={"client": info.port, **info.extra_ports},
-                            ready=lambda n, i=info: self.target.ready(i))
-            node = self.runtime.node(spec, ip=info.host) if docker else self.runtime.node(spec)
+                            ready=lambda n, i=info: self.target.ready(i), image=role)
+            node = self.runtime.node(spec, Placement(info.host, info.bind, info.in_container))
             node.start()
             self.nodes[info.name] = node
         for node in self.nodes.values():
-            node.wait_ready(self.target.READY_TIMEOUT)
-        self.target.prepare(infos, self.profile)
+            node.wait_ready(self.target.ready_timeout)
+        self.target.prepare(d)
 
     def _spawn_worker(self, role: str, drain: bool = False, slot: str = "") -> Any:
         index = self.worker_index
         self.worker_index += 1
-        bootstrap = [f"{i.proxy_host}:{i.proxy_port}" for i in self.infos.values()]
-        spec = worker_spec(role, index, self.dir, self.start_ns, self.cfg.target, self.cfg.profile,
-                           bootstrap, self.workload_cfg(), drain=drain, slot=slot)
+        spec = worker_spec(role, index, self.dir, self.start_ns, self.target.name, self.profile.name,
+                           self.deployment.bootstrap, self.workload.name, self.workload_settings(), drain=drain,
+                           slot=slot)
         wdir = self.dir / "workers"
         wdir.mkdir(exist_ok=True)
         spec_path = wdir / f"{role}-{index}.json"
         spec_path.write_text(json.dumps(spec))
         if slot:
             self.worker_shards[slot] = shard_path(self.dir, role, index)
-        python = "python3" if self.cfg.runtime == "docker" else sys.executable
-        return self.runtime.spawn(f"{role}-{index}", [python, "-m", "harness.worker", str(spec_path)],
+        return self.runtime.spawn(f"{role}-{index}", [self.runtime.python, "-m", "harness.worker", str(spec_path)],
                                   log_path=wdir / f"{role}-{index}.log")
 
-    def workload_cfg(self) -> dict[str, Any]:
-        return {"rate": self.cfg.rate, "producers": self.cfg.producers, "consumers": self.cfg.consumers,
-                "work_ms": self.cfg.work_ms}
+    def workload_settings(self) -> dict[str, Any]:
+        """The run options the workload reads."""
+        return {name: getattr(self.cfg, name) for name in self.workload.options}
 
     def _nemesis(self, kind: str, w: Window, error: str | None = None) -> None:
         value: dict[str, Any] = {"fault": w.fault, "nodes": list(w.nodes)}
@@ -199,11 +199,11 @@ class Run:
     def _resolve(self, w: Window) -> Window:
         """Turn a role (leader, controller, cluster) into node names when the fault starts."""
         kind = FAULTS[w.fault].kind
-        infos = list(self.infos.values())
-        if kind == "leader":
-            nodes: tuple[str, ...] = (self.target.leader_node(infos),)
-        elif kind == "controller":
-            nodes = (self.target.controller_node(infos),)
+        if kind in ("leader", "controller"):
+            find = getattr(self.target.abilities, kind)  # the ability named like the kind (config checked it)
+            if find is None:
+                raise RuntimeError(f"{self.target.name} cannot tell its {kind}")
+            nodes: tuple[str, ...] = (find(self.deployment),)
         elif kind == "cluster":
             nodes = tuple(self.infos)
         else:
@@ -312,10 +312,11 @@ class Run:
 
     def _backlog(self) -> int | None:
         """What the target says is still unconsumed, or None when it cannot tell."""
-        if not hasattr(self.target, "backlog"):
+        backlog = self.target.abilities.backlog
+        if backlog is None:
             return None
         try:
-            return int(self.target.backlog(list(self.infos.values()), self.profile))
+            return int(backlog(self.deployment))
         except Exception:
             return None
 
@@ -350,13 +351,14 @@ class Run:
     def _final_read(self) -> None:
         """Where the target can: read the whole log once more, from the beginning to the end offsets, and
         record it as `final-read` (the log checker's view of the log's final state)."""
-        if not hasattr(self.target, "final_read"):
+        final_read = self.target.abilities.final_read
+        if final_read is None:
             return
-        self.say("[final read] every partition from the beginning to the end offsets")
+        self.say("[final read] the whole log once more, from its beginning to its end")
         who = "final-reader"  # its own process: after an `info` a process id is never used again
         self.harness_log.write(who, "invoke", "final-read", None)
         try:
-            records = self.target.final_read(list(self.infos.values()), self.profile)
+            records = final_read(self.deployment)
         except Exception as e:
             self.harness_log.write(who, "info", "final-read", None, error=f"{type(e).__name__}: {e}")
             self.say(f"  warning: the final read failed: {type(e).__name__}: {e}")
@@ -367,7 +369,7 @@ class Run:
     def _effects(self) -> None:
         self.harness_log.write("harness", "invoke", "effects", None)
         try:
-            counts = self.target.read_effects(list(self.infos.values()), self.profile)
+            counts = self.target.read_effects(self.deployment)
         except Exception as e:
             self.harness_log.write("harness", "info", "effects", None, error=f"{type(e).__name__}: {e}")
             return
@@ -433,4 +435,4 @@ class Run:
         return out
 
 
-__all__ = ["Run", "make_run_dir", "shard_path"]
+__all__ = ["Run", "make_run_dir", "prepare", "shard_path"]

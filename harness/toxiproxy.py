@@ -33,7 +33,7 @@ import toxiproxy
 from toxiproxy.api import APIConsumer
 from toxiproxy.exceptions import InvalidToxic, NotFound, ProxyExists
 
-from harness.setup import toxiproxy_binary
+from harness.needs import toxiproxy_binary
 
 REQUEST_TIMEOUT = 5.0  # seconds, for every API request
 _NO_PROXIES = {"http": None, "https": None}  # requests drops None entries: environment proxies are ignored
@@ -120,7 +120,7 @@ class ToxiproxyServer:
     """A Toxiproxy server on 127.0.0.1 and a free port, for the life of a harness run.
 
     >>> with ToxiproxyServer("run/toxiproxy.log") as tp:
-    ...     p = tp.create_proxy("redis", "127.0.0.1:6379")   # clients connect to p.port
+    ...     p = tp.create_proxy("node-1", "127.0.0.1:6379")   # clients connect to p.port
     ...     tp.add_toxic(p, "ack-loss", "timeout", attributes={"timeout": 0})
     """
 

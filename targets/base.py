@@ -1,23 +1,28 @@
-"""What a target (a system under test) provides, in the spirit of Jepsen: it knows its nodes and clients.
+"""The Target protocol: everything the harness needs from one system under test, in the spirit of
+Jepsen's `DB` and `Client` protocols. Each target is a package `targets/<name>/` whose `TARGET` object
+satisfies `Target` (tests/test_targets.py checks every registered one, and mypy checks the declarations).
 
-A target module defines NAME, PROFILES, FAULTS, NODES (default node count), READY_TIMEOUT, optionally
-EXTRA_PORTS (names of more ports per node), and these functions, called by the harness in this order:
-`setup_nodes(infos, profile)` before the first start (write configs, format storage), `node_argv(info,
-profile)`, `ready(info)`, `prepare(infos, profile)` (create topics, streams, groups), then in workers
-`producer(bootstrap, profile)` and `consumer(bootstrap, profile, name, work_s=...)` where `bootstrap` lists
-the nodes' proxy addresses, and after the drain `read_effects(infos, profile)`.
+The harness calls a target in this order: `setup_nodes` before the first start (write configs, format
+storage; `run` runs a command where the nodes run: a local process or a container of the target's
+image), `node_argv` and `ready` for each node (again at every restart), `prepare` (create streams,
+topics, groups), then in worker processes `producer` and `consumer` (the `queue` workload's clients),
+and after the drain `read_effects`. Optional abilities are named in `Abilities`: a target that has one
+sets it, and the harness asks for it by name (`target.abilities.backlog`), never by probing.
 
-A target module declares its profiles (configurations that *claim* a guarantee), how to start its
-nodes, and the client operations the workloads call. Clients run inside worker processes; they never
-retry on their own, and map every error to an outcome: `ok`, `fail` (definitely did not happen) or
-`info` (unknown: timeouts, lost connections).
+Clients run inside worker processes; they never retry on their own, and map every error to an outcome:
+`ok`, `fail` (definitely did not happen) or `info` (unknown: timeouts, lost connections).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
+
+from checkers.vocabulary import GUARANTEES
+from harness.imaging import Image, ImageBuild, Layout
+from harness.needs import Needs
 
 
 @dataclass(frozen=True)
@@ -29,6 +34,11 @@ class Profile:
     description: str
     settings: dict[str, Any] = field(default_factory=dict)
     expected_unsafe_under: tuple[str, ...] = ()  # faults it is known to fail under (known answers)
+
+    def __post_init__(self) -> None:
+        if self.guarantee not in GUARANTEES:
+            raise ValueError(f"profile {self.name}: unknown guarantee {self.guarantee!r}; valid: "
+                             f"{', '.join(GUARANTEES)}")
 
 
 @dataclass
@@ -64,17 +74,51 @@ class NodeInfo:
     `host` is the node's address as the harness and the other nodes reach it, `bind` the address it
     listens on, `proxy_host` the address of its Toxiproxy proxy (the only way in for clients). Locally all
     three are 127.0.0.1; in containers the node has an address of its own and listens on every interface.
-    `in_container` tells a target to use the container image's paths (say, Kafka's jars)."""
+    `in_container` tells a target to use the container image's paths (say, where the jars are)."""
 
     name: str
     port: int
     proxy_port: int | None = None
     data_dir: Path | None = None
-    extra_ports: dict[str, int] = field(default_factory=dict)  # e.g. a controller or replication port
+    extra_ports: dict[str, int] = field(default_factory=dict)  # the target's `ports`, e.g. a cluster port
     host: str = "127.0.0.1"
     bind: str = "127.0.0.1"
     proxy_host: str = "127.0.0.1"
     in_container: bool = False
+
+
+@dataclass
+class Deployment:
+    """One run's nodes, the profile they run and the run's directory: what every harness-side call gets."""
+
+    nodes: list[NodeInfo]
+    profile: Profile
+    run_dir: Path
+
+    @property
+    def bootstrap(self) -> list[str]:
+        """The nodes' proxy addresses (host:port), in node order: the only way in for clients."""
+        return [f"{n.proxy_host}:{n.proxy_port}" for n in self.nodes]
+
+    def node(self, name: str) -> NodeInfo:
+        return next(n for n in self.nodes if n.name == name)
+
+
+@dataclass(frozen=True)
+class ClientSpec:
+    """What a client in a worker process gets: `bootstrap` (the proxies, the only way in), `name` (p0, c1:
+    its name in the history), `slot` (the place it fills: a replacement after a kill takes the same slot),
+    `state_dir` (the run's directory, shared by every worker and the harness: client-side stores live
+    there), `work_s` (a consumer's processing time per message) and `on_assign` (called with a consumer's
+    new assignment after a rebalance, which the history records)."""
+
+    bootstrap: list[str]
+    profile: Profile
+    name: str
+    slot: str
+    state_dir: Path
+    work_s: float = 0.005
+    on_assign: Callable[[list[Any]], None] | None = None
 
 
 class Producer(Protocol):
@@ -82,8 +126,75 @@ class Producer(Protocol):
     def close(self) -> None: ...
 
 
+RecordAck = Callable[..., Any]  # record_ack(type, value, invoke=None): writes an `ack` operation
+Work = Callable[[float], None]  # work(seconds): processing time, where a consumer kill usually lands
+
+
 class Consumer(Protocol):
     def poll(self, max_messages: int, block_ms: int) -> tuple[Outcome, list[Delivery]]: ...
     def reclaim(self, max_messages: int) -> tuple[Outcome, list[Delivery]]: ...
-    def process(self, batch: list[Delivery], record_ack: Any) -> None: ...
+    def process(self, batch: list[Delivery], record_ack: RecordAck, work: Work) -> None: ...
     def close(self) -> None: ...
+
+
+Runner = Callable[[list[str], float], tuple[int, str]]  # runs argv where the nodes run: (exit code, output)
+
+
+@dataclass(frozen=True)
+class Drain:
+    """When the drain ends: `quiet` seconds without a delivery (and no backlog, where the target can
+    tell), or `deadline` seconds in any case."""
+
+    quiet: float = 3.0
+    deadline: float = 60.0
+
+
+@dataclass(frozen=True)
+class Abilities:
+    """What a target can do beyond the protocol; None where it cannot.
+
+    - `backlog`: messages still unconsumed; the drain ends only when it is 0 (quiet alone is not enough);
+    - `final_read`: the whole log read again after the drain (entries with partition and offset), for the
+      log checker only, recorded as the `final-read` operation;
+    - `leader`: the node that leads the target's data when a `leader` fault starts (kill-leader, ...);
+    - `controller`: the node that leads the cluster's metadata (kill-controller, ...).
+    """
+
+    backlog: Callable[[Deployment], int] | None = None
+    final_read: Callable[[Deployment], list[dict[str, Any]]] | None = None
+    leader: Callable[[Deployment], str] | None = None
+    controller: Callable[[Deployment], str] | None = None
+
+    def declared(self) -> tuple[str, ...]:
+        """The names of the abilities this target has."""
+        return tuple(f.name for f in fields(self) if getattr(self, f.name) is not None)
+
+
+class Target(Protocol):
+    """A system under test. `node_counts` lists the cluster sizes it supports, the first the default;
+    `ports` names the ports each node needs besides its client port (in `NodeInfo.extra_ports`);
+    `workloads` lists the workloads its clients serve; `faults` the faults it supports."""
+
+    name: str
+    profiles: Mapping[str, Profile]
+    faults: tuple[str, ...]
+    workloads: tuple[str, ...]
+    node_counts: tuple[int, ...]
+    ports: tuple[str, ...]
+    ready_timeout: float
+    drain: Drain
+    needs: Needs
+    image: Image
+    abilities: Abilities
+
+    def setup_nodes(self, d: Deployment, run: Runner) -> None: ...
+    def node_argv(self, d: Deployment, node: NodeInfo) -> list[str]: ...
+    def ready(self, node: NodeInfo) -> bool: ...
+    def prepare(self, d: Deployment) -> None: ...
+    def producer(self, c: ClientSpec) -> Producer: ...
+    def consumer(self, c: ClientSpec) -> Consumer: ...
+    def read_effects(self, d: Deployment) -> dict[str, int]: ...
+
+
+__all__ = ["Abilities", "ClientSpec", "Consumer", "Delivery", "Deployment", "Drain", "Image", "ImageBuild", "Layout",
+           "Needs", "NodeInfo", "Outcome", "Producer", "Profile", "RecordAck", "Runner", "Target", "Work"]

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import setup
+from harness import needs, setup
 from harness.runtime import LocalRuntime, NodeSpec, free_port
 from targets.base import NodeInfo
-from targets.kafka import cluster
+from targets.kafka import cluster, install, jars
 
 READY_TIMEOUT = 90.0  # a cold JVM on a busy 2-core machine
 FAILOVER_TIMEOUT = 30.0  # broker.session.timeout.ms is 6 s
@@ -104,20 +104,20 @@ def test_ready_needs_the_started_line_since_the_latest_start(tmp_path):
 
 def test_classpath_names_the_setup_command(tmp_path, monkeypatch):
     monkeypatch.setenv("ONCEPROOF_CACHE", str(tmp_path / "empty-cache"))
-    with pytest.raises(setup.SetupError, match="onceproof setup kafka"):
+    with pytest.raises(needs.SetupError, match="onceproof setup kafka"):
         cluster.classpath()
     (req,) = [r for r in setup.requirements(["kafka"]) if r.name.startswith("kafka-")]
     assert not req.present and req.fix == "onceproof setup kafka"
 
 
 class FakeMaven:
-    """Stands in for setup._run's Maven: records the command and copies the pinned jars (empty files)."""
+    """Stands in for install.run's Maven: records the command and copies the pinned jars (empty files)."""
 
     def __init__(self, monkeypatch, cds_error: str | None = None) -> None:
         self.calls: list[list[str]] = []
-        self.real = setup._run
+        self.real = needs.run
         self.cds_error = cds_error
-        monkeypatch.setattr(setup, "_run", self)
+        monkeypatch.setattr(install, "run", self)
         monkeypatch.setattr(cluster, "build_cds_archive", self.build_cds)
 
     def __call__(self, cmd, env=None, timeout=None):
@@ -127,12 +127,12 @@ class FakeMaven:
         self.calls.append(cmd)
         libs = Path(next(a for a in cmd if a.startswith("-DoutputDirectory=")).split("=", 1)[1])
         libs.mkdir(parents=True)
-        for _, artifact, version in setup.KAFKA_ARTIFACTS:
+        for _, artifact, version in jars.KAFKA_ARTIFACTS:
             (libs / f"{artifact}-{version}.jar").write_bytes(b"")
         return subprocess.CompletedProcess(cmd, 0, "", "")
 
     def build_cds(self, cp, archive, work, timeout=180.0):
-        assert cp == f"{setup.kafka_libs()}/*"
+        assert cp == f"{jars.kafka_libs()}/*"
         if self.cds_error:
             raise cluster.KafkaClusterError(self.cds_error)
         archive.write_bytes(b"archive")
@@ -144,16 +144,16 @@ def test_setup_kafka_fetches_once_into_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("ONCEPROOF_CACHE", str(cache))
     fake = FakeMaven(monkeypatch)
     said: list[str] = []
-    libs = setup.install_kafka(said.append)
-    assert libs == cache / f"kafka-{setup.KAFKA_VERSION}" / "libs"
+    libs = install.install_kafka(said.append)
+    assert libs == cache / f"kafka-{jars.KAFKA_VERSION}" / "libs"
     ((cmd,),) = [fake.calls]
     assert f"-Dmaven.repo.local={cache / 'm2'}" in cmd and "-DincludeScope=runtime" in cmd
     assert cmd[cmd.index("-f") + 1] == str(libs.parent / "pom.xml")
     pom = (libs.parent / "pom.xml").read_text()
-    assert all(f"<artifactId>{a}</artifactId><version>{v}</version>" in pom for _, a, v in setup.KAFKA_ARTIFACTS)
-    assert cluster.classpath() == f"{libs}/*" and setup.kafka_cds_archive() == setup.kafka_cds_path()
+    assert all(f"<artifactId>{a}</artifactId><version>{v}</version>" in pom for _, a, v in jars.KAFKA_ARTIFACTS)
+    assert cluster.classpath() == f"{libs}/*" and jars.kafka_cds_archive() == jars.kafka_cds_path()
     assert any("Maven" in m for m in said)
-    setup.install_kafka(lambda m: pytest.fail(f"fetched again: {m}"))
+    install.install_kafka(lambda m: pytest.fail(f"fetched again: {m}"))
     assert len(fake.calls) == 1
     (req,) = [r for r in setup.requirements(["kafka"]) if r.name.startswith("kafka-")]
     assert req.present and "CDS archive" in req.detail
@@ -164,8 +164,8 @@ def test_setup_kafka_goes_on_without_a_cds_archive(tmp_path, monkeypatch):
     monkeypatch.setenv("ONCEPROOF_CACHE", str(tmp_path / "cache"))
     FakeMaven(monkeypatch, cds_error="no JVM today")
     said: list[str] = []
-    setup.install_kafka(said.append)
-    assert setup.kafka_cds_archive() is None and any("no JVM today" in m for m in said)
+    install.install_kafka(said.append)
+    assert jars.kafka_cds_archive() is None and any("no JVM today" in m for m in said)
     (req,) = [r for r in setup.requirements(["kafka"]) if r.name.startswith("kafka-")]
     assert req.present and "no CDS archive" in req.detail
     argv = cluster.node_argv(NodeInfo("k", 1, 2, tmp_path), tmp_path / "server.properties", "cp")
@@ -191,7 +191,7 @@ def kafka_cp() -> str:
     try:
         setup.install(["kafka"], progress=lambda m: print(m))
         return cluster.classpath()
-    except setup.SetupError as e:
+    except needs.SetupError as e:
         pytest.skip(f"`onceproof setup kafka` has not been run and cannot run here: {e}")
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import setup
+from harness import needs, setup
 
 FAKE_SERVER = '#!/bin/sh\necho "toxiproxy-server version {}"\n'
 
@@ -19,8 +19,8 @@ def cache(tmp_path, monkeypatch) -> Path:
     return tmp_path / "cache"
 
 
-def fake_toxiproxy(version: str = setup.TOXIPROXY_VERSION) -> Path:
-    path = setup.toxiproxy_path()
+def fake_toxiproxy(version: str = needs.TOXIPROXY_VERSION) -> Path:
+    path = needs.toxiproxy_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(FAKE_SERVER.format(version))
     path.chmod(0o755)
@@ -28,14 +28,14 @@ def fake_toxiproxy(version: str = setup.TOXIPROXY_VERSION) -> Path:
 
 
 def no_binaries(monkeypatch, go: str | None = None) -> None:
-    monkeypatch.setattr(setup.shutil, "which", lambda name, *a, **k: None)
-    monkeypatch.setattr(setup, "find_go", lambda: (go, f"go1.26.8 at {go}") if go else
+    monkeypatch.setattr(needs.shutil, "which", lambda name, *a, **k: None)
+    monkeypatch.setattr(needs, "find_go", lambda: (go, f"go1.26.8 at {go}") if go else
                         (None, "found only go1.19 at /usr/bin/go"))
 
 
 def all_binaries(monkeypatch) -> None:
-    monkeypatch.setattr(setup.shutil, "which", lambda name, *a, **k: f"/usr/bin/{name}")
-    monkeypatch.setattr(setup, "_deb_versions", lambda pkgs: dict.fromkeys(pkgs, "5:7.0.15-1~deb12u10"))
+    monkeypatch.setattr(needs.shutil, "which", lambda name, *a, **k: f"/usr/bin/{name}")
+    monkeypatch.setattr(setup, "deb_versions", lambda pkgs: dict.fromkeys(pkgs, "5:7.0.15-1~deb12u10"))
 
 
 def run_cli(*argv: str) -> int:
@@ -46,7 +46,7 @@ def run_cli(*argv: str) -> int:
 
 
 def test_cache_dir_follows_the_environment(cache, monkeypatch):
-    assert setup.toxiproxy_path() == cache / "toxiproxy-2.12.0" / "server"
+    assert needs.toxiproxy_path() == cache / "toxiproxy-2.12.0" / "server"
     monkeypatch.delenv("ONCEPROOF_CACHE")
     assert setup.cache_dir() == Path.home() / ".cache" / "onceproof"
 
@@ -84,30 +84,31 @@ def test_toxiproxy_not_built_yet_or_broken(monkeypatch):
 
 def test_binary_not_from_debian_still_counts(monkeypatch):
     all_binaries(monkeypatch)
-    monkeypatch.setattr(setup, "_deb_versions", lambda pkgs: {})
+    monkeypatch.setattr(setup, "deb_versions", lambda pkgs: {})
     reqs = setup.requirements(["redis"])
     assert reqs[0].present and "not from Debian redis-server" in reqs[0].detail
 
 
 def test_unknown_target():
-    with pytest.raises(setup.SetupError, match=r"unknown target.*known: redis"):
+    with pytest.raises(setup.SetupError, match=r"unknown target.*known: .*redis"):
         setup.requirements(["nope"])
     assert run_cli("doctor", "nope") == 2
     assert run_cli("setup", "nope") == 1
 
 
 def test_toxiproxy_binary_names_the_fix():
-    with pytest.raises(setup.SetupError, match="onceproof setup"):
-        setup.toxiproxy_binary()
+    with pytest.raises(needs.SetupError, match="onceproof setup"):
+        needs.toxiproxy_binary()
     built = fake_toxiproxy()
-    assert setup.toxiproxy_binary() == built
+    assert needs.toxiproxy_binary() == built
 
 
 def test_doctor_names_the_fix_commands(monkeypatch, capsys):
     no_binaries(monkeypatch, go="/usr/local/go/bin/go")
     assert run_cli("doctor") == 1
     out = capsys.readouterr().out
-    assert out.splitlines()[0].split() == ["REQUIREMENT", "STATUS", "VERSION", "FIX"]
+    assert out.splitlines()[0].startswith("targets: ")
+    assert out.splitlines()[1].split() == ["REQUIREMENT", "STATUS", "VERSION", "FIX"]
     assert "apt-get install -y redis-server" in out and "apt-get install -y redis-tools" in out
     assert "MISSING" in out and "onceproof setup" in out
 
@@ -121,16 +122,16 @@ def test_doctor_all_present(monkeypatch, capsys):
 
 
 class FakeRun:
-    """Stands in for setup._run: records commands, answers apt-get and go install like they would."""
+    """Stands in for needs.run: records commands, answers apt-get and go install like they would."""
 
     def __init__(self, monkeypatch, apt_fails_first: bool = False) -> None:
         self.calls: list[tuple[list[str], dict | None]] = []
         self.installed = False
         self.apt_fails = apt_fails_first
-        self.real = setup._run
-        monkeypatch.setattr(setup, "_run", self)
-        monkeypatch.setattr(setup.shutil, "which", self.which)
-        monkeypatch.setattr(setup.os, "geteuid", lambda: 0)
+        self.real = needs.run
+        monkeypatch.setattr(needs, "run", self)
+        monkeypatch.setattr(needs.shutil, "which", self.which)
+        monkeypatch.setattr(needs.os, "geteuid", lambda: 0)
 
     def which(self, name, *a, **k):
         if name in ("redis-server", "redis-benchmark"):
@@ -181,7 +182,7 @@ def test_install_builds_toxiproxy_into_its_pinned_path(monkeypatch, cache):
     fake = FakeRun(monkeypatch)
     fake.installed = True
     go = "/usr/local/go/bin/go"
-    monkeypatch.setattr(setup, "find_go", lambda: (go, f"go1.26.8 at {go}"))
+    monkeypatch.setattr(needs, "find_go", lambda: (go, f"go1.26.8 at {go}"))
     assert setup.install([], progress=lambda m: None)[0].present
     ((cmd, env),) = fake.calls
     assert cmd[0] == "/usr/local/go/bin/go" and cmd[1] == "install"
@@ -189,12 +190,12 @@ def test_install_builds_toxiproxy_into_its_pinned_path(monkeypatch, cache):
     assert env["GOBIN"] == str(cache / "toxiproxy-2.12.0")
     assert env["GOPATH"].startswith(str(cache)) and env["GOMODCACHE"].startswith(str(cache))
     assert "-mod=mod" in env["GOFLAGS"].split()
-    assert setup.toxiproxy_binary() == cache / "toxiproxy-2.12.0" / "server"
+    assert needs.toxiproxy_binary() == cache / "toxiproxy-2.12.0" / "server"
 
 
 def test_install_with_too_old_go_says_so(monkeypatch):
     FakeRun(monkeypatch).installed = True
-    monkeypatch.setattr(setup, "find_go", lambda: (None, "found only go1.19 at /usr/bin/go"))
+    monkeypatch.setattr(needs, "find_go", lambda: (None, "found only go1.19 at /usr/bin/go"))
     with pytest.raises(setup.SetupError, match=r"Go >= go1\.23.*go1\.19.*too old"):
         setup.install([])
 
@@ -202,7 +203,7 @@ def test_install_with_too_old_go_says_so(monkeypatch):
 def test_install_needs_root_for_apt(monkeypatch):
     FakeRun(monkeypatch)
     fake_toxiproxy()
-    monkeypatch.setattr(setup.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(needs.os, "geteuid", lambda: 1000)
     with pytest.raises(setup.SetupError, match=r"needs root.*apt-get install -y redis-server redis-tools"):
         setup.install(["redis"])
 
@@ -220,10 +221,10 @@ def test_find_go_picks_a_new_enough_go(monkeypatch, tmp_path):
         path.parent.mkdir()
         path.write_text(f"#!/bin/sh\necho go version go{v} linux/amd64\n")
         path.chmod(0o755)
-    monkeypatch.setattr(setup.shutil, "which", lambda name, *a, **k: str(old))
-    monkeypatch.setattr(setup, "GO_PLACES", ())
-    monkeypatch.setattr(setup.Path, "glob", lambda self, pattern: iter([new]))
-    assert setup.find_go()[0] == str(new)
-    monkeypatch.setattr(setup.Path, "glob", lambda self, pattern: iter([]))
-    go, found = setup.find_go()
+    monkeypatch.setattr(needs.shutil, "which", lambda name, *a, **k: str(old))
+    monkeypatch.setattr(needs, "GO_PLACES", ())
+    monkeypatch.setattr(needs.Path, "glob", lambda self, pattern: iter([new]))
+    assert needs.find_go()[0] == str(new)
+    monkeypatch.setattr(needs.Path, "glob", lambda self, pattern: iter([]))
+    go, found = needs.find_go()
     assert go is None and "go1.19" in found

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from harness import toxiproxy as tpmod
-from harness.setup import SetupError, install_toxiproxy, toxiproxy_binary
+from harness.needs import SetupError, install_toxiproxy, toxiproxy_binary
 from harness.toxiproxy import APIConsumer, ToxiproxyError, ToxiproxyServer
 
 pytestmark = pytest.mark.integration

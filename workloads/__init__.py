@@ -1,12 +1,28 @@
-"""What clients do in a run, and which checkers apply to it."""
+"""The registry of workloads: every module `workloads/<name>.py` whose `WORKLOAD` satisfies
+`workloads.base.Workload`. Adding a workload is adding its module."""
 
+from __future__ import annotations
+
+import functools
 import importlib
-from types import ModuleType
+import pkgutil
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-WORKLOADS = ("queue",)
+if TYPE_CHECKING:
+    from workloads.base import Workload
+
+_HERE = Path(__file__).resolve().parent
 
 
-def load(name: str) -> ModuleType:
-    if name not in WORKLOADS:
+@functools.cache
+def names() -> tuple[str, ...]:
+    return tuple(sorted(m.name for m in pkgutil.iter_modules([str(_HERE)]) if m.name != "base"))
+
+
+def load(name: str) -> Workload:
+    """The workload called `name`; KeyError for an unknown name."""
+    if name not in names():
         raise KeyError(name)
-    return importlib.import_module(f"workloads.{name}")
+    workload: Workload = importlib.import_module(f"workloads.{name}").WORKLOAD
+    return workload

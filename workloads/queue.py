@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
 
-NAME = "queue"
-CHECKERS = ("delivery", "log", "perf")
+from targets.base import ClientSpec, Consumer, Producer
+from workloads.base import ProcessLog, WorkerContext
 
 
 @dataclass
@@ -30,28 +30,11 @@ class QueueConfig:
     retry_backoff_s: float = 0.05
 
 
-class ProcessLog:
-    """Writes one logical process's operations; after an `info` the process id is retired (Jepsen)."""
-
-    def __init__(self, writer: Any, first_id: int):
-        self.w = writer
-        self.process = first_id
-
-    def invoke(self, f: str, value: Any) -> dict:
-        return self.w.write(self.process, "invoke", f, value)
-
-    def complete(self, type_: str, f: str, value: Any, error: str | None = None) -> None:
-        extra = {"error": error} if error else {}
-        self.w.write(self.process, type_, f, value, **extra)
-        if type_ == "info":
-            self.process += 1
-
-
 def message_id(producer: str, n: int) -> str:
     return f"{producer}-{n}"
 
 
-def run_producer(client: Any, log: ProcessLog, cfg: QueueConfig, producer: str, retries: int,
+def run_producer(client: Producer, log: ProcessLog, cfg: QueueConfig, producer: str, retries: int,
                  stop: Callable[[], bool], start_counter: int = 0) -> int:
     """Send messages at this producer's share of the rate until `stop()`; returns messages attempted."""
     interval = cfg.producers / cfg.rate if cfg.rate > 0 else 0.0  # rate 0: as fast as the system answers
@@ -80,7 +63,7 @@ def run_producer(client: Any, log: ProcessLog, cfg: QueueConfig, producer: str, 
     return n - start_counter
 
 
-def run_consumer(client: Any, log: ProcessLog, cfg: QueueConfig, name: str, stop: Callable[[], bool],
+def run_consumer(client: Consumer, log: ProcessLog, cfg: QueueConfig, name: str, stop: Callable[[], bool],
                  drain: bool = False, on_delivery: Callable[[int], None] | None = None) -> None:
     """Poll, record deliveries, process them; reclaim entries of dead consumers now and then."""
 
@@ -119,3 +102,43 @@ def run_consumer(client: Any, log: ProcessLog, cfg: QueueConfig, name: str, stop
             handle({"consumer": name, "claim": True}, lambda: client.reclaim(cfg.batch))
             continue
         handle({"consumer": name}, lambda: client.poll(cfg.batch, cfg.block_ms))
+
+
+class Queue:
+    """The `queue` workload: producers and consumers of one queue, judged by every checker."""
+
+    name: ClassVar[str] = "queue"
+    options: ClassVar[tuple[str, ...]] = ("rate", "producers", "consumers", "work_ms")
+    checkers: ClassVar[tuple[str, ...]] = ("delivery", "log", "perf")
+
+    def run(self, role: str, ctx: WorkerContext) -> dict[str, Any]:
+        known = {f.name for f in fields(QueueConfig)}
+        cfg = QueueConfig(**{k: v for k, v in ctx.settings.items() if k in known})
+        name = f"{role[0]}{ctx.index}"
+        log = ctx.log
+
+        def on_assign(partitions: list) -> None:  # a rebalance: the log checker restarts its tracking
+            log.invoke("assign", {"partitions": partitions})
+            log.complete("ok", "assign", {"partitions": partitions})
+
+        spec = ClientSpec(ctx.bootstrap, ctx.profile, name, ctx.slot, ctx.run_dir, work_s=cfg.work_ms / 1000,
+                          on_assign=on_assign)
+        if role == "producer":
+            producer = ctx.target.producer(spec)
+            try:
+                sent = run_producer(producer, log, cfg, name, int(ctx.profile.settings.get("producer_retries", 0)),
+                                    ctx.stop)
+            finally:
+                producer.close()
+            return {"attempted": sent, "acked": ctx.writer.counts.get(("ok", "send"), 0)}
+        if role == "consumer":
+            consumer = ctx.target.consumer(spec)
+            try:
+                run_consumer(consumer, log, cfg, name, ctx.stop, drain=ctx.drain)
+            finally:
+                consumer.close()
+            return {"polls": ctx.writer.counts.get(("ok", "poll"), 0)}
+        raise ValueError(f"the queue workload has no role {role!r}")
+
+
+WORKLOAD = Queue()

@@ -29,20 +29,16 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import requests
 
+from harness.imaging import HARNESS_COMPOSE, WORKER, Image, compose_image, local_name
 from harness.runtime import cleanup
-from harness.runtime.local import (
-    NodeError,
-    NodeExitedError,
-    NodeNotReadyError,
-    NodeSpec,
-    SpecNode,
-)
+from harness.runtime.base import NodeSpec, Partitions, Placement
+from harness.runtime.local import NodeError, NodeExitedError, NodeNotReadyError, SpecNode
 from harness.toxiproxy import APIConsumer, ToxiproxyError, ToxiproxyServer
 
 LABEL = "onceproof"
@@ -76,6 +72,19 @@ def client() -> Any:
                 "--iptables=false &` as root) or use --runtime local") from e
         _client = c
     return _client
+
+
+def image_for(role: str, compose: str | None) -> str:
+    """The image for `role`: $ONCEPROOF_<ROLE>_IMAGE if set, else the local build (`onceproof images build`)
+    when the engine has it, else the public image its compose file names."""
+    env, public = compose_image(role, compose)
+    if os.environ.get(env):
+        return os.environ[env]
+    try:
+        client().images.get(local_name(role))
+        return local_name(role)
+    except Exception:
+        return public
 
 
 def available() -> bool:
@@ -166,13 +175,11 @@ class DockerNode(SpecNode):
     """One container described by a `NodeSpec` (its argv is the container's command), restartable: a
     killed or stopped container is started again as the same container, with the same address."""
 
-    def __init__(self, runtime: DockerRuntime, spec: NodeSpec, image: str, ip: str | None,
-                 entrypoint: list[str] | None = None) -> None:
+    def __init__(self, runtime: DockerRuntime, spec: NodeSpec, image: str, ip: str | None) -> None:
         self.runtime = runtime
         self.spec = spec
         self.image = image
         self.ip = ip
-        self.entrypoint = entrypoint
         self.container: Any = None
         self._log_offset = 0
         self._follower: threading.Thread | None = None
@@ -234,14 +241,12 @@ class DockerNode(SpecNode):
                   str(REPO): {"bind": SRC_MOUNT, "mode": "ro"}}
         host_config = c.api.create_host_config(binds=mounts, init=False, network_mode=net.name,
                                                log_config={"type": "json-file", "config": {}})
-        kwargs: dict[str, Any] = {}
-        if self.entrypoint is not None:
-            kwargs["entrypoint"] = self.entrypoint
+        # argv runs as given, whatever the image's own entrypoint: one command line for any image
         res = c.api.create_container(
-            self.image, command=spec.argv, name=self.container_name, user="0",
+            self.image, entrypoint=spec.argv[:1], command=spec.argv[1:], name=self.container_name, user="0",
             working_dir=str(spec.data_dir), environment={k: str(v) for k, v in (spec.env or {}).items()},
             labels=self.runtime.labels, host_config=host_config, stop_signal=signal.Signals(spec.stop_signal).name,
-            networking_config=c.api.create_networking_config({net.name: endpoint}), **kwargs)
+            networking_config=c.api.create_networking_config({net.name: endpoint}))
         self.container = c.containers.get(res["Id"])
 
     def start(self) -> DockerNode:
@@ -399,18 +404,24 @@ def _in_parallel(calls: list[Callable[[], Any]]) -> None:
 
 
 class DockerRuntime:
-    """Nodes, Toxiproxy and workers as containers on one network; the same interface as LocalRuntime
-    (node, spawn, teardown, free_port) plus addresses (`host_for`), images and partitions."""
+    """Nodes, Toxiproxy and workers as containers on one network: the Runtime protocol, with partitions.
 
-    in_container = True
-    bind = "0.0.0.0"
+    Images: a node's `NodeSpec.image` names a role; `images` are the target images this runtime may run
+    (their compose files name the public defaults), the harness's own roles (Toxiproxy, the worker) are
+    always known, and `pinned` maps roles to image names that win over everything (say, an image being
+    built)."""
 
-    def __init__(self, run_dir: str | os.PathLike[str], *, images: dict[str, str] | None = None,
-                 grace: float = 5.0) -> None:
+    name: ClassVar[str] = "docker"
+    can_partition: ClassVar[bool] = True
+    python = "python3"  # the worker image's
+
+    def __init__(self, run_dir: str | os.PathLike[str], *, images: Iterable[Image] = (),
+                 pinned: Mapping[str, str] | None = None, grace: float = 5.0) -> None:
         self.run_dir = Path(run_dir).resolve()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.grace = grace
-        self.images = dict(images or {})
+        self.compose: dict[str, str | None] = {**HARNESS_COMPOSE, **{i.role: i.compose for i in images}}
+        self.images = dict(pinned or {})
         self.run_id = uuid.uuid4().hex[:8]
         self.labels = {LABEL: "1", LABEL_RUN: self.run_id, LABEL_PID: str(os.getpid()), LABEL_BOOT: _boot_id()}
         self._nodes: dict[str, DockerNode] = {}
@@ -464,12 +475,21 @@ class DockerRuntime:
     def workers(self) -> dict[str, DockerNode]:
         return dict(self._workers)
 
-    def image(self, role: str) -> str:
-        """The image for `role` (see harness.images.image_for), pulled if the engine lacks it."""
-        if role not in self.images:
-            from harness.images import image_for
+    @property
+    def partitions(self) -> Partitions | None:
+        return self
 
-            name = image_for(role)
+    def place(self) -> Placement:
+        """A fixed address of the run's network; the node listens on every interface of its container."""
+        return Placement(self.allocate_ip(), "0.0.0.0", True)
+
+    def image(self, role: str) -> str:
+        """The image for `role` (see `image_for`), pulled if the engine lacks it."""
+        if role not in self.images:
+            if role not in self.compose:
+                raise DockerUnavailable(f"no image for role {role!r}: this runtime knows "
+                                        f"{', '.join(sorted(self.compose))}")
+            name = image_for(role, self.compose[role])
             c = client()
             try:
                 c.images.get(name)
@@ -483,16 +503,21 @@ class DockerRuntime:
             self.images[role] = name
         return self.images[role]
 
-    def node(self, spec: NodeSpec, *, role: str | None = None, ip: str | None = None,
-             entrypoint: list[str] | None = None) -> DockerNode:
-        """Register a node (not started). `role` picks the image (default: the node name's prefix)."""
+    def node(self, spec: NodeSpec, placement: Placement | None = None) -> DockerNode:
+        """Register a node (not started), a container of `spec.image`'s image at `placement`'s address."""
+        if not spec.image:
+            raise ValueError(f"node {spec.name!r}: no image role in its spec")
         with self._lock:
             if spec.name in self._nodes:
                 raise ValueError(f"node {spec.name!r} already exists")
-            image = self.image(role or spec.name.rsplit("-", 1)[0])
-            node = DockerNode(self, spec, image, ip or self.allocate_ip(), entrypoint)
+            image = self.image(spec.image)
+            node = DockerNode(self, spec, image, placement.host if placement else self.allocate_ip())
             self._nodes[spec.name] = node
             return node
+
+    def toxiproxy(self, log_path: Path) -> DockerToxiproxy:
+        """The run's Toxiproxy server as a container of the run's network (not started)."""
+        return DockerToxiproxy(self, log_path=log_path)
 
     def spawn(self, name: str, argv: list[str], *, log_path: str | os.PathLike[str] | None = None,
               cwd: str | os.PathLike[str] | None = None, env: dict[str, str] | None = None,
@@ -505,16 +530,17 @@ class DockerRuntime:
         with self._lock:
             if name in self._workers and self._workers[name].alive:
                 raise ValueError(f"worker {name!r} is already running")
-            worker = DockerNode(self, spec, self.image("worker"), None)
+            worker = DockerNode(self, spec, self.image(WORKER), None)
             self._workers[name] = worker
         return worker.start()
 
-    def run_once(self, role: str, argv: list[str], timeout: float = 120.0) -> tuple[int, str]:
-        """Run a command to completion in a fresh container of `role`'s image on the run's network (say,
-        Kafka's storage format); returns (exit code, output). The container is removed."""
+    def run_once(self, image: str, argv: list[str], timeout: float = 120.0) -> tuple[int, str]:
+        """Run a command to completion in a fresh container of role `image`'s image on the run's network
+        (say, formatting a node's storage); returns (exit code, output). The container is removed."""
         c = client()
         with cleanup.critical():
-            ct = c.containers.create(self.image(role), command=argv, user="0", labels=self.labels,
+            ct = c.containers.create(self.image(image), entrypoint=argv[:1], command=argv[1:], user="0",
+                                     labels=self.labels,
                                      network=self.network.name, working_dir=str(self.run_dir),
                                      volumes={str(self.run_dir): {"bind": str(self.run_dir), "mode": "rw"}})
         try:
@@ -632,9 +658,10 @@ class DockerToxiproxy(ToxiproxyServer):
 
     def start(self) -> DockerToxiproxy:
         ip = self.runtime.allocate_ip()
-        spec = NodeSpec(name="toxiproxy", argv=["-host=0.0.0.0", f"-port={self.API_PORT}"],
-                        data_dir=self.runtime.run_dir, log_path=self.log_path, env={"LOG_LEVEL": self.log_level})
-        self.node = self.runtime.node(spec, role="toxiproxy", ip=ip, entrypoint=["/toxiproxy"])
+        spec = NodeSpec(name="toxiproxy", argv=["/toxiproxy", "-host=0.0.0.0", f"-port={self.API_PORT}"],
+                        data_dir=self.runtime.run_dir, log_path=self.log_path, env={"LOG_LEVEL": self.log_level},
+                        image="toxiproxy")
+        self.node = self.runtime.node(spec, Placement(ip, "0.0.0.0", True))
         self.host, self.port = ip, self.API_PORT
         self.node.start()
         ToxiproxyServer._active = self

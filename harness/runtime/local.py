@@ -25,11 +25,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from harness.runtime import cleanup
+from harness.runtime.base import NodeSpec, Partitions, Placement
+from harness.toxiproxy import ToxiproxyServer
 
 PR_SET_PDEATHSIG = 1
 LOG_TAIL_LINES = 20
@@ -46,25 +47,6 @@ class NodeExitedError(NodeError):
 
 class NodeNotReadyError(NodeError, TimeoutError):
     """The process is running but `ready` did not turn true in time."""
-
-
-@dataclass
-class NodeSpec:
-    name: str
-    argv: list[str]
-    data_dir: Path
-    log_path: Path
-    ports: dict[str, int] = field(default_factory=dict)
-    env: dict[str, str] | None = None  # merged over os.environ
-    ready: Callable[[LocalNode], bool] | None = None  # polled until true; exceptions count as "not yet"
-    stop_signal: int = signal.SIGTERM
-
-    def __post_init__(self) -> None:
-        self.argv = [str(a) for a in self.argv]
-        if not self.argv:
-            raise ValueError(f"node {self.name!r}: empty argv")
-        self.data_dir = Path(self.data_dir)
-        self.log_path = Path(self.log_path)
 
 
 # --- forking -----------------------------------------------------------------------------------------
@@ -433,14 +415,19 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 class LocalRuntime:
     """Starts nodes and worker processes under `run_dir` and tears them all down: explicitly, as a
-    context manager, or at exit (it registers itself with `cleanup`)."""
+    context manager, or at exit (it registers itself with `cleanup`). Every node listens on 127.0.0.1
+    with ports of its own; nodes share the loopback interface, so node-to-node partitions are not
+    possible here (`partitions` is None)."""
 
+    name: ClassVar[str] = "local"
+    can_partition: ClassVar[bool] = False
     free_port = staticmethod(free_port)
 
     def __init__(self, run_dir: str | os.PathLike[str], *, grace: float = 5.0) -> None:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.grace = grace
+        self.python = sys.executable
         self._nodes: dict[str, LocalNode] = {}
         self._workers: dict[str, LocalNode] = {}
         self._lock = threading.RLock()
@@ -453,6 +440,10 @@ class LocalRuntime:
         self.teardown()
 
     @property
+    def partitions(self) -> Partitions | None:
+        return None
+
+    @property
     def nodes(self) -> dict[str, LocalNode]:
         return dict(self._nodes)
 
@@ -460,18 +451,31 @@ class LocalRuntime:
     def workers(self) -> dict[str, LocalNode]:
         return dict(self._workers)
 
+    def place(self) -> Placement:
+        return Placement("127.0.0.1", "127.0.0.1", False)
+
     def node_dir(self, name: str) -> Path:
         """The conventional home of node `name`: data in `<it>/data`, log in `<it>/node.log`."""
         return self.run_dir / "nodes" / name
 
-    def node(self, spec: NodeSpec) -> LocalNode:
-        """Register a node (not started: call `start()` and `wait_ready()`)."""
+    def node(self, spec: NodeSpec, placement: Placement | None = None) -> LocalNode:
+        """Register a node (not started: call `start()` and `wait_ready()`); its image role is ignored."""
         with self._lock:
             if spec.name in self._nodes:
                 raise ValueError(f"node {spec.name!r} already exists")
             node = LocalNode(spec, on_start=self._started)
             self._nodes[spec.name] = node
             return node
+
+    def run_once(self, image: str, argv: list[str], timeout: float = 120.0) -> tuple[int, str]:
+        """Run a command to completion on this machine (`image` is ignored); (exit code, output)."""
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+                           check=False)
+        return r.returncode, (r.stdout + r.stderr).strip()
+
+    def toxiproxy(self, log_path: Path) -> ToxiproxyServer:
+        """The run's Toxiproxy server, a process on 127.0.0.1 (not started)."""
+        return ToxiproxyServer(log_path=log_path)
 
     def spawn(
         self,

@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from targets.base import NodeInfo, Profile
-from targets.kafka import cluster
+from harness.needs import Needs
+from targets.base import Abilities, ClientSpec, Deployment, Drain, NodeInfo, Profile, Runner
+from targets.kafka import cluster, install
 from targets.kafka.clients import (
     INPUT,
     OUTPUT,
@@ -22,13 +23,8 @@ from targets.kafka.clients import (
     read_topic,
     wait_for_open_transactions,
 )
+from targets.kafka.image import CONTAINER_CLASSPATH, IMAGE
 
-NAME = "kafka"
-NODES = 3
-NODE_COUNTS = (1, 3)
-READY_TIMEOUT = 90.0
-DRAIN_QUIET = 10.0  # a killed member's partitions return only after its session times out (6 s)
-DRAIN_DEADLINE = 180.0
 PARTITIONS = 6
 
 _BROKER_SAFE = {"min.insync.replicas": 2, "unclean.leader.election.enable": "false"}
@@ -66,20 +62,16 @@ FAULTS = ("ack-loss", "latency", "reset", "partition-client", "kill", "pause", "
           "kill-producer", "partition-isolate-one", "partition-halves", "partition-majorities-ring",
           "partition-isolate-leader")
 
-EXTRA_PORTS = ("controller", "internal")
-
-
-CONTAINER_CLASSPATH = "/opt/kafka/libs/*"  # where the kafka image (ours or apache/kafka) keeps the jars
-
 
 def _classpath(info: NodeInfo) -> str:
     return CONTAINER_CLASSPATH if info.in_container else cluster.classpath()
 
 
-def setup_nodes(infos: list[NodeInfo], profile: Profile, run: cluster.Runner | None = None) -> None:
+def setup_nodes(d: Deployment, run: Runner) -> None:
     """Write each node's server.properties and format its storage with one cluster id (`run` runs the
     format command where the nodes run: in a container of the node's image for the docker runtime)."""
-    configs = [cluster.write_config(info, i, infos, _broker_settings(profile, len(infos)))
+    infos = d.nodes
+    configs = [cluster.write_config(info, i, infos, _broker_settings(d.profile, len(infos)))
                for i, info in enumerate(infos, 1)]
     cluster.format_all(infos, configs, cluster.cluster_id(), _classpath(infos[0]), cds=not infos[0].in_container,
                        run=run)
@@ -92,48 +84,36 @@ def _broker_settings(profile: Profile, n: int) -> dict[str, Any]:
     return b
 
 
-def node_argv(info: NodeInfo, profile: Profile) -> list[str]:
-    # in a container: the image's own class-data archive, if it has one (the JVM ignores a missing one)
-    return cluster.node_argv(info, cluster.config_path(info), _classpath(info))
-
-
-def ready(info: NodeInfo) -> bool:
-    return cluster.ready(info)
-
-
-def bootstrap(infos: list[NodeInfo]) -> list[str]:
-    return [f"{i.proxy_host}:{i.proxy_port}" for i in infos]
-
-
-def prepare(infos: list[NodeInfo], profile: Profile) -> None:
-    rf = min(3, len(infos))
-    isr = _broker_settings(profile, len(infos))["min.insync.replicas"]
+def prepare(d: Deployment) -> None:
+    rf = min(3, len(d.nodes))
+    isr = _broker_settings(d.profile, len(d.nodes))["min.insync.replicas"]
     for topic in (INPUT, OUTPUT):
-        cluster.create_topic(bootstrap(infos), topic, PARTITIONS, rf, isr)
+        cluster.create_topic(d.bootstrap, topic, PARTITIONS, rf, isr)
 
 
-def leader_node(infos: list[NodeInfo], partition: int = 0) -> str:
+def leader_node(d: Deployment, partition: int = 0) -> str:
     """The node currently leading `partition` of the input topic, from metadata."""
-    leaders = cluster.partition_leaders(bootstrap(infos), INPUT)
-    return infos[leaders[partition] - 1].name
+    leaders = cluster.partition_leaders(d.bootstrap, INPUT)
+    return d.nodes[leaders[partition] - 1].name
 
 
-def controller_node(infos: list[NodeInfo]) -> str:
-    return infos[cluster.controller_id(bootstrap(infos)) - 1].name
+def controller_node(d: Deployment) -> str:
+    """The active KRaft controller (DescribeQuorum)."""
+    return d.nodes[cluster.controller_id(d.bootstrap) - 1].name
 
 
-def backlog(infos: list[NodeInfo], profile: Profile) -> int:
+def backlog(d: Deployment) -> int:
     """Input messages the consumer group has not yet committed: the drain is done when this is 0."""
-    return group_backlog(bootstrap(infos))
+    return group_backlog(d.bootstrap)
 
 
-def final_read(infos: list[NodeInfo], profile: Profile) -> list[dict[str, Any]]:
+def final_read(d: Deployment) -> list[dict[str, Any]]:
     """The input topic as a fresh reader assigned every partition sees it, from the beginning to the end
     offsets (read_committed for the transactional profile): the log's final state, for the log
     checker. Not deliveries (the group drain made those); recorded as the `final-read` operation."""
-    committed = bool(profile.settings.get("transactional"))
+    committed = bool(d.profile.settings.get("transactional"))
     out = []
-    for r in read_topic(bootstrap(infos), INPUT, committed_only=committed):
+    for r in read_topic(d.bootstrap, INPUT, committed_only=committed):
         try:
             mid = json.loads(r.value)["id"]
         except (ValueError, KeyError, TypeError):
@@ -143,13 +123,13 @@ def final_read(infos: list[NodeInfo], profile: Profile) -> list[dict[str, Any]]:
     return out
 
 
-def read_effects(infos: list[NodeInfo], profile: Profile) -> dict[str, int]:
+def read_effects(d: Deployment) -> dict[str, int]:
     """Times each input id appears in the output topic (committed records only for transactions)."""
     counts: dict[str, int] = {}
-    committed = bool(profile.settings.get("transactional"))
+    committed = bool(d.profile.settings.get("transactional"))
     if committed:  # a killed transformer's open transaction holds the LSO back until it times out
-        wait_for_open_transactions(bootstrap(infos), OUTPUT, timeout_s=TRANSACTION_TIMEOUT_S + 20)
-    for r in read_topic(bootstrap(infos), OUTPUT, committed_only=committed):
+        wait_for_open_transactions(d.bootstrap, OUTPUT, timeout_s=TRANSACTION_TIMEOUT_S + 20)
+    for r in read_topic(d.bootstrap, OUTPUT, committed_only=committed):
         try:
             mid = json.loads(r.value)["id"]
         except (ValueError, KeyError, TypeError):
@@ -158,10 +138,43 @@ def read_effects(infos: list[NodeInfo], profile: Profile) -> dict[str, int]:
     return counts
 
 
-def producer(bootstrap_: list[str], profile: Profile) -> KafkaQueueProducer:
-    return KafkaQueueProducer(bootstrap_, profile)
+class Kafka:
+    """Three combined broker+controller nodes by default (or one), KRaft, from the cached Maven jars."""
+
+    name = "kafka"
+    profiles = PROFILES
+    faults = FAULTS
+    workloads = ("queue",)
+    node_counts = (3, 1)
+    ports = cluster.EXTRA_PORTS
+    ready_timeout = 90.0
+    drain = Drain(quiet=10.0, deadline=180.0)  # a killed member's partitions return after its session (6 s)
+    needs = Needs(debian=install.DEBIAN, fetched=install.FETCHED, python=("kafka",))
+    image = IMAGE
+    abilities = Abilities(backlog=backlog, final_read=final_read, leader=leader_node, controller=controller_node)
+
+    def setup_nodes(self, d: Deployment, run: Runner) -> None:
+        setup_nodes(d, run)
+
+    def node_argv(self, d: Deployment, node: NodeInfo) -> list[str]:
+        # in a container: the image's own class-data archive, if it has one (the JVM ignores a missing one)
+        return cluster.node_argv(node, cluster.config_path(node), _classpath(node))
+
+    def ready(self, node: NodeInfo) -> bool:
+        return cluster.ready(node)
+
+    def prepare(self, d: Deployment) -> None:
+        prepare(d)
+
+    def producer(self, c: ClientSpec) -> KafkaQueueProducer:
+        return KafkaQueueProducer(c.bootstrap, c.profile)
+
+    def consumer(self, c: ClientSpec) -> KafkaQueueConsumer:
+        return KafkaQueueConsumer(c.bootstrap, c.profile, c.name, work_s=c.work_s, on_assign=c.on_assign,
+                                  slot=c.slot)
+
+    def read_effects(self, d: Deployment) -> dict[str, int]:
+        return read_effects(d)
 
 
-def consumer(bootstrap_: list[str], profile: Profile, name: str, work_s: float = 0.005,
-             on_assign: Any = None, slot: str = "") -> KafkaQueueConsumer:
-    return KafkaQueueConsumer(bootstrap_, profile, name, work_s=work_s, on_assign=on_assign, slot=slot or name)
+TARGET = Kafka()

@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from targets.base import NodeInfo
+from targets.kafka import jars
 
 EXTRA_PORTS = ("controller", "internal")  # besides info.port: ports each node needs (info.extra_ports)
 CONFIG_NAME = "server.properties"
@@ -115,9 +116,7 @@ def cluster_id() -> str:
 def classpath() -> str:
     """The pinned Kafka jars (`<cache>/kafka-<version>/libs/*`); SetupError naming `onceproof setup kafka`
     when they are not fetched yet."""
-    from harness.setup import kafka_classpath
-
-    return kafka_classpath()
+    return jars.kafka_classpath()
 
 
 def _data_dir(info: NodeInfo) -> Path:
@@ -131,7 +130,7 @@ def config_path(info: NodeInfo) -> Path:
 
 
 def log_path(info: NodeInfo) -> Path:
-    """Where the runtime writes the node's output: `<data_dir>/<name>.log` (harness/run.py's layout)."""
+    """Where the runtime writes the node's output: `<data_dir>/<name>.log` (the harness's layout)."""
     return _data_dir(info) / f"{info.name}.log"
 
 
@@ -233,9 +232,7 @@ def _cds_opts(cds: bool) -> list[str]:
     (the default) falls back to the jars if the archive does not fit this JVM or classpath."""
     if not cds:
         return []
-    from harness.setup import kafka_cds_archive
-
-    archive = kafka_cds_archive()
+    archive = jars.kafka_cds_archive()
     return [f"-XX:SharedArchiveFile={archive}"] if archive is not None else []
 
 

@@ -17,9 +17,22 @@ import contextlib
 import socket
 from typing import Any
 
-from targets.base import Delivery, NodeInfo, Outcome, Profile
+from harness.imaging import PATH, Image, Layout, find_binary
+from harness.needs import Debian, Needs
+from targets.base import (
+    Abilities,
+    ClientSpec,
+    Delivery,
+    Deployment,
+    Drain,
+    NodeInfo,
+    Outcome,
+    Profile,
+    RecordAck,
+    Runner,
+    Work,
+)
 
-NAME = "redis"
 STREAM = "onceproof:stream"
 GROUP = "onceproof"
 EFFECTS = "onceproof:effects"  # hash: message id -> times applied
@@ -49,8 +62,6 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
             expected_unsafe_under=("kill",)),
 )}
 
-NODES = 1
-READY_TIMEOUT = 30.0
 FAULTS = ("ack-loss", "latency", "reset", "partition-client", "kill", "pause", "restart",
           "kill-consumer", "kill-producer")
 
@@ -86,14 +97,6 @@ def node_argv(node: NodeInfo, profile: Profile) -> list[str]:
     return argv
 
 
-def setup_nodes(infos: list[NodeInfo], profile: Profile, run: Any = None) -> None:
-    """Nothing to write before the first start: node_argv carries the whole configuration."""
-
-
-def ready(info: NodeInfo) -> bool:
-    return ping(info.port, host=info.host)
-
-
 def ping(port: int, timeout: float = 0.5, host: str = "127.0.0.1") -> bool:
     """Ready = answers PING with PONG (and is not still loading its data)."""
     try:
@@ -115,11 +118,11 @@ def _client(port: int, timeout: float, host: str = "127.0.0.1"):
                        health_check_interval=0, single_connection_client=True)
 
 
-def prepare(infos: list[NodeInfo], profile: Profile) -> None:
+def prepare(d: Deployment) -> None:
     """Create the stream and the consumer group (directly on the node, not through a proxy)."""
     import redis
 
-    r = _client(infos[0].port, 5.0, infos[0].host)
+    r = _client(d.nodes[0].port, 5.0, d.nodes[0].host)
     try:
         r.xgroup_create(STREAM, GROUP, id="0", mkstream=True)
     except redis.ResponseError as e:
@@ -129,25 +132,25 @@ def prepare(infos: list[NodeInfo], profile: Profile) -> None:
         r.close()
 
 
-def backlog(infos: list[NodeInfo], profile: Profile) -> int:
+def backlog(d: Deployment) -> int:
     """Entries the drain still has to finish: never delivered to the group (lag), plus those delivered
     but not acknowledged where the profile reclaims them. The drain is done when this is 0; quiet alone
     is not enough (a 3 s stall of the drainers once ended a drain with 1,000 entries unread)."""
-    r = _client(infos[0].port, 5.0, infos[0].host)
+    r = _client(d.nodes[0].port, 5.0, d.nodes[0].host)
     try:
         group = next(g for g in r.xinfo_groups(STREAM) if g["name"] == GROUP)
         lag = group.get("lag")
         if lag is None:  # Redis cannot tell (e.g. after deletions): is anything past the last delivered id?
             lag = len(r.xrange(STREAM, min="(" + group["last-delivered-id"], count=1))
-        pending = int(group["pending"]) if profile.settings["ack"] != "before-effect" else 0
+        pending = int(group["pending"]) if d.profile.settings["ack"] != "before-effect" else 0
         return int(lag) + pending
     finally:
         r.close()
 
 
-def read_effects(infos: list[NodeInfo], profile: Profile) -> dict[str, int]:
+def read_effects(d: Deployment) -> dict[str, int]:
     """Times each message id was applied, from the effect store (read directly, not through a proxy)."""
-    r = _client(infos[0].port, 10.0, infos[0].host)
+    r = _client(d.nodes[0].port, 10.0, d.nodes[0].host)
     try:
         return {k: int(v) for k, v in r.hgetall(EFFECTS).items()}
     finally:
@@ -241,7 +244,7 @@ class RedisConsumer:
         pipe.hincrby(BALANCES, str(d.key), d.amount)
         pipe.execute()
 
-    def _xack(self, batch: list[Delivery], record_ack) -> bool:
+    def _xack(self, batch: list[Delivery], record_ack: RecordAck) -> bool:
         ids = [d.id for d in batch]
         inv = record_ack("invoke", {"ids": ids})
         try:
@@ -252,7 +255,7 @@ class RedisConsumer:
         record_ack("ok", {"ids": ids}, invoke=inv)
         return True
 
-    def process(self, batch: list[Delivery], record_ack, work) -> None:
+    def process(self, batch: list[Delivery], record_ack: RecordAck, work: Work) -> None:
         """Apply each message's effect and acknowledge it, in the profile's order.
 
         `work(seconds)` simulates processing time (and is where a kill usually lands);
@@ -293,12 +296,51 @@ def _addr(bootstrap: list[str]) -> tuple[str, int]:
     return host, int(port)
 
 
-def producer(bootstrap: list[str], profile: Profile) -> RedisProducer:
-    host, port = _addr(bootstrap)
-    return RedisProducer(port, profile, host=host)
+def image_layout() -> Layout:
+    """redis-server at /usr/local/bin, as in the public `redis` image."""
+    binary = find_binary("redis-server", "onceproof setup redis")
+    return Layout(moved=[(binary, "/usr/local/bin/redis-server")], elf=[binary],
+                  changes=[f"ENV PATH={PATH}", 'CMD ["redis-server"]'])
 
 
-def consumer(bootstrap: list[str], profile: Profile, name: str, work_s: float = 0.005,
-             on_assign: Any = None, slot: str = "") -> RedisConsumer:
-    host, port = _addr(bootstrap)
-    return RedisConsumer(port, profile, name, work_s=work_s, host=host)
+class Redis:
+    """One redis-server node; its effect store lives on it (see the module's docstring)."""
+
+    name = "redis"
+    profiles = PROFILES
+    faults = FAULTS
+    workloads = ("queue",)
+    node_counts = (1,)
+    ports: tuple[str, ...] = ()
+    ready_timeout = 30.0
+    drain = Drain(quiet=3.0, deadline=60.0)
+    needs = Needs(debian=(Debian("redis-server", "redis-server"), Debian("redis-tools", "redis-benchmark")),
+                  python=("redis",))
+    image = Image("redis", "redis.yml", image_layout)
+    abilities = Abilities(backlog=backlog)
+
+    def setup_nodes(self, d: Deployment, run: Runner) -> None:
+        """Nothing to write before the first start: node_argv carries the whole configuration."""
+
+    def node_argv(self, d: Deployment, node: NodeInfo) -> list[str]:
+        return node_argv(node, d.profile)
+
+    def ready(self, node: NodeInfo) -> bool:
+        return ping(node.port, host=node.host)
+
+    def prepare(self, d: Deployment) -> None:
+        prepare(d)
+
+    def producer(self, c: ClientSpec) -> RedisProducer:
+        host, port = _addr(c.bootstrap)
+        return RedisProducer(port, c.profile, host=host)
+
+    def consumer(self, c: ClientSpec) -> RedisConsumer:
+        host, port = _addr(c.bootstrap)
+        return RedisConsumer(port, c.profile, c.name, work_s=c.work_s, host=host)
+
+    def read_effects(self, d: Deployment) -> dict[str, int]:
+        return read_effects(d)
+
+
+TARGET = Redis()

@@ -1,0 +1,73 @@
+"""The Workload protocol: what a run's clients do. `--workload` names one; the harness spawns worker
+processes in the roles a run has (producers, consumers, and consumers again as drainers), and each worker
+calls `workload.run(role, ctx)`, which makes the target's clients it needs and records every operation.
+
+A workload declares the run options it reads (`options`, names of `onceproof run` options; the run
+passes their values in `ctx.settings`) and which checkers judge its histories (`checkers`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+from targets.base import Profile, Target
+
+ROLES = ("producer", "consumer")
+
+
+class Writer(Protocol):
+    """A worker's history shard (harness.history.HistoryWriter): one line per operation."""
+
+    counts: dict[tuple[str, str], int]
+
+    def write(self, process: Any, type_: str, f: str, value: Any, **extra: Any) -> dict: ...
+
+
+class ProcessLog:
+    """Writes one logical process's operations; after an `info` the process id is retired (Jepsen)."""
+
+    def __init__(self, writer: Writer, first_id: int):
+        self.w = writer
+        self.process = first_id
+
+    def invoke(self, f: str, value: Any) -> dict:
+        return self.w.write(self.process, "invoke", f, value)
+
+    def complete(self, type_: str, f: str, value: Any, error: str | None = None) -> None:
+        extra = {"error": error} if error else {}
+        self.w.write(self.process, type_, f, value, **extra)
+        if type_ == "info":
+            self.process += 1
+
+
+@dataclass
+class WorkerContext:
+    """What one worker process has: its role and index, the target and profile, the nodes' proxies
+    (`bootstrap`), the run's directory, its slot, whether it drains, its history log, the workload's
+    settings and `stop()`, true once the harness asked it to finish."""
+
+    role: str
+    index: int
+    target: Target
+    profile: Profile
+    bootstrap: list[str]
+    run_dir: Path
+    slot: str
+    drain: bool
+    log: ProcessLog
+    writer: Writer
+    settings: Mapping[str, Any]
+    stop: Callable[[], bool]
+
+
+class Workload(Protocol):
+    name: ClassVar[str]
+    options: ClassVar[tuple[str, ...]]
+    checkers: ClassVar[tuple[str, ...]]
+
+    def run(self, role: str, ctx: WorkerContext) -> dict[str, Any]:
+        """Do the role's work until `ctx.stop()`; returns the worker's stats (written beside its shard)."""
+        ...
