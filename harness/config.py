@@ -9,6 +9,7 @@ import targets
 import workloads
 from harness.faults import FAULTS
 from harness.runtime import RUNTIMES
+from targets.base import Profile
 
 DEFAULT_TARGET = "redis"  # the one place the harness names a system: what `onceproof run` runs by default
 
@@ -90,8 +91,9 @@ class RunConfig:
     def test_name(self) -> str:
         return f"{self.target}-{self.profile}-{self.workload}"
 
-    def resolved(self) -> dict[str, Any]:
-        """Everything that decides the run, as written to config.json."""
-        prof = targets.load(self.target).profiles[self.profile]
+    def resolved(self, profile: Profile | None = None) -> dict[str, Any]:
+        """Everything that decides the run, as written to config.json (`profile`: the run's own; default: the
+        registered target's)."""
+        prof = profile or targets.load(self.target).profiles[self.profile]
         return {**asdict(self), "guarantee": prof.guarantee, "profile_settings": prof.settings,
                 "profile_description": prof.description}

@@ -33,6 +33,9 @@ class FaultContext(Protocol):
     def heal_partition(self) -> None: ...
 
 
+Action = Callable[[FaultContext, "Window"], Any]
+
+
 @dataclass(frozen=True)
 class Fault:
     """`kind` says what it may hit: "network"/"process" a node, "leader"/"controller" the node that holds
@@ -44,8 +47,8 @@ class Fault:
 
     name: str
     kind: str
-    start: Callable[[FaultContext, Window], Any]
-    heal: Callable[[FaultContext, Window], Any]
+    start: Action
+    heal: Action
     describe: str
     duration: tuple[float, float] | None = None
     needs_partitions: bool = False
@@ -57,7 +60,7 @@ def _proxies(ctx: FaultContext) -> Proxies:
     return ctx.toxiproxy
 
 
-def _toxic(type_: str, stream: str, attributes: dict[str, Any]):
+def _toxic(type_: str, stream: str, attributes: dict[str, Any]) -> tuple[Action, Action]:
     def start(ctx: FaultContext, w: Window) -> None:
         for n in w.nodes:
             _proxies(ctx).add_toxic(ctx.proxy(n), f"onceproof-{w.fault}", type_, stream=stream,
@@ -81,7 +84,7 @@ def _restart_nodes(ctx: FaultContext, w: Window) -> None:
         ctx.restart_node(n)
 
 
-def _proxy(enabled: bool):
+def _proxy(enabled: bool) -> Action:
     def run(ctx: FaultContext, w: Window) -> None:
         for n in w.nodes:
             (_proxies(ctx).enable if enabled else _proxies(ctx).disable)(ctx.proxy(n))
@@ -127,7 +130,7 @@ def grudge(kind: str, nodes: list[str], pivot: str) -> dict[str, list[str]]:
     raise ValueError(f"unknown partition {kind!r}")
 
 
-def _partition(kind: str):
+def _partition(kind: str) -> tuple[Action, Action]:
     def start(ctx: FaultContext, w: Window) -> None:
         ctx.partition(grudge(kind, ctx.node_names(), w.nodes[0]))
 

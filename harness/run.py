@@ -8,6 +8,7 @@ history.jsonl in every case, so an interrupted run still leaves a history that c
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import random
@@ -60,6 +61,10 @@ def prepare(cfg: RunConfig, out: TextIO | None = None) -> Run:
     run_dir = make_run_dir(Path(cfg.store), cfg.test_name).resolve()  # absolute: mounted as is in containers
     runtime = make_runtime(cfg.runtime, run_dir, images=[target.image])
     return Run(cfg, target=target, runtime=runtime, workload=workloads.load(cfg.workload), out=out)
+
+
+def _ready(target: Target, info: NodeInfo, node: Node) -> bool:
+    return target.ready(info)
 
 
 class Run:
@@ -163,7 +168,7 @@ class Run:
             spec = NodeSpec(name=info.name, argv=self.target.node_argv(d, info),
                             data_dir=info.data_dir, log_path=info.data_dir / f"{info.name}.log",
                             ports={"client": info.port, **info.extra_ports},
-                            ready=lambda n, i=info: self.target.ready(i), image=role)
+                            ready=functools.partial(_ready, self.target, info), image=role)
             node = self.runtime.node(spec, Placement(info.host, info.bind, info.in_container))
             node.start()
             self.nodes[info.name] = node
@@ -237,8 +242,8 @@ class Run:
         `then` seconds more (seeded), so the kill lands somewhere inside its processing, not always
         right after its first poll.
 
-        A freshly started replacement may not have joined its group yet (Kafka waits out the dead
-        member's session before it reassigns); killing it then tests nothing. The schedule's clock stops
+        A freshly started replacement may not have joined its group yet (a group coordinator may wait out
+        the dead member's session before it reassigns); killing it then tests nothing. The schedule's clock stops
         meanwhile, so later windows keep their spacing, and the fault's recorded start is the kill."""
         deadline = time.monotonic() + BUSY_WAIT_S
         while time.monotonic() < deadline:
@@ -327,6 +332,8 @@ class Run:
         self._stop_role("consumer")
         for i in range(self.cfg.consumers):
             self.workers[f"drainer-{i}"] = self._spawn_worker("consumer", drain=True, slot=f"drainer-{i}")
+        quiet = self.cfg.quiet or self.target.drain.quiet
+        deadline = self.cfg.drain_deadline or self.target.drain.deadline
         t0 = last = time.monotonic()
         self.tail.poll()
         while True:
@@ -334,16 +341,16 @@ class Run:
             if self.tail.poll():
                 last = time.monotonic()
             now = time.monotonic()
-            if now - last >= self.cfg.quiet:
+            if now - last >= quiet:
                 left = self._backlog()
                 if not left:
-                    self.say(f"[drain] quiet for {self.cfg.quiet:.0f}s after {now - t0:.1f}s; "
+                    self.say(f"[drain] quiet for {quiet:.0f}s after {now - t0:.1f}s; "
                              f"delivered {self.tail.delivered}")
                     break
-            if now - t0 >= self.cfg.drain_deadline:
+            if now - t0 >= deadline:
                 left = self._backlog()
-                self.drain_incomplete = {"deadline_s": self.cfg.drain_deadline, "backlog": left}
-                self.say(f"[drain] deadline of {self.cfg.drain_deadline:.0f}s reached; "
+                self.drain_incomplete = {"deadline_s": deadline, "backlog": left}
+                self.say(f"[drain] deadline of {deadline:.0f}s reached; "
                          f"{'unknown' if left is None else left} messages still unconsumed")
                 break
         self._stop_role("drainer")
@@ -386,9 +393,9 @@ class Run:
         """Run the phases; always tear down and merge the shards. Returns history.jsonl's path."""
         cfg = self.cfg
         candidates = self._candidates()
-        schedule = make_schedule(cfg.faults, cfg.time, cfg.seed, candidates,
-                                 durations={f: FAULTS[f].duration for f in cfg.faults if FAULTS[f].duration})
-        atomic_write(self.dir / "config.json", json.dumps(cfg.resolved(), indent=2) + "\n")
+        durations = {f: d for f in cfg.faults if (d := FAULTS[f].duration) is not None}
+        schedule = make_schedule(cfg.faults, cfg.time, cfg.seed, candidates, durations=durations)
+        atomic_write(self.dir / "config.json", json.dumps(cfg.resolved(self.profile), indent=2) + "\n")
         atomic_write(self.dir / "schedule.json",
                      json.dumps({"seed": cfg.seed, "windows": [w.to_json() for w in schedule]}, indent=2) + "\n")
         self.say(f"run: {self.dir}")

@@ -173,19 +173,32 @@ class Abilities:
 class Target(Protocol):
     """A system under test. `node_counts` lists the cluster sizes it supports, the first the default;
     `ports` names the ports each node needs besides its client port (in `NodeInfo.extra_ports`);
-    `workloads` lists the workloads its clients serve; `faults` the faults it supports."""
+    `workloads` lists the workloads its clients serve; `faults` the faults it supports. The properties may
+    be plain class attributes."""
 
-    name: str
-    profiles: Mapping[str, Profile]
-    faults: tuple[str, ...]
-    workloads: tuple[str, ...]
-    node_counts: tuple[int, ...]
-    ports: tuple[str, ...]
-    ready_timeout: float
-    drain: Drain
-    needs: Needs
-    image: Image
-    abilities: Abilities
+    @property
+    def name(self) -> str: ...
+    @property
+    def profiles(self) -> Mapping[str, Profile]: ...
+    @property
+    def faults(self) -> tuple[str, ...]: ...
+    @property
+    def workloads(self) -> tuple[str, ...]: ...
+    @property
+    def node_counts(self) -> tuple[int, ...]: ...
+    @property
+    def ports(self) -> tuple[str, ...]: ...
+    @property
+    def ready_timeout(self) -> float: ...
+    @property
+    def drain(self) -> Drain: ...
+    @property
+    def needs(self) -> Needs: ...
+    @property
+    def image(self) -> Image: ...
+    @property
+    def abilities(self) -> Abilities: ...
+
 
     def setup_nodes(self, d: Deployment, run: Runner) -> None: ...
     def node_argv(self, d: Deployment, node: NodeInfo) -> list[str]: ...

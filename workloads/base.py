@@ -21,9 +21,10 @@ ROLES = ("producer", "consumer")
 class Writer(Protocol):
     """A worker's history shard (harness.history.HistoryWriter): one line per operation."""
 
-    counts: dict[tuple[str, str], int]
-
-    def write(self, process: Any, type_: str, f: str, value: Any, **extra: Any) -> dict: ...
+    @property
+    def counts(self) -> Mapping[tuple[str, str], int]: ...
+    def write(self, process: Any, type_: str, f: str, value: Any = None, time_ns: int | None = None,
+              **extra: Any) -> dict[str, Any]: ...
 
 
 class ProcessLog:
@@ -37,7 +38,7 @@ class ProcessLog:
         return self.w.write(self.process, "invoke", f, value)
 
     def complete(self, type_: str, f: str, value: Any, error: str | None = None) -> None:
-        extra = {"error": error} if error else {}
+        extra: dict[str, Any] = {"error": error} if error else {}
         self.w.write(self.process, type_, f, value, **extra)
         if type_ == "info":
             self.process += 1

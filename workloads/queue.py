@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 from targets.base import ClientSpec, Consumer, Producer
-from workloads.base import ProcessLog, WorkerContext
+from workloads.base import ProcessLog, WorkerContext, Workload
 
 
 @dataclass
@@ -141,4 +141,4 @@ class Queue:
         raise ValueError(f"the queue workload has no role {role!r}")
 
 
-WORKLOAD = Queue()
+WORKLOAD: Workload = Queue()  # mypy checks that it satisfies the protocol

@@ -19,8 +19,8 @@ def build(seed: int = 7) -> list[dict]:
     def op(t, p, typ, f, value):
         ops.append({"time": int(t), "process": p, "type": typ, "f": f, "value": value})
 
-    op(3 * SEC, "nemesis", "info", "start-fault", {"fault": "ack-loss", "nodes": ["redis-1"]})
-    op(5 * SEC, "nemesis", "info", "stop-fault", {"fault": "ack-loss", "nodes": ["redis-1"]})
+    op(3 * SEC, "nemesis", "info", "start-fault", {"fault": "ack-loss", "nodes": ["node-1"]})
+    op(5 * SEC, "nemesis", "info", "stop-fault", {"fault": "ack-loss", "nodes": ["node-1"]})
     op(6 * SEC, "nemesis", "info", "start-fault", {"fault": "kill-consumer", "nodes": ["consumer-0"]})
     op(6.5 * SEC, "nemesis", "info", "stop-fault", {"fault": "kill-consumer", "nodes": ["consumer-0"]})
     procs = {0: 0, 1: 1}

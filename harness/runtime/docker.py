@@ -21,6 +21,7 @@ is gone.
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
 import os
 import signal
@@ -165,7 +166,7 @@ def _pick_subnet(c: Any) -> ipaddress.IPv4Network:
                 used.append(ipaddress.ip_network(line.split()[0]))
     start = int.from_bytes(os.urandom(1), "big")
     for i in range(256):
-        cand = ipaddress.ip_network(f"10.201.{(start + i) % 256}.0/24")
+        cand = ipaddress.IPv4Network(f"10.201.{(start + i) % 256}.0/24")
         if not any(cand.overlaps(u) for u in used if u.prefixlen > 0):
             return cand
     raise DockerUnavailable("no free /24 in 10.201.0.0/16 for the run's network")
@@ -605,7 +606,7 @@ class DockerRuntime:
         grace = self.grace if grace is None else grace
         with cleanup.tearing_down():
             for batch in (list(self._workers.values()), list(self._nodes.values())):
-                _in_parallel([lambda n=n: self._stop_quietly(n, grace) for n in batch])
+                _in_parallel([functools.partial(self._stop_quietly, n, grace) for n in batch])
             # removals in parallel too: with the vfs driver each one deletes a full copy of its image
             _in_parallel([n.remove for n in [*self._workers.values(), *self._nodes.values()]])
             self._remove_all()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import ctypes
+import functools
 import os
 import queue
 import shlex
@@ -51,6 +52,7 @@ class NodeNotReadyError(NodeError, TimeoutError):
 
 # --- forking -----------------------------------------------------------------------------------------
 
+_prctl: Any
 try:
     _prctl = ctypes.CDLL(None, use_errno=True).prctl
 except (OSError, AttributeError):  # not Linux
@@ -308,6 +310,7 @@ class LocalNode(SpecNode):
             self._signal_group(signal.SIGSTOP)
             self._paused = True
             deadline = time.monotonic() + 2.0
+            assert self._proc is not None
             while _proc_state(self._proc.pid) not in ("T", "t", "Z", None) and time.monotonic() < deadline:
                 time.sleep(0.005)
 
@@ -545,6 +548,6 @@ class LocalRuntime:
                 guarded("stopping", n, n._begin_stop)
             deadline = time.monotonic() + grace
             for n in running:
-                guarded("waiting for", n, lambda n=n: n._wait_exited(deadline))
+                guarded("waiting for", n, functools.partial(n._wait_exited, deadline))
         for n in running:
             guarded("killing", n, n._finish)

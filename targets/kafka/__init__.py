@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from harness.needs import Needs
-from targets.base import Abilities, ClientSpec, Deployment, Drain, NodeInfo, Profile, Runner
+from targets.base import Abilities, ClientSpec, Deployment, Drain, NodeInfo, Profile, Runner, Target
 from targets.kafka import cluster, install
 from targets.kafka.clients import (
     INPUT,
@@ -177,4 +177,4 @@ class Kafka:
         return read_effects(d)
 
 
-TARGET = Kafka()
+TARGET: Target = Kafka()  # mypy checks that it satisfies the protocol

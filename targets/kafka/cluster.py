@@ -475,7 +475,7 @@ def metadata(port: int, topics: list[str] | None = None, timeout: float = 2.0, h
 
     def topic() -> None:
         err = r.take(">h")
-        name = r.string()
+        name = r.string() or ""  # a topic always has a name
         r.take(">?")  # is_internal
         parts = r.array(partition)
         r.take(">i")  # topic authorized operations

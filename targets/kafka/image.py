@@ -64,7 +64,8 @@ def _run_archiving_broker(image: str, archive: Path, work: Path, timeout: float)
     try:
         placement = rt.place()
         ip = placement.host
-        info = NodeInfo("kafka-cds", 9092, proxy_port=9092, data_dir=work / "kafka-cds",
+        data = work / "kafka-cds"
+        info = NodeInfo("kafka-cds", 9092, proxy_port=9092, data_dir=data,
                         extra_ports={"controller": 9093, "internal": 9094}, host=ip, bind="0.0.0.0", proxy_host=ip,
                         in_container=True)
         config = cluster.write_config(info, 1, [info], {})
@@ -72,7 +73,7 @@ def _run_archiving_broker(image: str, archive: Path, work: Path, timeout: float)
                                run=lambda argv, t: rt.run_once(ROLE, argv, t))
         argv = cluster.node_argv(info, config, CONTAINER_CLASSPATH, cds=False)
         argv.insert(1, f"-XX:ArchiveClassesAtExit={archive}")
-        node = rt.node(NodeSpec(name="kafka-cds", argv=argv, data_dir=info.data_dir, log_path=cluster.log_path(info),
+        node = rt.node(NodeSpec(name="kafka-cds", argv=argv, data_dir=data, log_path=cluster.log_path(info),
                                 ready=lambda _n: cluster.ready(info), image=ROLE), placement)
         node.start().wait_ready(timeout)
         cluster.exercise([f"{ip}:9092"], topic_timeout=60)

@@ -30,6 +30,7 @@ from targets.base import (
     Profile,
     RecordAck,
     Runner,
+    Target,
     Work,
 )
 
@@ -279,6 +280,7 @@ class RedisConsumer:
             for d in batch:
                 work(self.work_s)
                 inv = record_ack("invoke", {"ids": [d.id]})
+                assert self.atomic is not None
                 try:
                     self.atomic(keys=[STREAM, EFFECTS, APPLIED, BALANCES],
                                 args=[d.id, str(d.key), d.amount, GROUP, d.handle])
@@ -343,4 +345,4 @@ class Redis:
         return read_effects(d)
 
 
-TARGET = Redis()
+TARGET: Target = Redis()  # mypy checks that it satisfies the protocol

@@ -1,0 +1,119 @@
+"""The shape the design card asks for, checked: no import loops among our modules, `harness/` names no
+system, checkers import nothing else of ours, and the plug-in points type-check against their protocols."""
+
+from __future__ import annotations
+
+import ast
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("harness", "targets", "workloads", "checkers")
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _modules() -> dict[str, Path]:
+    return {_module_name(p): p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")}
+
+
+def _imports(path: Path, name: str, modules: dict[str, Path]) -> set[str]:
+    """Our modules `path` imports anywhere (functions included), except under `if TYPE_CHECKING:`."""
+    tree = ast.parse(path.read_text())
+    skip: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skip.update(id(n) for b in node.body for n in ast.walk(b))
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name in modules)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                up = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*up, base] if base else up)
+            for a in node.names:  # `from pkg import sub` imports the submodule pkg.sub
+                found.add(f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base)
+    return {m for m in found if m in modules and m != name}
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    sys.setrecursionlimit(10_000)
+    for v in graph:
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_no_import_loops_among_our_modules():
+    modules = _modules()
+    graph = {name: _imports(path, name, modules) for name, path in modules.items()}
+    assert _cycles(graph) == []
+
+
+def test_checkers_import_nothing_else_of_ours():
+    modules = _modules()
+    for name, path in modules.items():
+        if name.startswith("checkers"):
+            others = {m for m in _imports(path, name, modules) if not m.startswith("checkers")}
+            assert not others, f"{name} imports {others}"
+
+
+def test_the_harness_names_no_system():
+    """The issue's own check: `grep -rnwiE 'redis|kafka|nats' harness --include='*.py'` finds only the default
+    target's name in the configuration."""
+    words = re.compile(r"\b(redis|kafka|nats)\b", re.I)
+    hits = [f"{p.relative_to(ROOT)}: {line.strip()}" for p in sorted((ROOT / "harness").rglob("*.py"))
+            for line in p.read_text().splitlines() if words.search(line)]
+    assert len(hits) == 1 and hits[0].startswith('harness/config.py: DEFAULT_TARGET = "redis"'), hits
+
+
+@pytest.mark.skipif(not shutil.which("mypy", path=str(Path(sys.executable).parent)), reason="mypy not installed")
+def test_plug_ins_type_check_against_their_protocols():
+    """mypy over pyproject.toml's files: every TARGET is a Target, every WORKLOAD a Workload, both runtimes
+    Runtimes, and the run uses them only through their protocols."""
+    mypy = shutil.which("mypy", path=str(Path(sys.executable).parent))
+    r = subprocess.run([mypy], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert r.returncode == 0, r.stdout + r.stderr
