@@ -364,6 +364,7 @@ class Run:
         self.say("[final read] the whole log once more, from its beginning to its end")
         who = "final-reader"  # its own process: after an `info` a process id is never used again
         self.harness_log.write(who, "invoke", "final-read", None)
+        t0 = time.monotonic()
         try:
             records = final_read(self.deployment)
         except Exception as e:
@@ -371,7 +372,7 @@ class Run:
             self.say(f"  warning: the final read failed: {type(e).__name__}: {e}")
             return
         self.harness_log.write(who, "ok", "final-read", {"messages": records})
-        self.say(f"[final read] {len(records)} records")
+        self.say(f"[final read] {len(records)} records in {time.monotonic() - t0:.1f}s")
 
     def _effects(self) -> None:
         self.harness_log.write("harness", "invoke", "effects", None)

@@ -27,9 +27,10 @@ def _compose() -> list[str]:
 
 
 def _env() -> dict[str, str]:
-    from harness.images import local_name
+    from harness.images import all_images
+    from harness.imaging import env_var, local_name
 
-    return {**os.environ, **{f"ONCEPROOF_{r.upper()}_IMAGE": local_name(r) for r in ("redis", "kafka", "toxiproxy")}}
+    return {**os.environ, **{env_var(i.role): local_name(i.role) for i in all_images()}}
 
 
 @pytest.mark.parametrize("path", FILES, ids=[p.name for p in FILES])

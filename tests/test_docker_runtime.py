@@ -17,11 +17,15 @@ import pytest
 
 from harness.cli import main
 from harness.runtime.local import NodeSpec
+from targets.redis import TARGET as REDIS
 from targets.redis import ping
 from tests.conftest import docker_images
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[1]
+
+
+REDIS_IMAGE = REDIS.image
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -32,8 +36,9 @@ def _images():
 def _redis(rt, name: str, port: int = 6379):
     spec = NodeSpec(name=name, argv=["redis-server", "--port", str(port), "--bind", "0.0.0.0",
                                      "--protected-mode", "no", "--save", "", "--appendonly", "no"],
-                    data_dir=rt.run_dir / "nodes" / name, log_path=rt.run_dir / "nodes" / name / "node.log")
-    node = rt.node(spec, role="redis")
+                    data_dir=rt.run_dir / "nodes" / name, log_path=rt.run_dir / "nodes" / name / "node.log",
+                    image="redis")
+    node = rt.node(spec, rt.place())
     spec.ready = lambda n: ping(port, host=node.ip)
     return node
 
@@ -57,7 +62,7 @@ def _leftovers() -> int:
 def test_a_node_container_is_killed_paused_resumed_and_restarted_at_the_same_address(tmp_path):
     from harness.runtime.docker import DockerRuntime
 
-    with DockerRuntime(tmp_path / "run") as rt:
+    with DockerRuntime(tmp_path / "run", images=[REDIS_IMAGE]) as rt:
         node = _redis(rt, "redis-1")
         node.start().wait_ready(30)
         assert node.alive and ping(6379, host=node.ip)
@@ -79,7 +84,7 @@ def test_a_node_container_is_killed_paused_resumed_and_restarted_at_the_same_add
 def test_partitions_are_rules_in_each_nodes_namespace_and_healing_removes_them(tmp_path):
     from harness.runtime.docker import DockerRuntime
 
-    with DockerRuntime(tmp_path / "run") as rt:
+    with DockerRuntime(tmp_path / "run", images=[REDIS_IMAGE]) as rt:
         a, b, c = (_redis(rt, f"redis-{i}") for i in (1, 2, 3))
         for n in (a, b, c):
             n.start()
@@ -120,10 +125,11 @@ def test_partition_faults_are_refused_for_local_nodes(tmp_path, capsys):
 def test_a_sigkilled_harness_leaves_objects_that_onceproof_clean_removes(tmp_path):
     code = ("import sys,time\nfrom pathlib import Path\nfrom harness.runtime.docker import DockerRuntime\n"
             "from harness.runtime.local import NodeSpec\n"
-            f"rt = DockerRuntime({str(tmp_path / 'run')!r})\n"
+            "import targets\n"
+            f"rt = DockerRuntime({str(tmp_path / 'run')!r}, images=[targets.load('redis').image])\n"
             "d = rt.run_dir / 'n'\n"
-            "rt.node(NodeSpec(name='redis-1', argv=['redis-server'], data_dir=d, log_path=d / 'log'), "
-            "role='redis').start()\n"
+            "rt.node(NodeSpec(name='redis-1', argv=['redis-server'], data_dir=d, log_path=d / 'log', image='redis'), "
+            "rt.place()).start()\n"
             "print('up', flush=True)\ntime.sleep(120)\n")
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "up"

@@ -1,5 +1,5 @@
 """Known answers against a real 3-node Kafka cluster through real Toxiproxy (short CI versions; the
-long, many-seed certification is benchmarks/kafka_certify.py)."""
+long, many-seed certification is `benchmarks/certify.py --target kafka`)."""
 
 from __future__ import annotations
 

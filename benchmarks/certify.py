@@ -1,9 +1,10 @@
-"""The long Kafka known-answer certification: many seeded runs per case, and how many gave the expected answer.
+"""The long known-answer certifications: many seeded runs per case, and how many gave the expected answer.
 
-    python benchmarks/kafka_certify.py [--seeds 10] [--time 60] [--cases acks1,unclean,at-least-once,exactly-once]
+    python benchmarks/certify.py --target kafka [--seeds 10] [--time 60] [--cases acks1,unclean,...]
+    python benchmarks/certify.py --target nats --seeds 10 --time 20
 
 Each case is a profile, the faults it is run under and the answer expected of it (the short versions are
-tests/test_kafka_known_answers.py). Every run is a full `onceproof run` in its own process; results and
+tests/test_<target>_known_answers.py). Every run is a full `onceproof run` in its own process; results and
 reports stay in --store for inspection. Prints one line per run and a summary table.
 """
 
@@ -44,9 +45,20 @@ def exactly_once(r: dict) -> bool:
     return r["valid"] is True and c["lost"] == 0 and c["lost_effects"] == 0 and c["duplicated_effects"] == 0
 
 
+def at_most_once_losses(r: dict) -> bool:
+    c = r["delivery"]["counts"]
+    return r["valid"] is True and c["lost_effects"] > 0 and c["duplicated_effects"] == 0
+
+
+def duplicated_effects(r: dict) -> bool:
+    return r["valid"] is False and r["delivery"]["counts"]["duplicated_effects"] > 0
+
+
 _FAST_DRAIN = ["--consumers", "4", "--work-ms", "1", "--drain-deadline", "600"]
 
-CASES = {
+_NATS = ["--rate", "100", "--work-ms", "20"]
+
+CASES = {"kafka": {
     # consumers keep up with the producers (1 ms of work each, 4 of them) and the drain may run long
     "acks1": ("acks1", "kill-leader", ["--producers", "4", "--rate", "600", *_FAST_DRAIN], lost, "lost > 0"),
     "unclean": ("unclean", "kill-leader", ["--producers", "4", "--rate", "600", *_FAST_DRAIN], lost, "lost > 0"),
@@ -54,26 +66,42 @@ CASES = {
                       "duplicates > 0, lost = 0"),
     "exactly-once": ("exactly-once", "kill-leader,pause-leader,ack-loss,kill-consumer",
                      ["--producers", "4", "--rate", "40"], exactly_once, "valid, no loss, no duplicated effects"),
-}
+}, "nats": {
+    "at-most-once": ("at-most-once", "kill-consumer", _NATS, at_most_once_losses,
+                     "lost effects > 0, no duplicated effect"),
+    "at-least-once": ("at-least-once", "kill-consumer", _NATS, at_least_once_dups, "duplicates > 0, lost = 0"),
+    "exactly-once": ("exactly-once", "ack-loss,kill-consumer,kill-producer,kill-leader", _NATS, exactly_once,
+                     "valid, no loss, no duplicated effects"),
+    # consumers slower than producers: the stream holds a backlog when its only node dies
+    "r1-memory": ("r1-memory", "kill-leader", ["--rate", "200", "--work-ms", "20"], lost, "lost > 0"),
+    "short-dedup-window": ("short-dedup-window", "ack-loss", ["--rate", "200"], duplicated_effects,
+                           "duplicated effects > 0"),
+}}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--target", default="kafka", choices=sorted(CASES))
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--first-seed", type=int, default=1)
     ap.add_argument("--time", type=int, default=60)
-    ap.add_argument("--cases", default=",".join(CASES))
-    ap.add_argument("--store", default=str(ROOT / "bench-out" / "kafka-certify"))
+    ap.add_argument("--cases", help="comma-separated cases (default: all of the target's)")
+    ap.add_argument("--store", help="where runs go (default: bench-out/<target>-certify)")
     args = ap.parse_args()
+    cases = CASES[args.target]
+    store_root = Path(args.store or ROOT / "bench-out" / f"{args.target}-certify")
     summary = []
-    for case in args.cases.split(","):
-        profile, faults, extra, expected, says = CASES[case]
+    for case in (args.cases.split(",") if args.cases else list(cases)):
+        if case not in cases:
+            print(f"unknown case {case!r} for {args.target}; known: {', '.join(cases)}", file=sys.stderr)
+            return 2
+        profile, faults, extra, expected, says = cases[case]
         good = 0
         runs = 0
         for seed in range(args.first_seed, args.first_seed + args.seeds):
-            store = Path(args.store) / case / f"seed-{seed}"
+            store = store_root / case / f"seed-{seed}"
             t0 = time.monotonic()
-            cmd = [sys.executable, "-m", "harness.cli", "run", "--target", "kafka", "--profile", profile,
+            cmd = [sys.executable, "-m", "harness.cli", "run", "--target", args.target, "--profile", profile,
                    "--faults", faults, "--time", str(args.time), "--seed", str(seed), "--store", str(store), *extra]
             p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=args.time * 10 + 600)
             res = store / "latest" / "results.json"
