@@ -228,3 +228,13 @@ def test_find_go_picks_a_new_enough_go(monkeypatch, tmp_path):
     monkeypatch.setattr(needs.Path, "glob", lambda self, pattern: iter([]))
     go, found = needs.find_go()
     assert go is None and "go1.19" in found
+
+
+def test_doctor_lists_what_every_registered_target_needs(monkeypatch, capsys):
+    all_binaries(monkeypatch)
+    fake_toxiproxy()
+    run_cli("doctor")  # exit 1: the fake cache has no Kafka jars
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "targets: " + ", ".join(setup.registry.names())
+    reqs = {r.name: r for r in setup.requirements(["nats"])}
+    assert reqs["nats-server"].fix == "apt-get install -y nats-server"
