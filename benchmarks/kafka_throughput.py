@@ -37,13 +37,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness.runtime import LocalRuntime, NodeSpec, cleanup
-from harness.setup import kafka_cds_archive, kafka_classpath
+from common import harness_rate, start_nodes  # benchmarks/common.py, beside this script
+
+from harness.runtime import LocalRuntime, cleanup
 from harness.toxiproxy import ToxiproxyServer
-from harness.worker import shard_path, worker_spec
-from targets import kafka as target
-from targets.base import NodeInfo
-from targets.kafka import cluster
+from targets.kafka import PARTITIONS, _broker_settings, cluster
+from targets.kafka import TARGET as target
+from targets.kafka.jars import kafka_cds_archive, kafka_classpath
 
 PERF_TOPIC = "onceproof-perf"  # ProducerPerformance's topic, apart from the harness's onceproof-in
 RECORD_SIZE = 100
@@ -62,61 +62,6 @@ MODES = {  # ProducerPerformance's producer properties beyond acks and idempoten
     "inflight1": {"linger.ms": 0, "batch.size": 0, "max.in.flight.requests.per.connection": 1},
     "default": {},  # the producer's defaults: linger.ms 5, batch.size 16384, 5 requests in flight
 }
-
-
-def start_cluster(runtime: LocalRuntime, toxiproxy: ToxiproxyServer, run_dir: Path, profile, n: int) -> list[NodeInfo]:
-    """`n` Kafka nodes with the profile's broker settings, each behind its own proxy, ready and prepared,
-    in the order harness/run.py uses (proxies, setup_nodes, node_argv, ready, prepare)."""
-    infos = []
-    for i in range(1, n + 1):
-        data = run_dir / "nodes" / f"kafka-{i}"
-        data.mkdir(parents=True)
-        extra = {p: runtime.free_port() for p in target.EXTRA_PORTS}
-        info = NodeInfo(f"kafka-{i}", runtime.free_port(), data_dir=data, extra_ports=extra)
-        info.proxy_port = toxiproxy.create_proxy(info.name, f"127.0.0.1:{info.port}").port
-        infos.append(info)
-    target.setup_nodes(infos, profile)
-    nodes = []
-    for info in infos:
-        spec = NodeSpec(name=info.name, argv=target.node_argv(info, profile), data_dir=info.data_dir,
-                        log_path=info.data_dir / f"{info.name}.log", ports={"client": info.port, **info.extra_ports},
-                        ready=lambda _n, i=info: target.ready(i))
-        nodes.append(runtime.node(spec).start())
-    for node in nodes:
-        node.wait_ready(target.READY_TIMEOUT)
-    target.prepare(infos, profile)
-    return infos
-
-
-def harness_rate(runtime: LocalRuntime, phase_dir: Path, profile: str, bootstrap: list[str], args) -> dict:
-    """Run `args.producers` unpaced, recording producer workers for `args.seconds`, stop them with SIGTERM,
-    and add up their stats files. Rate = sum over workers of acked / that worker's own seconds."""
-    start_ns = time.monotonic_ns()
-    workload = {"rate": 0, "producers": args.producers, "consumers": 0}
-    (phase_dir / "workers").mkdir(parents=True)
-    workers = []
-    for i in range(args.producers):
-        spec = worker_spec("producer", i, phase_dir, start_ns, "kafka", profile, bootstrap, workload, record=True)
-        spec_path = phase_dir / "workers" / f"producer-{i}.json"
-        spec_path.write_text(json.dumps(spec))
-        workers.append(runtime.spawn(f"{phase_dir.name}-producer-{i}",
-                                     [sys.executable, "-m", "harness.worker", str(spec_path)],
-                                     log_path=phase_dir / "workers" / f"producer-{i}.log"))
-    time.sleep(args.seconds)
-    for w in workers:
-        w.stop(timeout=20)  # SIGTERM: the worker finishes the send in hand, writes its stats and exits
-    total = {"attempted": 0, "acked": 0, "rate": 0.0, "seconds": 0.0}
-    for i, w in enumerate(workers):
-        stats_file = shard_path(phase_dir, "producer", i).with_suffix(".stats.json")
-        if w.returncode != 0 or not stats_file.exists():
-            tail = "\n".join(w.log_tail())
-            raise RuntimeError(f"worker {w.name} exited with {w.returncode}, no {stats_file.name}:\n{tail}")
-        stats = json.loads(stats_file.read_text())
-        total["attempted"] += stats["attempted"]
-        total["acked"] += stats["acked"]
-        total["rate"] += stats["acked"] / stats["seconds"]
-        total["seconds"] = max(total["seconds"], stats["seconds"])
-    return total
 
 
 def perf_props(settings: dict, mode: str) -> dict:
@@ -162,7 +107,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=10.0, help="load time of each harness phase (default 10)")
     ap.add_argument("--producers", type=int, default=2, help="producer workers per harness phase (default 2)")
-    ap.add_argument("--nodes", type=int, default=target.NODES, choices=target.NODE_COUNTS)
+    ap.add_argument("--nodes", type=int, default=target.node_counts[0], choices=target.node_counts)
     ap.add_argument("--profiles", default="acks1,at-least-once,idempotent,exactly-once",
                     help="comma-separated; all must share the broker settings (default: the four safe ones)")
     ap.add_argument("--tool-seconds", type=float, default=4.0,
@@ -174,11 +119,11 @@ def main() -> int:
     args = ap.parse_args()
 
     names = [p.strip() for p in args.profiles.split(",") if p.strip()]
-    unknown = [p for p in names if p not in target.PROFILES]
+    unknown = [p for p in names if p not in target.profiles]
     if unknown or not names:
-        print(f"unknown profiles {unknown}; valid: {', '.join(target.PROFILES)}")
+        print(f"unknown profiles {unknown}; valid: {', '.join(target.profiles)}")
         return 2
-    profiles = [target.PROFILES[p] for p in names]
+    profiles = [target.profiles[p] for p in names]
     if len({json.dumps(p.settings["broker"], sort_keys=True) for p in profiles}) > 1:
         print("these profiles need different broker settings (one cluster serves one setting); run them apart")
         return 2
@@ -194,13 +139,13 @@ def main() -> int:
     try:
         toxiproxy = ToxiproxyServer(log_path=run_dir / "toxiproxy.log").start()
         t0 = time.monotonic()
-        infos = start_cluster(runtime, toxiproxy, run_dir, profiles[0], args.nodes)
-        bootstrap = target.bootstrap(infos)
-        broker = target._broker_settings(profiles[0], args.nodes)
+        d = start_nodes(target, profiles[0], args.nodes, runtime, toxiproxy, run_dir)
+        bootstrap = d.bootstrap
+        broker = _broker_settings(profiles[0], args.nodes)
         rf = min(3, args.nodes)
-        cluster.create_topic(bootstrap, PERF_TOPIC, target.PARTITIONS, rf, broker["min.insync.replicas"])
+        cluster.create_topic(bootstrap, PERF_TOPIC, PARTITIONS, rf, broker["min.insync.replicas"])
         print(f"{args.nodes} Kafka node(s) ready and prepared in {time.monotonic() - t0:.1f}s; broker settings "
-              f"{broker}; topics {target.PARTITIONS} partitions, replication {rf}")
+              f"{broker}; topics {PARTITIONS} partitions, replication {rf}")
         print(f"every client (harness and tool) connects through the proxies: {','.join(bootstrap)}")
         print(f"ProducerPerformance JVM: class-data archive {kafka_cds_archive() or 'none'}")
 
@@ -230,7 +175,8 @@ def main() -> int:
                       f"idempotence={bool(s.get('idempotence'))}"
                       f"{' (its transactions are the consumer side: not measured)' if s.get('transactional') else ''}")
                 print(f"  harness, {args.producers} producers, recording, {args.seconds:.0f}s ...", flush=True)
-                h = harness_rate(runtime, run_dir / f"harness-{profile.name}-{rnd}", profile.name, bootstrap, args)
+                h = harness_rate(runtime, run_dir / f"harness-{profile.name}-{rnd}", "kafka", profile.name,
+                                 bootstrap, args.producers, args.seconds)
                 print(f"    {h['rate']:>9,.0f} acked/s ({h['acked']:,} acked of {h['attempted']:,} attempted)")
                 rates.setdefault(profile.name, {}).setdefault("harness", []).append(h["rate"])
                 tool_runs = [(profile.name, mode, None) for mode in MODES]

@@ -19,76 +19,23 @@ Run it with the project's interpreter (.venv/bin/python): it imports the harness
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import redis
+from common import harness_rate, start_nodes  # benchmarks/common.py, beside this script
 
-from harness.runtime import LocalRuntime, NodeSpec, cleanup
+from harness.runtime import LocalRuntime, cleanup
 from harness.toxiproxy import ToxiproxyServer
-from harness.worker import shard_path, worker_spec
-from targets import redis as target
-from targets.base import NodeInfo
+from targets.redis import TARGET as target
 
 BENCH_STREAM = "onceproof:bench"  # redis-benchmark's stream, apart from the harness's onceproof:stream
 RPS = re.compile(r"([0-9.]+) requests per second")
-
-
-def start_node(runtime: LocalRuntime, toxiproxy: ToxiproxyServer, run_dir: Path, profile) -> NodeInfo:
-    """One redis-server with the profile's settings behind one proxy, ready and prepared, in the order
-    harness/run.py uses (proxy first, then setup_nodes, node_argv, ready, prepare)."""
-    data = run_dir / "nodes" / "redis-1"
-    data.mkdir(parents=True)
-    info = NodeInfo("redis-1", runtime.free_port(), data_dir=data)
-    info.proxy_port = toxiproxy.create_proxy(info.name, f"127.0.0.1:{info.port}").port
-    target.setup_nodes([info], profile)
-    spec = NodeSpec(name=info.name, argv=target.node_argv(info, profile), data_dir=data,
-                    log_path=data / "redis-1.log", ports={"client": info.port},
-                    ready=lambda n: target.ready(info))
-    runtime.node(spec).start().wait_ready(target.READY_TIMEOUT)
-    target.prepare([info], profile)
-    return info
-
-
-def harness_rate(runtime: LocalRuntime, phase_dir: Path, port: int, args, record: bool) -> dict:
-    """Run `args.producers` unpaced producer workers for `args.seconds`, stop them with SIGTERM, and
-    add up their stats files. Rate = sum over workers of acked / that worker's own seconds."""
-    start_ns = time.monotonic_ns()
-    workload = {"rate": 0, "producers": args.producers, "consumers": 0}
-    (phase_dir / "workers").mkdir(parents=True)
-    workers = []
-    for i in range(args.producers):
-        spec = worker_spec("producer", i, phase_dir, start_ns, "redis", args.profile, [f"127.0.0.1:{port}"],
-                           workload, record=record)
-        spec_path = phase_dir / "workers" / f"producer-{i}.json"
-        spec_path.write_text(json.dumps(spec))
-        workers.append(runtime.spawn(f"{phase_dir.name}-producer-{i}",
-                                     [sys.executable, "-m", "harness.worker", str(spec_path)],
-                                     log_path=phase_dir / "workers" / f"producer-{i}.log"))
-    time.sleep(args.seconds)
-    for w in workers:
-        w.stop(timeout=10)  # SIGTERM: the worker finishes the send in hand, writes its stats and exits
-    total = {"attempted": 0, "acked": 0, "rate": 0.0, "seconds": 0.0, "history_bytes": 0}
-    for i, w in enumerate(workers):
-        stats_file = shard_path(phase_dir, "producer", i).with_suffix(".stats.json")
-        if w.returncode != 0 or not stats_file.exists():
-            tail = "\n".join(w.log_tail())
-            raise RuntimeError(f"worker {w.name} exited with {w.returncode}, no {stats_file.name}:\n{tail}")
-        stats = json.loads(stats_file.read_text())
-        total["attempted"] += stats["attempted"]
-        total["acked"] += stats["acked"]
-        total["rate"] += stats["acked"] / stats["seconds"]
-        total["seconds"] = max(total["seconds"], stats["seconds"])
-        shard = shard_path(phase_dir, "producer", i)
-        total["history_bytes"] += shard.stat().st_size if shard.exists() else 0
-    return total
 
 
 def redis_benchmark(port: int, clients: int, pipeline: int, seconds: float) -> tuple[float, int]:
@@ -123,7 +70,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=10.0, help="load time of each harness phase (default 10)")
     ap.add_argument("--producers", type=int, default=2, help="producer workers = redis-benchmark -c (default 2)")
-    ap.add_argument("--profile", default="at-least-once", choices=sorted(target.PROFILES))
+    ap.add_argument("--profile", default="at-least-once", choices=sorted(target.profiles))
     ap.add_argument("--bench-seconds", type=float, default=3.0, help="length of each redis-benchmark run")
     ap.add_argument("--keep", action="store_true", help="keep the temporary run directory")
     args = ap.parse_args()
@@ -131,7 +78,7 @@ def main() -> int:
         print("needs redis-server and redis-benchmark on PATH (Debian: apt-get install redis-server redis-tools)")
         return 2
 
-    profile = target.PROFILES[args.profile]
+    profile = target.profiles[args.profile]
     cleanup.install_handlers()  # Ctrl-C or SIGTERM: KeyboardInterrupt, so the finally below tears down
     run_dir = Path(tempfile.mkdtemp(prefix="onceproof-redis-bench-"))
     runtime = LocalRuntime(run_dir)
@@ -142,7 +89,7 @@ def main() -> int:
         print("warning: the machine is already busy; these figures will be noisy (rerun when it is quiet)")
     try:
         toxiproxy = ToxiproxyServer(log_path=run_dir / "toxiproxy.log").start()
-        info = start_node(runtime, toxiproxy, run_dir, profile)
+        info = start_nodes(target, profile, 1, runtime, toxiproxy, run_dir).nodes[0]
 
         r = redis.Redis(host="127.0.0.1", port=info.port, decode_responses=True, socket_timeout=5)
         live = {k: r.config_get(k)[k] for k in ("appendonly", "appendfsync", "save")}
@@ -155,9 +102,11 @@ def main() -> int:
             print("note: this profile's producers send a Lua script (SET NX + XADD); redis-benchmark a plain XADD")
 
         print(f"\n[1/5] harness, {n} producers through the proxy, recording, {args.seconds:.0f}s ...", flush=True)
-        rec = harness_rate(runtime, run_dir / "recorded", info.proxy_port, args, record=True)
+        rec = harness_rate(runtime, run_dir / "recorded", "redis", args.profile, [f"127.0.0.1:{info.proxy_port}"],
+                           args.producers, args.seconds, record=True)
         print(f"[2/5] harness, {n} producers through the proxy, not recording, {args.seconds:.0f}s ...", flush=True)
-        unrec = harness_rate(runtime, run_dir / "unrecorded", info.proxy_port, args, record=False)
+        unrec = harness_rate(runtime, run_dir / "unrecorded", "redis", args.profile, [f"127.0.0.1:{info.proxy_port}"],
+                             args.producers, args.seconds, record=False)
         print(f"[3/5] redis-benchmark XADD -c {n} -P 1, direct ...", flush=True)
         direct, direct_n = redis_benchmark(info.port, n, 1, args.bench_seconds)
         print(f"[4/5] redis-benchmark XADD -c {n} -P 1, through the proxy ...", flush=True)

@@ -122,8 +122,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"onceproof run: error: the recorded history is unusable: {e}", file=sys.stderr)
         return 2
     results = check_history(h, cfg.guarantee)
-    results["run"] = {"dir": str(run.dir), "config": cfg.resolved(), "drain_incomplete": run.drain_incomplete}
+    results["run"] = {"dir": str(run.dir), "config": cfg.resolved(), "drain_incomplete": run.drain_incomplete,
+                      "worker_failures": run.worker_failures}
     c = results["delivery"]["counts"]
+    # never a verdict on what the harness failed to do: no message sent, or a worker that died by itself
+    if c["attempted"] == 0:
+        results["valid"] = "unknown"
+        results["reasons"].append("no message was sent: the producers did nothing (see workers/*.log)")
+    if run.worker_failures:
+        results["valid"] = "unknown"
+        results["reasons"].append(
+            "worker processes ended by themselves, so the history lacks what they should have done: "
+            + "; ".join(f"{n} (exit {f['exit']}, workers/{n}.log)" for n, f in sorted(run.worker_failures.items())))
     if (run.drain_incomplete and results["valid"] is False and results["log"].get("valid") is not False
             and (c["lost"] or c["lost_effects"])):
         # never blame the system for the harness's own fault: an unfinished drain is not a loss

@@ -8,7 +8,7 @@ from typing import Any
 import targets
 import workloads
 from harness.faults import FAULTS
-from harness.runtime import RUNTIMES
+from harness.runtime import RUNTIMES, runtime_class
 from targets.base import Profile
 
 DEFAULT_TARGET = "redis"  # the one place the harness names a system: what `onceproof run` runs by default
@@ -70,8 +70,8 @@ class RunConfig:
                               f"{', '.join(map(str, t.node_counts))}")
         if self.runtime not in RUNTIMES:
             raise ConfigError(f"unknown runtime {self.runtime!r}; valid runtimes: {', '.join(RUNTIMES)}")
-        cutting = [r for r, cls in RUNTIMES.items() if cls.can_partition]
-        need = [f for f in self.faults if FAULTS[f].needs_partitions and not RUNTIMES[self.runtime].can_partition]
+        cutting = [r for r in RUNTIMES if runtime_class(r).can_partition]
+        need = [f for f in self.faults if FAULTS[f].needs_partitions and not runtime_class(self.runtime).can_partition]
         if need:
             raise ConfigError(f"{', '.join(need)} need{'s' if len(need) == 1 else ''} --runtime "
                               f"{' or '.join(cutting)}: nodes of the {self.runtime} runtime share one network "

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from harness.runtime.base import Node, Proxies
 from harness.schedule import Window
+
+if TYPE_CHECKING:
+    from harness.runtime.base import Node, Proxies
 
 
 class FaultContext(Protocol):

@@ -23,6 +23,7 @@ TOXIPROXY_PACKAGE = "github.com/Shopify/toxiproxy/v2/cmd/server"  # installs a b
 GO_MIN = (1, 23)  # toxiproxy 2.12.0's go.mod; Debian 12's golang-go is 1.19, too old
 GO_PLACES = ("/usr/local/go/bin/go",)  # where Go is looked for besides PATH (and /usr/lib/go-*/bin/go)
 
+SBIN = "/usr/local/sbin:/usr/sbin:/sbin"  # not on every user's PATH
 Progress = Callable[[str], object]
 
 
@@ -69,6 +70,11 @@ class Needs:
 
 class SetupError(RuntimeError):
     """Something a target needs is missing and could not be installed; the message says what to do."""
+
+
+def which(binary: str) -> str | None:
+    """A program on PATH, or in the sbin directories some packages install to (not on every user's PATH)."""
+    return shutil.which(binary) or shutil.which(binary, path=SBIN)
 
 
 def cache_dir() -> Path:
@@ -172,7 +178,7 @@ def _version_line(binary: str, args: Sequence[str]) -> str:
 
 def debian_requirement(d: Debian, versions: dict[str, str]) -> Requirement:
     fix = f"apt-get install -y {d.package}"
-    where = shutil.which(d.binary)
+    where = which(d.binary)
     if not where:
         return Requirement(d.binary, False, f"{d.binary} not on PATH", fix)
     if not d.version_args:

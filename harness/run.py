@@ -92,6 +92,9 @@ class Run:
         self.active: list[Window] = []
         self.resolved: dict[Window, Window] = {}
         self.drain_incomplete: dict[str, Any] | None = None
+        self.spawned: dict[str, Node] = {}  # every worker process by name, replaced ones too
+        self.meant_to_end: set[str] = set()  # workers the run killed (a fault) or stopped
+        self.worker_failures: dict[str, dict[str, Any]] = {}  # workers that ended on their own
         (self.dir / "shards").mkdir(exist_ok=True)
         self.nemesis = HistoryWriter(self.dir / "shards" / "nemesis.jsonl", start_ns=self.start_ns)
         self.harness_log = HistoryWriter(self.dir / "shards" / "harness.jsonl", start_ns=self.start_ns)
@@ -119,6 +122,7 @@ class Run:
     def kill_worker(self, slot: str) -> None:
         proc = self.workers.get(slot)
         if proc is not None:
+            self.meant_to_end.add(proc.name)
             proc.kill()
 
     def replace_worker(self, slot: str) -> None:
@@ -188,8 +192,22 @@ class Run:
         spec_path.write_text(json.dumps(spec))
         if slot:
             self.worker_shards[slot] = shard_path(self.dir, role, index)
-        return self.runtime.spawn(f"{role}-{index}", [self.runtime.python, "-m", "harness.worker", str(spec_path)],
+        proc = self.runtime.spawn(f"{role}-{index}", [self.runtime.python, "-m", "harness.worker", str(spec_path)],
                                   log_path=wdir / f"{role}-{index}.log")
+        self.spawned[proc.name] = proc
+        return proc
+
+    def _check_workers(self) -> None:
+        """Note every worker that ended although the run neither killed nor stopped it (a crash, an import
+        error, a client library that gave up): the history then lacks what it should have done, and the
+        harness, not the system, is to blame. The CLI turns the verdict into `unknown`."""
+        for name, proc in self.spawned.items():
+            if name in self.meant_to_end or name in self.worker_failures or proc.alive:
+                continue
+            tail = proc.log_tail(8)
+            self.worker_failures[name] = {"exit": proc.returncode, "log": tail}
+            self.say(f"  warning: worker {name} ended by itself (exit {proc.returncode}); its log ends: "
+                     + " | ".join(tail[-3:]))
 
     def workload_settings(self) -> dict[str, Any]:
         """The run options the workload reads."""
@@ -283,6 +301,7 @@ class Run:
                 self._apply(w, "start")
                 stalled += time.monotonic() - a
             if time.monotonic() - last_print >= 2.0:
+                self._check_workers()
                 self.tail.poll()
                 rate = (self.tail.ops - last_ops) / (time.monotonic() - last_print)
                 last_print, last_ops = time.monotonic(), self.tail.ops
@@ -309,21 +328,25 @@ class Run:
                 self.restart_node(name)
 
     def _stop_role(self, role: str) -> None:
+        self._check_workers()
         procs = [p for slot, p in self.workers.items() if slot.startswith(role)]
         for p in procs:
+            self.meant_to_end.add(p.name)
             p.stop(timeout=10)
         for slot in [s for s in self.workers if s.startswith(role)]:
             del self.workers[slot]
 
-    def _backlog(self) -> int | None:
-        """What the target says is still unconsumed, or None when it cannot tell."""
+    def _backlog(self) -> int | str | None:
+        """What the target says is still unconsumed: None when it has no such ability, "unknown" when asking
+        failed (say, no leader to answer yet: not a reason to end the drain)."""
         backlog = self.target.abilities.backlog
         if backlog is None:
             return None
         try:
             return int(backlog(self.deployment))
-        except Exception:
-            return None
+        except Exception as e:
+            self.say(f"  note: the backlog could not be read: {type(e).__name__}: {e}")
+            return "unknown"
 
     def _drain(self) -> None:
         """Fresh consumers until no delivery for `quiet` seconds (and, where the target can tell, nothing
@@ -343,16 +366,17 @@ class Run:
             now = time.monotonic()
             if now - last >= quiet:
                 left = self._backlog()
-                if not left:
+                if left is None or left == 0:
                     self.say(f"[drain] quiet for {quiet:.0f}s after {now - t0:.1f}s; "
                              f"delivered {self.tail.delivered}")
                     break
             if now - t0 >= deadline:
                 left = self._backlog()
-                self.drain_incomplete = {"deadline_s": deadline, "backlog": left}
+                self.drain_incomplete = {"deadline_s": deadline, "backlog": "unknown" if left is None else left}
                 self.say(f"[drain] deadline of {deadline:.0f}s reached; "
                          f"{'unknown' if left is None else left} messages still unconsumed")
                 break
+            self._check_workers()
         self._stop_role("drainer")
 
     def _final_read(self) -> None:
@@ -417,6 +441,7 @@ class Run:
             self._drain()
             self._final_read()
             self._effects()
+            self._check_workers()
         finally:
             self.say("[teardown] stopping everything the run started")
             try:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import fcntl
-import shutil
 import sys
 from collections.abc import Iterable, Sequence
 
@@ -26,6 +25,7 @@ from harness.needs import (
     debian_requirement,
     install_toxiproxy,
     toxiproxy_requirement,
+    which,
 )
 
 
@@ -69,7 +69,7 @@ def install(targets: Iterable[str] | None = None, progress: Progress = print) ->
     cache.mkdir(parents=True, exist_ok=True)
     with open(cache / ".setup.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        missing = [d for d in _debian_needs(names) if not shutil.which(d.binary)]
+        missing = [d for d in _debian_needs(names) if not which(d.binary)]
         if missing:
             apt_install(list(dict.fromkeys(d.package for d in missing)), progress)
         install_toxiproxy(progress)

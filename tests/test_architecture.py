@@ -110,6 +110,31 @@ def test_the_harness_names_no_system():
     assert len(hits) == 1 and hits[0].startswith('harness/config.py: DEFAULT_TARGET = "redis"'), hits
 
 
+def test_workers_import_only_what_the_worker_image_carries(tmp_path):
+    """A worker process imports the harness's worker, every target and every workload with nothing on its
+    path but the source and the packages the worker image carries (`harness.images.worker_packages`): no
+    HTTP library, no docker SDK, no numpy. Workers in containers die at import otherwise."""
+    import sysconfig
+
+    from harness.images import worker_packages
+
+    site = Path(sysconfig.get_paths()["purelib"])
+    carried = tmp_path / "site-packages"
+    carried.mkdir()
+    for name in worker_packages():
+        for cand in (site / name, site / f"{name}.py"):
+            if cand.exists():
+                (carried / cand.name).symlink_to(cand)
+    code = ("import sys; sys.path[:0] = [sys.argv[1], sys.argv[2]]\n"
+            "import harness.worker, targets, workloads\n"
+            "[targets.load(n) for n in targets.names()]; [workloads.load(n) for n in workloads.names()]\n"
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('requests', 'docker', 'numpy', 'toxiproxy'))\n"
+            "assert not bad, bad\n")
+    r = subprocess.run([sys.executable, "-S", "-E", "-c", code, str(ROOT), str(carried)], capture_output=True,
+                       text=True, timeout=60, check=False)
+    assert r.returncode == 0, r.stderr[-2000:]
+
+
 @pytest.mark.skipif(not shutil.which("mypy", path=str(Path(sys.executable).parent)), reason="mypy not installed")
 def test_plug_ins_type_check_against_their_protocols():
     """mypy over pyproject.toml's files: every TARGET is a Target, every WORKLOAD a Workload, both runtimes

@@ -176,7 +176,7 @@ def test_java_older_than_17_counts_as_missing(tmp_path, monkeypatch):
     java = tmp_path / "java"
     java.write_text('#!/bin/sh\necho \'openjdk version "11.0.2" 2019-01-15\' >&2\n')
     java.chmod(0o755)
-    monkeypatch.setattr(setup.shutil, "which", lambda name, *a, **k: str(java) if name == "java" else None)
+    monkeypatch.setattr(needs.shutil, "which", lambda name, *a, **k: str(java) if name == "java" else None)
     req = setup.requirements(["kafka"])[0]
     assert req.name == "java" and not req.present and "needs 17" in req.detail
     assert req.fix == "apt-get install -y openjdk-17-jre-headless"

@@ -30,7 +30,7 @@ def nats_node(tmp_path):
         proxy = tp.create_proxy("nats-1", f"127.0.0.1:{info.port}")
         info.proxy_port = proxy.port
         d = Deployment([info], profile, tmp_path)
-        TARGET.setup_nodes(d, rt.run_once)
+        TARGET.setup_nodes(d, lambda argv, timeout: rt.run_once("nats", argv, timeout))
         rt.node(NodeSpec(name="nats-1", argv=TARGET.node_argv(d, info), data_dir=info.data_dir,
                          log_path=tmp_path / "nats-1.log", ready=lambda n: TARGET.ready(info))).start().wait_ready(20)
         TARGET.prepare(d)

@@ -35,6 +35,7 @@ class FakeNode:
         self.name, self.log, self.on_start = name, log, on_start
         self.alive = self.paused = False
         self.pid: int | None = None
+        self.returncode: int | None = None
 
     def start(self) -> FakeNode:
         self.alive, self.pid = True, 1
@@ -64,7 +65,7 @@ class FakeNode:
         self.paused = False
 
     def log_tail(self, lines: int = 20, *, since_start: bool = True) -> list[str]:
-        return []
+        return ["ModuleNotFoundError: No module named 'requests'"] if self.returncode == 1 else []
 
 
 class FakeProxies:
@@ -107,8 +108,9 @@ class FakeRuntime:
     name: ClassVar[str] = "fake"
     can_partition: ClassVar[bool] = False
 
-    def __init__(self, run_dir: Path, partitions: Partitions | None = None) -> None:
+    def __init__(self, run_dir: Path, partitions: Partitions | None = None, crash: str = "") -> None:
         self.run_dir = run_dir
+        self.crash = crash  # workers of this role die at once, by themselves
         self.python = sys.executable
         self.log: list[str] = []
         self._partitions = partitions
@@ -135,7 +137,10 @@ class FakeRuntime:
     def spawn(self, name: str, argv: list[str], *, log_path: Path) -> FakeNode:
         assert argv[:3] == [sys.executable, "-m", "harness.worker"]
         spec = json.loads(Path(argv[3]).read_text())
-        return FakeNode(name, self.log, on_start=lambda: self._work(spec)).start()
+        node = FakeNode(name, self.log, on_start=lambda: self._work(spec)).start()
+        if spec["role"] == self.crash:
+            node.alive, node.returncode = False, 1
+        return node
 
     def _work(self, spec: dict[str, Any]) -> None:
         path = Path(spec["run_dir"]) / "shards" / f"{spec['role']}-{spec['index']}.jsonl"
@@ -295,3 +300,25 @@ def test_a_failure_while_preparing_still_tears_down_and_keeps_the_history(tmp_pa
         run.execute()
     assert "teardown" in rt.log and "toxiproxy stop" in rt.log
     assert (run.dir / "history.jsonl").exists()
+
+
+def test_a_worker_that_ends_by_itself_is_the_harness_s_failure_not_the_system_s(tmp_path):
+    run, _ = _run(tmp_path, FakeTarget(), ["ack-loss"], FakeRuntime(tmp_path / "run", crash="producer"))
+    run.execute()
+    assert sorted(run.worker_failures) == ["producer-2", "producer-3"]
+    assert run.worker_failures["producer-2"]["exit"] == 1
+    assert "requests" in run.worker_failures["producer-2"]["log"][0]
+
+
+def test_a_backlog_that_cannot_be_read_does_not_end_the_drain(tmp_path):
+    answers: list[Any] = [RuntimeError("no leader yet"), RuntimeError("no leader yet"), 0]
+
+    def backlog(d: Deployment) -> int:
+        a = answers.pop(0) if answers else 0
+        if isinstance(a, Exception):
+            raise a
+        return a
+
+    run, _ = _run(tmp_path, FakeTarget(Abilities(backlog=backlog)), [])
+    run.execute()
+    assert answers == [] and run.drain_incomplete is None

@@ -1,8 +1,14 @@
 """Runtimes that run the systems under test and the workers: local processes or containers, both
-implementing `harness.runtime.base.Runtime`; `make_runtime` builds one by its name."""
+implementing `harness.runtime.base.Runtime`; `make_runtime` builds one by its name.
+
+Light on purpose: worker processes import targets, which import `harness.runtime.base`, so this package
+must not pull in the docker runtime (or its HTTP libraries, absent from the worker image) on import."""
+
+from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.imaging import Image
 from harness.runtime.base import Node, NodeSpec, Partitions, Placement, Proxies, Runtime
@@ -14,7 +20,6 @@ from harness.runtime.cleanup import (
     uninstall_handlers,
     unregister,
 )
-from harness.runtime.docker import DockerRuntime
 from harness.runtime.local import (
     LocalNode,
     LocalRuntime,
@@ -24,21 +29,36 @@ from harness.runtime.local import (
     free_port,
 )
 
-RUNTIMES: dict[str, type[LocalRuntime] | type[DockerRuntime]] = {r.name: r for r in (LocalRuntime, DockerRuntime)}
+if TYPE_CHECKING:
+    from harness.runtime.docker import DockerRuntime
+
+RUNTIMES = ("local", "docker")
+
+
+def runtime_class(kind: str) -> type[LocalRuntime] | type[DockerRuntime]:
+    """The class of the runtime called `kind` (its `can_partition` and the like); ValueError if unknown."""
+    if kind == "docker":
+        from harness.runtime.docker import DockerRuntime
+
+        return DockerRuntime
+    if kind == "local":
+        return LocalRuntime
+    raise ValueError(f"unknown runtime {kind!r}; valid runtimes: {', '.join(RUNTIMES)}")
 
 
 def make_runtime(kind: str, run_dir: Path, images: Iterable[Image] = ()) -> Runtime:
     """A runtime of `kind` in `run_dir`; `images` are the target images it may have to run."""
-    if kind == DockerRuntime.name:
+    if kind == "docker":
+        from harness.runtime.docker import DockerRuntime
+
         return DockerRuntime(run_dir, images=images)
-    if kind == LocalRuntime.name:
+    if kind == "local":
         return LocalRuntime(run_dir)
     raise ValueError(f"unknown runtime {kind!r}; valid runtimes: {', '.join(RUNTIMES)}")
 
 
 __all__ = [
     "RUNTIMES",
-    "DockerRuntime",
     "LocalNode",
     "LocalRuntime",
     "Node",
@@ -56,6 +76,7 @@ __all__ = [
     "make_runtime",
     "register",
     "run_teardowns",
+    "runtime_class",
     "uninstall_handlers",
     "unregister",
 ]

@@ -27,11 +27,13 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from harness.runtime import cleanup
 from harness.runtime.base import NodeSpec, Partitions, Placement
-from harness.toxiproxy import ToxiproxyServer
+
+if TYPE_CHECKING:
+    from harness.toxiproxy import ToxiproxyServer
 
 PR_SET_PDEATHSIG = 1
 LOG_TAIL_LINES = 20
@@ -478,6 +480,8 @@ class LocalRuntime:
 
     def toxiproxy(self, log_path: Path) -> ToxiproxyServer:
         """The run's Toxiproxy server, a process on 127.0.0.1 (not started)."""
+        from harness.toxiproxy import ToxiproxyServer
+
         return ToxiproxyServer(log_path=log_path)
 
     def spawn(

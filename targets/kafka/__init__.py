@@ -58,9 +58,8 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
 )}
 
 FAULTS = ("ack-loss", "latency", "reset", "partition-client", "kill", "pause", "restart", "rolling-restart",
-          "kill-leader", "pause-leader", "kill-controller", "pause-controller", "kill-consumer",
-          "kill-producer", "partition-isolate-one", "partition-halves", "partition-majorities-ring",
-          "partition-isolate-leader")
+          "kill-leader", "pause-leader", "kill-controller", "pause-controller", "kill-consumer", "kill-producer",
+          "partition-isolate-one", "partition-halves", "partition-majorities-ring", "partition-isolate-leader")
 
 
 def _classpath(info: NodeInfo) -> str:

@@ -11,8 +11,7 @@ import shutil
 from pathlib import Path
 
 from harness.imaging import PATH, Image, ImageBuild, ImageError, Layout, elf_files
-from harness.runtime.docker import DockerRuntime
-from harness.runtime.local import NodeSpec
+from harness.runtime.base import NodeSpec
 from targets.base import NodeInfo
 from targets.kafka import cluster
 from targets.kafka.jars import kafka_libs
@@ -60,6 +59,8 @@ def class_data_archive(build: ImageBuild, timeout: float = 240.0) -> None:
 
 
 def _run_archiving_broker(image: str, archive: Path, work: Path, timeout: float) -> None:
+    from harness.runtime.docker import DockerRuntime  # not at import: workers import this target
+
     rt = DockerRuntime(work, pinned={ROLE: image})
     try:
         placement = rt.place()

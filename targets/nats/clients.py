@@ -36,13 +36,17 @@ T = TypeVar("T")
 
 
 def classify_error(e: BaseException) -> Outcome:
+    """`fail` only where nothing was taken: no responder (no leader to take the request), a connection
+    closed before anything was written, a refused connect, or a JetStream error reply below 500 (a request
+    it refused). A 5xx reply ("temporarily unavailable") may come after the entry was proposed, and
+    anything else may have been applied: `info`."""
     import nats.errors
     import nats.js.errors
 
     definite = (nats.errors.NoRespondersError, nats.js.errors.NoStreamResponseError, nats.errors.ConnectionClosedError,
-                nats.errors.OutboundBufferLimitError, nats.errors.NoServersError, nats.js.errors.APIError,
-                ConnectionRefusedError)
-    return Outcome("fail" if isinstance(e, definite) else "info", error=f"{type(e).__name__}: {e}")
+                nats.errors.OutboundBufferLimitError, nats.errors.NoServersError, ConnectionRefusedError)
+    refused = isinstance(e, nats.js.errors.APIError) and isinstance(e.code, int) and e.code < 500
+    return Outcome("fail" if isinstance(e, definite) or refused else "info", error=f"{type(e).__name__}: {e}")
 
 
 class _Loop:
@@ -78,14 +82,31 @@ class _Connection:
         self.nc: Any = None
 
     def js(self) -> Any:
-        """The JetStream context of an open connection, opening one if needed (raises if it cannot)."""
+        """The JetStream context of an open connection, opening one if needed (raises if it cannot; a
+        connection that opened but could not be set up is closed again, so the next call starts afresh)."""
         if self.nc is None or self.nc.is_closed:
             url = self.urls[self.next]
             self.next = (self.next + 1) % len(self.urls)
             self.nc = None
-            self.nc = self.loop.run(server.connect(url), timeout=5.0)
-            self.opened()
+            fut = asyncio.run_coroutine_threadsafe(server.connect(url), self.loop.loop)
+            try:
+                self.nc = fut.result(5.0)
+                self.opened()
+            except BaseException:
+                self._discard(fut)
+                raise
         return self.nc.jetstream(timeout=PUBLISH_TIMEOUT_S)
+
+    def _discard(self, fut: concurrent.futures.Future[Any]) -> None:
+        """Close whatever connection `fut` opened or will open (a connect that finishes after its timeout
+        must not stay open, unreferenced)."""
+        self.nc = None
+
+        def close(done: concurrent.futures.Future[Any]) -> None:
+            if not done.cancelled() and done.exception() is None:
+                asyncio.run_coroutine_threadsafe(done.result().close(), self.loop.loop)
+
+        fut.add_done_callback(close)
 
     def opened(self) -> None:
         """Called after each new connection (consumers bind their subscription here)."""
@@ -117,6 +138,10 @@ class NatsProducer:
                                      timeout=PUBLISH_TIMEOUT_S + 3)
         except Exception as e:
             return classify_error(e)
+        if not ack.seq or ack.seq <= 0:
+            # 2.9 answers a retry whose first copy is proposed but not yet committed with
+            # {"seq": 0, "duplicate": true}: in flight, not stored (fixed upstream in nats-server#5827)
+            return Outcome("info", error=f"duplicate reply without a sequence (seq {ack.seq}): first copy in flight")
         value: dict[str, Any] = {"id": mid, "key": key, "partition": 0, "offset": ack.seq}
         if ack.duplicate is True:
             value["dedup"] = True  # the stream already had this id: no new message

@@ -88,4 +88,15 @@ class _Transaction:
         return self.db
 
     def __exit__(self, kind: object, *rest: object) -> None:
-        self.db.execute("COMMIT" if kind is None else "ROLLBACK")
+        if kind is None:
+            try:
+                self.db.execute("COMMIT")
+                return
+            except sqlite3.Error:
+                self._rollback()
+                raise
+        self._rollback()
+
+    def _rollback(self) -> None:
+        if self.db.in_transaction:  # not when BEGIN itself failed (say, the lock was not had in time)
+            self.db.execute("ROLLBACK")

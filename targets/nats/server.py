@@ -206,7 +206,9 @@ def leader(d: Deployment) -> str:
 
 def meta_leader(d: Deployment) -> str:
     """The JetStream meta leader (the cluster's metadata raft group), from /jsz on the first node that
-    answers."""
+    answers; a single server leads its own metadata."""
+    if len(d.nodes) == 1:
+        return d.nodes[0].name
     for node in d.nodes:
         try:
             status, body = http_get(node, "/jsz", timeout=ADMIN_TIMEOUT_S)
@@ -260,9 +262,10 @@ def final_read(d: Deployment, timeout_s: float = 120.0) -> list[tuple[int, dict[
                 else:
                     raise RuntimeError(f"sequence {seq}: JetStream stayed unavailable")
             try:
-                return seq, json.loads(m.data)
+                v = json.loads(m.data)
             except ValueError:
-                return None
+                v = None
+            return (seq, v) if isinstance(v, dict) else (seq, {"id": f"<undecodable seq {seq}>"})
 
         found = await asyncio.gather(*(get(s) for s in range(state.first_seq or 1, state.last_seq + 1)))
         return [f for f in found if f is not None]
