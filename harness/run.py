@@ -367,8 +367,8 @@ class Run:
             if now - last >= quiet:
                 left = self._backlog()
                 if left is None or left == 0:
-                    self.say(f"[drain] quiet for {quiet:.0f}s after {now - t0:.1f}s; "
-                             f"delivered {self.tail.delivered}")
+                    self.say(f"[drain] quiet for {quiet:.0f}s after {now - t0:.1f}s"
+                             f"{'' if left is None else ', nothing left unconsumed'}; delivered {self.tail.delivered}")
                     break
             if now - t0 >= deadline:
                 left = self._backlog()

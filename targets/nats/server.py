@@ -222,17 +222,17 @@ def meta_leader(d: Deployment) -> str:
 
 
 def backlog(d: Deployment) -> int:
-    """Messages not delivered yet plus those delivered but not acknowledged: the drain is done when this is
-    0. Not delivered is counted twice over and the larger count taken: the consumer's own `num_pending`,
-    and the stream's last sequence (from the stream's leader) past what the consumer delivered. After a
-    partition, a consumer whose replica of the stream stopped short was seen to report nothing pending
-    while the stream held 630 more messages; quiet and its word alone would end the drain there."""
+    """Messages not yet acknowledged: the drain is done when this is 0. Counted twice over and the larger
+    count taken: the consumer's own (undelivered + delivered but unacknowledged), and the stream's last
+    sequence (from the stream's leader) past the consumer's ack floor. After partitions a consumer was seen
+    reporting nothing pending while the stream held 630 more messages; its own word alone would end the
+    drain there."""
 
     async def both(js: Any) -> int:
         info = await js.consumer_info(STREAM, CONSUMER)
         last = (await js.stream_info(STREAM)).state.last_seq
-        behind = max(0, last - int(info.delivered.stream_seq or 0))
-        return max(int(info.num_pending or 0), behind) + int(info.num_ack_pending or 0)
+        unacked = max(0, last - int(info.ack_floor.stream_seq or 0))
+        return max(int(info.num_pending or 0) + int(info.num_ack_pending or 0), unacked)
 
     return _admin(d, both)
 
