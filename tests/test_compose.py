@@ -90,3 +90,38 @@ def test_kafka_compose_formats_and_serves_metadata_through_its_proxies():
             time.sleep(1)
     finally:
         _down(cmd)
+
+
+def test_nats_compose_forms_a_jetstream_cluster_behind_its_proxies():
+    import asyncio
+
+    from targets.nats.server import connect
+
+    docker_images("nats")
+    cmd = _up("nats.yml", "onceproof-compose-nats")
+    try:
+        sep = "_" if cmd[0] == "docker-compose" else "-"
+        ip = _ip(f"onceproof-compose-nats{sep}toxiproxy{sep}1")
+
+        async def cluster_size(port: int) -> int:
+            nc = await connect(f"nats://{ip}:{port}", timeout=2)
+            try:  # an R3 stream can only be placed once all three servers form the JetStream cluster
+                js = nc.jetstream(timeout=5)
+                from nats.js.api import StreamConfig
+
+                await js.add_stream(StreamConfig(name="compose-check", subjects=["compose.check"], num_replicas=3))
+                return len((await js.stream_info("compose-check")).cluster.replicas or []) + 1
+            finally:
+                await nc.close()
+
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if asyncio.run(cluster_size(24222)) == 3:
+                    break
+            except Exception:
+                pass
+            assert time.monotonic() < deadline, "the compose cluster never placed an R3 stream through its proxy"
+            time.sleep(1)
+    finally:
+        _down(cmd)

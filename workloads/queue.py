@@ -8,10 +8,11 @@ A retry is always a new `send` operation with the same id, never hidden inside t
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from targets.base import ClientSpec, Consumer, Producer
 from workloads.base import ProcessLog, WorkerContext, Workload
@@ -104,6 +105,27 @@ def run_consumer(client: Consumer, log: ProcessLog, cfg: QueueConfig, name: str,
         handle({"consumer": name}, lambda: client.poll(cfg.batch, cfg.block_ms))
 
 
+CLIENT_SETUP_S = 60.0  # how long a worker keeps trying to set up its client (a cluster still electing, ...)
+
+C = TypeVar("C")
+
+
+def open_client(make: Callable[[], C], stop: Callable[[], bool], within: float = CLIENT_SETUP_S) -> C:
+    """The client `make` builds, tried again every second while it fails (bounded). Setting up a client is
+    no operation of the history: nothing is sent, so trying again hides nothing; a worker that gives up
+    ends with an error, which the run reports as its own failure."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            return make()
+        except Exception as e:
+            if stop() or time.monotonic() > deadline:
+                raise
+            print(f"worker: setting up the client failed ({type(e).__name__}: {e}); trying again in 1 s",
+                  file=sys.stderr, flush=True)
+            time.sleep(1.0)
+
+
 class Queue:
     """The `queue` workload: producers and consumers of one queue, judged by every checker."""
 
@@ -124,7 +146,7 @@ class Queue:
         spec = ClientSpec(ctx.bootstrap, ctx.profile, name, ctx.slot, ctx.run_dir, work_s=cfg.work_ms / 1000,
                           on_assign=on_assign)
         if role == "producer":
-            producer = ctx.target.producer(spec)
+            producer = open_client(lambda: ctx.target.producer(spec), ctx.stop)
             try:
                 sent = run_producer(producer, log, cfg, name, int(ctx.profile.settings.get("producer_retries", 0)),
                                     ctx.stop)
@@ -132,7 +154,7 @@ class Queue:
                 producer.close()
             return {"attempted": sent, "acked": ctx.writer.counts.get(("ok", "send"), 0)}
         if role == "consumer":
-            consumer = ctx.target.consumer(spec)
+            consumer = open_client(lambda: ctx.target.consumer(spec), ctx.stop)
             try:
                 run_consumer(consumer, log, cfg, name, ctx.stop, drain=ctx.drain)
             finally:

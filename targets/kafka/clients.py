@@ -117,7 +117,11 @@ class KafkaQueueConsumer:
         self.work_s = work_s
         self.on_assign = on_assign
         self.transactional = profile.settings.get("transactional", False)
-        self._open()
+        try:
+            self._open()
+        except Exception:  # a group member left behind would hold its partitions until its session ends
+            self.close()
+            raise
 
     def _open(self) -> None:
         from kafka import KafkaConsumer, KafkaProducer
@@ -250,11 +254,13 @@ class KafkaQueueConsumer:
                 raise KafkaTimeoutError(f"{what} did not complete within {TXN_STEP_TIMEOUT_S} s")
 
     def close(self) -> None:
-        for client in (getattr(self, "c", None), getattr(self, "p", None)):
-            if client is None:
-                continue
+        consumer, producer = getattr(self, "c", None), getattr(self, "p", None)  # either may never have been made
+        if consumer is not None:
             with contextlib.suppress(Exception):
-                client.close(timeout=5) if client is self.p else client.close()
+                consumer.close()
+        if producer is not None:
+            with contextlib.suppress(Exception):
+                producer.close(timeout=5)
 
 
 def read_topic(bootstrap: list[str], topic: str, committed_only: bool, timeout_s: float = 60) -> list[Any]:
