@@ -3,10 +3,13 @@ built images where no registry is reachable)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import shutil
 import subprocess
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -55,73 +58,58 @@ def _ip(container: str) -> str:
                            container], capture_output=True, text=True, check=True).stdout.strip()
 
 
+@contextlib.contextmanager
+def _stack(target: str) -> Iterator[str]:
+    """compose/<target>.yml up with the local images; yields the address of its Toxiproxy; down after."""
+    docker_images(target)
+    cmd = _up(f"{target}.yml", f"onceproof-compose-{target}")
+    try:
+        sep = "_" if cmd[0] == "docker-compose" else "-"
+        yield _ip(f"onceproof-compose-{target}{sep}toxiproxy{sep}1")
+    finally:
+        _down(cmd)
+
+
+def _eventually(check: Callable[[], bool], seconds: float, what: str) -> None:
+    """Poll `check` (exceptions count as not yet) until true; fail naming `what` after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while True:
+        with contextlib.suppress(Exception):
+            if check():
+                return
+        assert time.monotonic() < deadline, what
+        time.sleep(0.5)
+
+
 def test_redis_compose_serves_through_its_proxy():
     from targets.redis import ping
 
-    docker_images("redis")
-    cmd = _up("redis.yml", "onceproof-compose-redis")
-    try:
-        sep = "_" if cmd[0] == "docker-compose" else "-"
-        ip = _ip(f"onceproof-compose-redis{sep}toxiproxy{sep}1")
-        deadline = time.monotonic() + 60
-        while not ping(26379, host=ip, timeout=1):
-            assert time.monotonic() < deadline, "redis never answered through toxiproxy"
-            time.sleep(0.5)
-    finally:
-        _down(cmd)
+    with _stack("redis") as ip:
+        _eventually(lambda: ping(26379, host=ip, timeout=1), 60, "redis never answered through toxiproxy")
 
 
 def test_kafka_compose_formats_and_serves_metadata_through_its_proxies():
     from targets.kafka.cluster import metadata
 
-    docker_images("kafka")
-    cmd = _up("kafka.yml", "onceproof-compose-kafka")
-    try:
-        sep = "_" if cmd[0] == "docker-compose" else "-"
-        ip = _ip(f"onceproof-compose-kafka{sep}toxiproxy{sep}1")
-        deadline = time.monotonic() + 240
-        while True:
-            try:
-                if len(metadata(29092, host=ip, timeout=2).brokers) == 3:
-                    break
-            except (OSError, Exception):
-                pass
-            assert time.monotonic() < deadline, "the compose cluster never reported 3 brokers through its proxy"
-            time.sleep(1)
-    finally:
-        _down(cmd)
+    with _stack("kafka") as ip:
+        _eventually(lambda: len(metadata(29092, host=ip, timeout=2).brokers) == 3, 240,
+                    "the compose cluster never reported 3 brokers through its proxy")
 
 
 def test_nats_compose_forms_a_jetstream_cluster_behind_its_proxies():
-    import asyncio
+    from nats.js.api import StreamConfig
 
     from targets.nats.server import connect
 
-    docker_images("nats")
-    cmd = _up("nats.yml", "onceproof-compose-nats")
-    try:
-        sep = "_" if cmd[0] == "docker-compose" else "-"
-        ip = _ip(f"onceproof-compose-nats{sep}toxiproxy{sep}1")
+    async def r3_stream(ip: str) -> bool:  # an R3 stream is placed only once the three servers form a cluster
+        nc = await connect(f"nats://{ip}:24222", timeout=2)
+        try:
+            js = nc.jetstream(timeout=5)
+            await js.add_stream(StreamConfig(name="compose-check", subjects=["compose.check"], num_replicas=3))
+            return len((await js.stream_info("compose-check")).cluster.replicas or []) == 2
+        finally:
+            await nc.close()
 
-        async def cluster_size(port: int) -> int:
-            nc = await connect(f"nats://{ip}:{port}", timeout=2)
-            try:  # an R3 stream can only be placed once all three servers form the JetStream cluster
-                js = nc.jetstream(timeout=5)
-                from nats.js.api import StreamConfig
-
-                await js.add_stream(StreamConfig(name="compose-check", subjects=["compose.check"], num_replicas=3))
-                return len((await js.stream_info("compose-check")).cluster.replicas or []) + 1
-            finally:
-                await nc.close()
-
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if asyncio.run(cluster_size(24222)) == 3:
-                    break
-            except Exception:
-                pass
-            assert time.monotonic() < deadline, "the compose cluster never placed an R3 stream through its proxy"
-            time.sleep(1)
-    finally:
-        _down(cmd)
+    with _stack("nats") as ip:
+        _eventually(lambda: asyncio.run(r3_stream(ip)), 120,
+                    "the compose cluster never placed an R3 stream through its proxy")

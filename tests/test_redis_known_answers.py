@@ -73,9 +73,13 @@ def test_exactly_once_survives_ack_loss_kills_and_restart(tmp_path, runtime):
 
 
 def test_debian_default_persistence_loses_acknowledged_messages_under_kill(tmp_path, runtime):
+    """The kill wipes everything since the last snapshot: acknowledged entries not yet delivered, and the
+    effects of those that were (the effect store lives on the node). Which of the two shows depends on
+    whether the consumers were behind at that instant (CI once saw lost 0, lost_effects 1,155)."""
     r = run(tmp_path, "at-least-once-debian-defaults", "kill", runtime=runtime)
+    c = r["delivery"]["counts"]
     assert r["valid"] is False
-    assert r["delivery"]["counts"]["lost"] > 0
+    assert c["lost"] + c["lost_effects"] > 0
 
 
 def test_unknown_names_are_refused_before_anything_starts(tmp_path, capsys):
