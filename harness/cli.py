@@ -81,10 +81,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """A live certification run, then the check and the reports in the run directory."""
+    from harness.certify import Interrupted, RunFailed, certify
     from harness.config import ConfigError, RunConfig
-    from harness.report import write_reports
-    from harness.run import prepare
-    from harness.runtime import cleanup
 
     faults = [f for f in (args.faults or "").split(",") if f and f != "none"] if args.faults is not None else None
     cfg = RunConfig()
@@ -100,52 +98,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as e:
         print(f"onceproof run: error: {e}", file=sys.stderr)
         return 2
-    cleanup.install_handlers()
-    run = None
     try:
-        run = prepare(cfg)
-        history = run.execute()
-    except KeyboardInterrupt:
-        if run is not None:
+        done = certify(cfg)
+    except Interrupted as e:
+        if e.run_dir is not None:
             print(f"onceproof run: interrupted; everything it started is stopped. The history so far is in "
-                  f"{run.dir / 'history.jsonl'} (check it with: onceproof check {run.dir})", file=sys.stderr)
+                  f"{e.run_dir / 'history.jsonl'} (check it with: onceproof check {e.run_dir})", file=sys.stderr)
         return 130
-    except Exception as e:
-        where = f" (run directory {run.dir})" if run is not None else ""
-        print(f"onceproof run: error: {type(e).__name__}: {e}{where}", file=sys.stderr)
+    except RunFailed as e:
+        where = f" (run directory {e.run_dir})" if e.run_dir is not None else ""
+        print(f"onceproof run: error: {e}{where}", file=sys.stderr)
         return 2
-    finally:
-        cleanup.uninstall_handlers()
-    try:
-        h = read_history(history)
-    except HistoryError as e:
-        print(f"onceproof run: error: the recorded history is unusable: {e}", file=sys.stderr)
-        return 2
-    results = check_history(h, cfg.guarantee)
-    results["run"] = {"dir": str(run.dir), "config": cfg.resolved(), "drain_incomplete": run.drain_incomplete,
-                      "worker_failures": run.worker_failures}
-    c = results["delivery"]["counts"]
-    # never a verdict on what the harness failed to do: no message sent, or a worker that died by itself
-    if c["attempted"] == 0:
-        results["valid"] = "unknown"
-        results["reasons"].append("no message was sent: the producers did nothing (see workers/*.log)")
-    if run.worker_failures:
-        results["valid"] = "unknown"
-        results["reasons"].append(
-            "worker processes ended by themselves, so the history lacks what they should have done: "
-            + "; ".join(f"{n} (exit {f['exit']}, workers/{n}.log)" for n, f in sorted(run.worker_failures.items())))
-    if (run.drain_incomplete and results["valid"] is False and results["log"].get("valid") is not False
-            and (c["lost"] or c["lost_effects"])):
-        # never blame the system for the harness's own fault: an unfinished drain is not a loss
-        results["valid"] = "unknown"
-        results["reasons"].append(
-            f"the drain stopped at its deadline ({run.drain_incomplete['deadline_s']:.0f}s) with "
-            f"{run.drain_incomplete['backlog']} messages still unconsumed, so undelivered messages are not "
-            "provably lost; rerun with a longer --drain-deadline")
-    paths = write_reports(results, run.dir)
-    print(summarize(results))
-    print(f"report: {paths['report']}")
-    return exit_code(results["valid"])
+    print(summarize(done.results))
+    print(f"report: {done.paths['report']}")
+    return exit_code(done.results["valid"])
 
 
 def cmd_clean(args: argparse.Namespace) -> int:
@@ -221,9 +187,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     from harness.images import add_commands as add_image_commands
     from harness.setup import add_commands
+    from harness.suites.cli import add_commands as add_suite_commands
 
     add_commands(sub)
     add_image_commands(sub)
+    add_suite_commands(sub)
     return p
 
 

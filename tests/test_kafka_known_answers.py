@@ -1,5 +1,5 @@
 """Known answers against a real 3-node Kafka cluster through real Toxiproxy (short CI versions; the
-long, many-seed certification is `benchmarks/certify.py --target kafka`)."""
+long, many-seed certification is `onceproof suite run suites/certify.toml --only 'kafka-*'`)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Known answers against a real 3-node NATS JetStream cluster (Debian's nats-server) through real
 Toxiproxy: each profile under the faults it claims to survive, each unsafe one under the fault that breaks
-it. Short CI versions; the many-seed certification is `benchmarks/certify.py --target nats`."""
+it. Short CI versions; the many-seed certification is `onceproof suite run suites/certify.toml --only 'nats-*'`."""
 
 from __future__ import annotations
 

@@ -1,0 +1,97 @@
+"""Running a suite: its runs one after another, live progress, results rewritten after every run so an
+interrupted or killed suite keeps the finished ones."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+from harness.certify import Interrupted, RunFailed, certify
+from harness.suites.results import FORMAT, digest, write_all
+from harness.suites.spec import VERDICT_OF, Item, Suite
+
+
+def _dur(s: float) -> str:
+    n = round(s)
+    return f"{n // 3600}h{n % 3600 // 60:02d}m" if n >= 3600 else f"{n // 60}m{n % 60:02d}s" if n >= 60 else f"{n}s"
+
+
+def outcome(item: Item, out: Path, results: dict[str, Any] | None, run_dir: Path | None, duration: float,
+            error: str | None = None) -> dict[str, Any]:
+    """suite.json's record of one run."""
+    c = item.case
+    counts = (results or {}).get("delivery", {}).get("counts", {}) if results else {}
+    verdict = "error" if results is None else VERDICT_OF.get(results.get("valid"), "unknown")
+    unmet = ([f"the harness could not run it: {error}"] if results is None
+             else c.expect.unmet(verdict, counts))
+    return {
+        "index": item.index, "case": c.name, "seed": item.seed, "target": c.target, "profile": c.profile,
+        "guarantee": (results or {}).get("guarantee", ""), "faults": list(c.faults), "options": c.options,
+        "expect": c.expect.as_dict(), "expect_text": str(c.expect), "verdict": verdict, "met": not unmet,
+        "unmet": unmet, "counts": counts, "holds": (results or {}).get("delivery", {}).get("holds", {}),
+        "reasons": (results or {}).get("reasons", []), "error": error,
+        "run_dir": os.path.relpath(run_dir, out) if run_dir is not None else None,
+        "duration_s": round(duration, 1),
+    }
+
+
+def run_suite(suite: Suite, items: list[Item], out: Path, shard: str | None = None,
+              say: TextIO | None = None) -> tuple[dict[str, Any], bool]:
+    """Run `items` of `suite`, writing results into `out` after each; (the suite document, interrupted).
+
+    Each run's own progress goes to out/logs/<case>-seed<N>.log; the terminal gets one line per run."""
+    say = say or sys.stdout
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "logs").mkdir(exist_ok=True)
+    keys = [it.key for it in suite.items()]
+    doc: dict[str, Any] = {
+        "format": FORMAT, "suite": suite.name, "file": str(suite.path), "all_runs": keys,
+        "digest": digest(suite.path.read_text() + "\n" + "\n".join(keys)),  # shards must agree on both
+        "shard": shard, "interrupted": False,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S"), "runs": [], "missing": []}
+    write_all(doc, out)
+    t0 = time.monotonic()
+    interrupted = False
+    try:
+        for k, item in enumerate(items, 1):
+            runs = doc["runs"]
+            elapsed = time.monotonic() - t0
+            left = f", about {_dur(elapsed / (k - 1) * (len(items) - k + 1))} left" if k > 1 else ""
+            met = sum(1 for r in runs if r["met"])
+            under = ", ".join(item.case.faults) or "no faults"
+            print(f"[suite {k}/{len(items)} {_dur(elapsed)}{left}; as expected {met}, not {len(runs) - met}] "
+                  f"{item.key}: {item.case.target} {item.case.profile} under {under}",
+                  file=say, flush=True)
+            cfg = item.case.config(item.seed, str(out / "runs"))
+            cfg.validate()
+            started = time.monotonic()
+            log_path = out / "logs" / f"{item.case.name}-seed{item.seed}.log"
+            with open(log_path, "w") as log:
+                try:
+                    done = certify(cfg, out=log)
+                    o = outcome(item, out, done.results, done.run_dir, time.monotonic() - started)
+                except Interrupted as e:
+                    interrupted = True
+                    print(f"  interrupted; everything the run started is stopped (its history so far: "
+                          f"{e.run_dir or 'none'})", file=say, flush=True)
+                    break
+                except RunFailed as e:
+                    o = outcome(item, out, None, e.run_dir, time.monotonic() - started, error=str(e))
+            runs.append(o)
+            write_all(doc, out)
+            word = o["verdict"].upper()
+            c = o["counts"]
+            counts = (f"lost {c.get('lost', 0)}, dup {c.get('duplicated', 0)}, lost fx {c.get('lost_effects', 0)}, "
+                      f"dup fx {c.get('duplicated_effects', 0)}" if c else o["error"])
+            mark = "as expected" if o["met"] else "NOT AS EXPECTED: " + "; ".join(o["unmet"])
+            print(f"  {word} ({counts}) in {_dur(o['duration_s'])}: {mark} (log {log_path})", file=say, flush=True)
+    except KeyboardInterrupt:  # between runs: nothing is running
+        interrupted = True
+        print("  interrupted between runs", file=say, flush=True)
+    doc["interrupted"] = interrupted
+    doc["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    write_all(doc, out)
+    return doc, interrupted

@@ -1,0 +1,305 @@
+"""Suite files (TOML): their shape, and every mistake refused before anything starts.
+
+    [defaults]                   # any `onceproof run` option
+    time = 20
+    [[case]]
+    name = "redis-eos"           # optional; default target-profile-faults
+    target = "redis"
+    profile = "exactly-once"
+    faults = ["ack-loss", "kill-consumer"]
+    seeds = [1, 2, 3]            # one run per seed (or seed = 1)
+    expect = "valid"             # or {verdict = "invalid", lost = ">0", "lost+lost_effects" = ">0"}
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import targets
+from checkers.vocabulary import ANOMALIES, DELIVERY_COUNTS
+from harness.config import ConfigError, RunConfig
+
+VERDICTS = ("valid", "invalid", "unknown")
+VERDICT_OF = {True: "valid", False: "invalid", "unknown": "unknown"}  # results.json's valid -> suite word
+# `onceproof run` options a suite may set, in [defaults] or in a case (hyphens allowed, as on the command line)
+OPTIONS = ("workload", "time", "rate", "runtime", "producers", "consumers", "quiet", "drain_deadline", "work_ms",
+           "nodes")
+CASE_KEYS = ("name", "target", "profile", "faults", "seed", "seeds", "expect", *OPTIONS)
+COUNTABLE = tuple(dict.fromkeys((*DELIVERY_COUNTS, *ANOMALIES, "lost_middle")))
+_CONDITION = re.compile(r"^\s*(>=|<=|==|>|<|=)?\s*(\d+)\s*$")
+
+
+class SuiteError(Exception):
+    """A suite file that cannot run: the message names the file, the line or case, and what is valid."""
+
+
+@dataclass(frozen=True)
+class Condition:
+    """`lost = ">0"`: a count (or a sum of counts joined by +) compared with a number."""
+
+    counts: tuple[str, ...]
+    op: str
+    n: int
+
+    def holds(self, c: dict[str, Any]) -> bool:
+        v = sum(int(c.get(k) or 0) for k in self.counts)
+        return {">": v > self.n, ">=": v >= self.n, "<": v < self.n, "<=": v <= self.n, "==": v == self.n}[self.op]
+
+    def __str__(self) -> str:
+        return f"{'+'.join(self.counts)} {self.op} {self.n}"
+
+
+@dataclass(frozen=True)
+class Expectation:
+    verdict: str
+    conditions: tuple[Condition, ...] = ()
+
+    def unmet(self, verdict: str, counts: dict[str, Any]) -> list[str]:
+        """What did not come true (empty: the expectation was met)."""
+        out = [] if verdict == self.verdict else [f"verdict {verdict}, expected {self.verdict}"]
+        for cond in self.conditions:
+            if not cond.holds(counts):
+                got = sum(int(counts.get(k) or 0) for k in cond.counts)
+                out.append(f"{'+'.join(cond.counts)} was {got}, expected {cond.op} {cond.n}")
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"verdict": self.verdict, **{"+".join(c.counts): f"{c.op}{c.n}" for c in self.conditions}}
+
+    def __str__(self) -> str:
+        return ", ".join([self.verdict, *map(str, self.conditions)])
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    target: str
+    profile: str
+    faults: tuple[str, ...]
+    seeds: tuple[int, ...]
+    expect: Expectation
+    options: dict[str, Any] = field(default_factory=dict)
+    line: int = 0  # of its [[case]] header
+
+    def config(self, seed: int, store: str) -> RunConfig:
+        cfg = RunConfig(target=self.target, profile=self.profile, faults=list(self.faults), seed=seed, store=store)
+        for k, v in self.options.items():
+            setattr(cfg, k, v)
+        return cfg
+
+
+@dataclass(frozen=True)
+class Item:
+    """One run of a suite: a case at one seed. `index` orders the whole suite (shards keep it)."""
+
+    index: int
+    case: Case
+    seed: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.case.name}[seed {self.seed}]"
+
+
+@dataclass(frozen=True)
+class Suite:
+    path: Path
+    name: str
+    cases: tuple[Case, ...]
+
+    def items(self) -> list[Item]:
+        out: list[Item] = []
+        for c in self.cases:
+            for s in c.seeds:
+                out.append(Item(len(out), c, s))
+        return out
+
+
+def _lines(text: str) -> tuple[int, list[int]]:
+    """The line of [defaults] (0 if none) and of each [[case]] header, 1-based."""
+    defaults, cases = 0, []
+    for i, line in enumerate(text.splitlines(), 1):
+        s = line.strip()
+        if re.match(r"^\[\s*defaults\s*\]", s):
+            defaults = i
+        elif re.match(r"^\[\[\s*case\s*\]\]", s):
+            cases.append(i)
+    return defaults, cases
+
+
+def _key_line(text: str, start: int, key: str) -> int:
+    """The line of `key = ...` in the table starting at line `start` (the header's line if not found)."""
+    lines = text.splitlines()
+    for i in range(start, len(lines)):
+        s = lines[i].strip()
+        if s.startswith("["):
+            break
+        if re.match(rf'^"?{re.escape(key)}"?\s*=', s):
+            return i + 1
+    return start
+
+
+def _norm(key: str) -> str:
+    return key.replace("-", "_")
+
+
+def _option(where: str, key: str, value: Any) -> Any:
+    kind = {"workload": str, "runtime": str, "producers": int, "consumers": int, "nodes": int}.get(key, float)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or isinstance(value, bool):
+        what = {float: "a number", str: "a string", int: "an integer"}[kind]
+        raise SuiteError(f"{where}: {key} must be {what} (got {value!r})")
+    return value
+
+
+def parse_expectation(where: str, raw: Any) -> Expectation:
+    """`expect`'s value: a verdict word, or a table of the verdict and count conditions."""
+    if isinstance(raw, str):
+        raw = {"verdict": raw}
+    if not isinstance(raw, dict):
+        raise SuiteError(f"{where}: expect must be one of {', '.join(map(repr, VERDICTS))} or a table such as "
+                         '{verdict = "invalid", lost = ">0"}' + f" (got {raw!r})")
+    verdict = raw.get("verdict")
+    if verdict not in VERDICTS:
+        raise SuiteError(f"{where}: expect's verdict must be one of {', '.join(map(repr, VERDICTS))} "
+                         f"(got {verdict!r})")
+    conds = []
+    for key, spec in raw.items():
+        if key == "verdict":
+            continue
+        names = tuple(k.strip() for k in key.split("+"))
+        bad = [k for k in names if k not in COUNTABLE]
+        if bad:
+            raise SuiteError(f"{where}: expect: unknown count {', '.join(map(repr, bad))}; valid counts: "
+                             f"{', '.join(COUNTABLE)} (several may be summed: \"lost+lost_effects\")")
+        m = _CONDITION.match(str(spec)) if isinstance(spec, str | int) and not isinstance(spec, bool) else None
+        if not m:
+            raise SuiteError(f"{where}: expect: {key} must be a number or a comparison such as \">0\", \"0\", "
+                             f"\"<=5\" (got {spec!r})")
+        op = {None: "==", "=": "=="}.get(m.group(1), m.group(1))
+        conds.append(Condition(names, op, int(m.group(2))))
+    return Expectation(verdict, tuple(conds))
+
+
+def load_suite(path: str | Path) -> Suite:
+    """Read and validate a suite file; every target, profile, fault and option is checked here, so that a
+    mistake in the last case is found before the first one runs."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise SuiteError(f"{path}: {e.strerror or e}") from e
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise SuiteError(f"{path}: not valid TOML: {e}") from e
+    defaults_line, case_lines = _lines(text)
+    unknown_top = [k for k in data if k not in ("defaults", "case", "name")]
+    if unknown_top:
+        raise SuiteError(f"{path}: unknown top-level key {unknown_top[0]!r}; a suite holds name, [defaults] and "
+                         "[[case]] tables")
+    defaults: dict[str, Any] = {}
+    raw_defaults = data.get("defaults", {})
+    if not isinstance(raw_defaults, dict):
+        raise SuiteError(f"{path}: defaults must be a table ([defaults])")
+    for key, value in raw_defaults.items():
+        at = f"{path}:{_key_line(text, defaults_line, key)}: [defaults]"
+        k = _norm(key)
+        if k not in OPTIONS:
+            raise SuiteError(f"{at}: unknown key {key!r}; valid keys: {', '.join(OPTIONS)}")
+        defaults[k] = _option(at, k, value)
+    raw_cases = data.get("case")
+    if not isinstance(raw_cases, list) or not raw_cases:
+        raise SuiteError(f"{path}: no [[case]] tables: a suite needs at least one case")
+    cases: list[Case] = []
+    names: dict[str, int] = {}
+    for i, raw in enumerate(raw_cases):
+        line = case_lines[i] if i < len(case_lines) else 0
+        label = f"case {i + 1}" + (f" ({raw['name']})" if isinstance(raw.get("name"), str) else "")
+
+        def where(key: str | None = None, line: int = line, label: str = label) -> str:
+            return f"{path}:{_key_line(text, line, key) if key else line}: {label}"
+
+        for key in raw:
+            if _norm(key) not in CASE_KEYS:
+                raise SuiteError(f"{where(key)}: unknown key {key!r}; valid keys: {', '.join(CASE_KEYS)}")
+        for key in ("target", "profile", "expect"):
+            if key not in raw:
+                raise SuiteError(f"{where()}: missing key {key!r}")
+        target = raw["target"]
+        if target not in targets.names():
+            raise SuiteError(f"{where('target')}: unknown target {target!r}; valid targets: "
+                             f"{', '.join(targets.names())}")
+        faults = raw.get("faults", [])
+        if isinstance(faults, str):
+            faults = [f for f in faults.split(",") if f and f != "none"]
+        if not isinstance(faults, list) or not all(isinstance(f, str) for f in faults):
+            raise SuiteError(f"{where('faults')}: faults must be a list of fault names (got {faults!r})")
+        if "seed" in raw and "seeds" in raw:
+            raise SuiteError(f"{where('seed')}: give seed or seeds, not both")
+        seeds = raw.get("seeds", [raw.get("seed", 1)])
+        if (not isinstance(seeds, list) or not seeds
+                or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
+            raise SuiteError(f"{where('seeds')}: seeds must be a non-empty list of integers (got {seeds!r})")
+        if len(set(seeds)) != len(seeds):
+            raise SuiteError(f"{where('seeds')}: a seed is listed twice ({seeds})")
+        options = dict(defaults)
+        for key, value in raw.items():
+            if _norm(key) in OPTIONS:
+                options[_norm(key)] = _option(where(key), _norm(key), value)
+        name = raw.get("name") or f"{target}-{raw['profile']}-{'+'.join(faults) or 'none'}"
+        if not isinstance(name, str) or not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.+=-]*$", name):
+            raise SuiteError(f"{where('name')}: name must be letters, digits and - _ . + = (got {name!r})")
+        if name in names:
+            raise SuiteError(f"{where('name')}: two cases are named {name!r} (the other is case {names[name]}); "
+                             "give one a name")
+        names[name] = i + 1
+        case = Case(name, target, raw["profile"], tuple(faults), tuple(seeds), parse_expectation(where("expect"),
+                    raw["expect"]), options, line)
+        try:
+            case.config(seeds[0], "store").validate()
+        except ConfigError as e:
+            msg = str(e)
+            key = next((k for k in raw if f"--{_norm(k).replace('_', '-')} " in msg), None)
+            key = key or next((k for k in ("profile", "faults", "runtime", "workload") if k.rstrip("s") in msg
+                               and k in raw), None)
+            raise SuiteError(f"{where(key)}: {e}") from e
+        cases.append(case)
+    name = data.get("name") or path.stem
+    return Suite(path, str(name), tuple(cases))
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """`1-10`, `1,2,5` or a mix (`1-3,7`): the seeds every case runs with instead of its own."""
+    seeds: list[int] = []
+    for part in (text or "").split(","):
+        m = re.match(r"^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$", part)
+        if not m or (m.group(2) and int(m.group(2)) < int(m.group(1))):
+            raise SuiteError(f"--seeds must be numbers and ranges such as 1-10 or 1,2,5 (got {text!r})")
+        seeds += range(int(m.group(1)), int(m.group(2) or m.group(1)) + 1)
+    if len(set(seeds)) != len(seeds):
+        raise SuiteError(f"--seeds lists a seed twice ({text!r})")
+    return tuple(seeds)
+
+
+def with_seeds(suite: Suite, seeds: tuple[int, ...]) -> Suite:
+    """The suite with every case run at `seeds` (a many-seed certification of a short suite)."""
+    return Suite(suite.path, suite.name, tuple(replace(c, seeds=seeds) for c in suite.cases))
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """`K/N` with 1 <= K <= N."""
+    m = re.match(r"^\s*(\d+)\s*/\s*(\d+)\s*$", text or "")
+    if not m or not 1 <= int(m.group(1)) <= int(m.group(2)):
+        raise SuiteError(f"--shard must be K/N with 1 <= K <= N, such as 1/3 (got {text!r})")
+    return int(m.group(1)), int(m.group(2))
+
+
+def shard(items: list[Item], k: int, n: int) -> list[Item]:
+    """Shard k of n: every n-th item from the (k-1)-th, so each shard gets a share of every case's seeds."""
+    return [it for it in items if it.index % n == k - 1]
