@@ -87,7 +87,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     faults = [f for f in (args.faults or "").split(",") if f and f != "none"] if args.faults is not None else None
     cfg = RunConfig()
     for name in ("target", "profile", "workload", "time", "rate", "seed", "store", "producers", "consumers",
-                 "quiet", "drain_deadline", "runtime", "nodes", "work_ms"):
+                 "quiet", "drain_deadline", "runtime", "nodes", "work_ms", "in_flight"):
         value = getattr(args, name)
         if value is not None:
             setattr(cfg, name, value)
@@ -168,6 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--store", metavar="DIR", help="where runs are written (default: ./store)")
     r.add_argument("--producers", type=int, metavar="N", help="producer processes (default: 2)")
     r.add_argument("--consumers", type=int, metavar="N", help="consumer processes (default: 2)")
+    r.add_argument("--in-flight", type=int, metavar="N", help="sends in flight per producer process: N logical "
+                   "processes (threads), each one send at a time (default: 1)")
     r.add_argument("--quiet", type=float, metavar="S",
                    help="drain ends after S seconds without a delivery (default: the target's)")
     r.add_argument("--drain-deadline", type=float, metavar="S",

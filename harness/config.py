@@ -35,6 +35,7 @@ class RunConfig:
     runtime: str = "local"
     work_ms: float = 5.0  # consumer processing time per message
     nodes: int | None = None  # nodes of the target; None: the target's default
+    in_flight: int = 1  # sends in flight per producer process (logical processes in threads)
 
     def validate(self) -> None:
         """Refuse unknown names and impossible numbers, listing what is valid; fill in target defaults."""
@@ -79,9 +80,9 @@ class RunConfig:
         for name in ("time", "rate", "quiet", "drain_deadline"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be positive (got {getattr(self, name)})")
-        for name in ("producers", "consumers"):
+        for name in ("producers", "consumers", "in_flight"):
             if not 1 <= getattr(self, name) <= 64:
-                raise ConfigError(f"--{name} must be between 1 and 64 (got {getattr(self, name)})")
+                raise ConfigError(f"--{name.replace('_', '-')} must be between 1 and 64 (got {getattr(self, name)})")
 
     @property
     def guarantee(self) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import heapq
 import os
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -36,16 +37,19 @@ class HistoryWriter:
         self._buf: list[bytes] = []
         self._fh = open(self.path, "ab")  # noqa: SIM115 - owned by the writer, closed in close()
         self.counts: Counter[tuple[str, str]] = Counter()  # (type, f) -> operations written
+        self._lock = threading.Lock()
 
     def write(self, process: Any, type_: str, f: str, value: Any = None, time_ns: int | None = None,
               **extra: Any) -> dict[str, Any]:
         """Record one operation now (or at `time_ns`) and return it."""
-        op = {"time": clock_ns(self.start_ns) if time_ns is None else time_ns, "process": process,
-              "type": type_, "f": f, "value": value, **extra}
-        self.counts[type_, f] += 1
-        self._buf.append(_ENC.encode(op) + b"\n")
-        if len(self._buf) >= self.batch:
-            self.flush()
+        with self._lock:  # several logical processes of one worker (threads) share the shard; the time is
+            # taken inside the lock so that the shard stays in time order
+            op = {"time": clock_ns(self.start_ns) if time_ns is None else time_ns, "process": process,
+                  "type": type_, "f": f, "value": value, **extra}
+            self.counts[type_, f] += 1
+            self._buf.append(_ENC.encode(op) + b"\n")
+            if len(self._buf) >= self.batch:
+                self.flush()
         return op
 
     def flush(self) -> None:

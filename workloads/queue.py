@@ -9,9 +9,10 @@ A retry is always a new `send` operation with the same id, never hidden inside t
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any, ClassVar, TypeVar
 
 from targets.base import ClientSpec, Consumer, Producer
@@ -29,6 +30,7 @@ class QueueConfig:
     claim_every_s: float = 1.0
     work_ms: float = 5.0  # processing time per message: where a consumer kill usually lands
     retry_backoff_s: float = 0.05
+    in_flight: int = 1  # sends in flight per producer worker: logical processes (threads), one send each
 
 
 def message_id(producer: str, n: int) -> str:
@@ -105,6 +107,7 @@ def run_consumer(client: Consumer, log: ProcessLog, cfg: QueueConfig, name: str,
         handle({"consumer": name}, lambda: client.poll(cfg.batch, cfg.block_ms))
 
 
+PROCESS_SPAN = 1_000_000  # the process ids a worker may use (harness.worker's stride): split among its threads
 CLIENT_SETUP_S = 60.0  # how long a worker keeps trying to set up its client (a cluster still electing, ...)
 
 C = TypeVar("C")
@@ -130,7 +133,7 @@ class Queue:
     """The `queue` workload: producers and consumers of one queue, judged by every checker."""
 
     name: ClassVar[str] = "queue"
-    options: ClassVar[tuple[str, ...]] = ("rate", "producers", "consumers", "work_ms")
+    options: ClassVar[tuple[str, ...]] = ("rate", "producers", "consumers", "work_ms", "in_flight")
     checkers: ClassVar[tuple[str, ...]] = ("delivery", "log", "perf")
 
     def run(self, role: str, ctx: WorkerContext) -> dict[str, Any]:
@@ -146,12 +149,11 @@ class Queue:
         spec = ClientSpec(ctx.bootstrap, ctx.profile, name, ctx.slot, ctx.run_dir, work_s=cfg.work_ms / 1000,
                           on_assign=on_assign)
         if role == "producer":
-            producer = open_client(lambda: ctx.target.producer(spec), ctx.stop)
-            try:
-                sent = run_producer(producer, log, cfg, name, int(ctx.profile.settings.get("producer_retries", 0)),
-                                    ctx.stop)
-            finally:
-                producer.close()
+            retries = int(ctx.profile.settings.get("producer_retries", 0))
+            if cfg.in_flight <= 1:
+                sent = self._produce(ctx, spec, log, cfg, name, retries)
+            else:
+                sent = self._produce_in_flight(ctx, spec, cfg, name, retries)
             return {"attempted": sent, "acked": ctx.writer.counts.get(("ok", "send"), 0)}
         if role == "consumer":
             consumer = open_client(lambda: ctx.target.consumer(spec), ctx.stop)
@@ -161,6 +163,43 @@ class Queue:
                 consumer.close()
             return {"polls": ctx.writer.counts.get(("ok", "poll"), 0)}
         raise ValueError(f"the queue workload has no role {role!r}")
+
+    @staticmethod
+    def _produce(ctx: WorkerContext, spec: ClientSpec, log: ProcessLog, cfg: QueueConfig, name: str,
+                 retries: int) -> int:
+        producer = open_client(lambda: ctx.target.producer(spec), ctx.stop)
+        try:
+            return run_producer(producer, log, cfg, name, retries, ctx.stop)
+        finally:
+            producer.close()
+
+    def _produce_in_flight(self, ctx: WorkerContext, spec: ClientSpec, cfg: QueueConfig, name: str,
+                           retries: int) -> int:
+        """`in_flight` logical processes in threads, each with its own client, process ids and message ids
+        (`p0.1-17`), each one send at a time as the contract requires; together they keep `in_flight`
+        sends open, as an application with a thread pool does. Each paces itself at its share of the rate."""
+        share = replace(cfg, producers=cfg.producers * cfg.in_flight)
+        stride = PROCESS_SPAN // cfg.in_flight
+        sent = [0] * cfg.in_flight
+        errors: list[BaseException] = []
+
+        def one(j: int) -> None:
+            try:
+                log = ProcessLog(ctx.writer, ctx.log.process + j * stride)
+                sub = replace(spec, name=f"{name}.{j}", slot=f"{spec.slot}.{j}")
+                sent[j] = self._produce(ctx, sub, log, share, f"{name}.{j}", retries)
+            except BaseException as e:  # a thread's failure ends the worker, as it would a single producer
+                errors.append(e)
+
+        threads = [threading.Thread(target=one, args=(j,), name=f"{name}.{j}", daemon=True)
+                   for j in range(cfg.in_flight)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
+        return sum(sent)
 
 
 WORKLOAD: Workload = Queue()  # mypy checks that it satisfies the protocol

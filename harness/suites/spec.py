@@ -27,7 +27,7 @@ VERDICTS = ("valid", "invalid", "unknown")
 VERDICT_OF = {True: "valid", False: "invalid", "unknown": "unknown"}  # results.json's valid -> suite word
 # `onceproof run` options a suite may set, in [defaults] or in a case (hyphens allowed, as on the command line)
 OPTIONS = ("workload", "time", "rate", "runtime", "producers", "consumers", "quiet", "drain_deadline", "work_ms",
-           "nodes")
+           "nodes", "in_flight")
 CASE_KEYS = ("name", "target", "profile", "faults", "seed", "seeds", "expect", *OPTIONS)
 COUNTABLE = tuple(dict.fromkeys((*DELIVERY_COUNTS, *ANOMALIES, "lost_middle")))
 _CONDITION = re.compile(r"^\s*(>=|<=|==|>|<|=)?\s*(\d+)\s*$")
@@ -148,7 +148,8 @@ def _norm(key: str) -> str:
 
 
 def _option(where: str, key: str, value: Any) -> Any:
-    kind = {"workload": str, "runtime": str, "producers": int, "consumers": int, "nodes": int}.get(key, float)
+    kind = {"workload": str, "runtime": str, "producers": int, "consumers": int, "nodes": int,
+            "in_flight": int}.get(key, float)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if not isinstance(value, kind) or isinstance(value, bool):

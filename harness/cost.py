@@ -1,0 +1,149 @@
+"""The cost of each guarantee: every profile of a target run without faults at the same load and
+concurrency, its acknowledged messages per second and its send and end-to-end latencies (p50, p99), each
+as a ratio to the target's cheapest profile. A figure only counts when the consumers kept pace (end-to-end
+p50 under a second, nearly every offered message acknowledged): otherwise it measures the harness's
+backlog, not the system, and the table says so. `--find-rate` doubles the rate while a profile keeps pace."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import targets
+from harness.certify import certify
+from harness.config import RunConfig
+from harness.files import atomic_write
+
+KEEP_UP_E2E_MS = 1000.0  # end-to-end p50 above this: the consumers fell behind
+KEEP_UP_ACKED = 0.9  # acknowledged below this share of the offered rate: the producers fell behind
+MAX_DOUBLINGS = 6
+
+
+@dataclass
+class Measure:
+    profile: str
+    guarantee: str
+    rate: float  # offered, messages/s
+    acked_per_s: float
+    delivered_per_s: float
+    send_p50_ms: float | None
+    send_p99_ms: float | None
+    e2e_p50_ms: float | None
+    e2e_p99_ms: float | None
+    verdict: bool | str
+    kept_up: bool
+    run_dir: str
+    why_not: str = ""
+
+
+def measure(cfg: RunConfig, log: TextIO) -> Measure:
+    """One run without faults; its throughput and latencies from the perf checker."""
+    done = certify(cfg, out=log)
+    r = done.results
+    s = r["perf"]["summary"]
+    c = r["delivery"]["counts"]
+    send = s["send_latency_ms"]["ok"]
+    e2e = s["e2e_latency_ms"]
+    acked = c["acknowledged"] / cfg.time
+    why = []
+    if e2e.get("p50") is None or e2e["p50"] > KEEP_UP_E2E_MS:
+        why.append(f"end-to-end p50 {e2e.get('p50')} ms > {KEEP_UP_E2E_MS:.0f} ms: the consumers fell behind")
+    if acked < KEEP_UP_ACKED * cfg.rate:
+        why.append(f"{acked:.0f} acknowledged/s of {cfg.rate:.0f} offered: the producers fell behind")
+    return Measure(cfg.profile, cfg.guarantee, cfg.rate, round(acked, 1), round(c["delivered"] / cfg.time, 1),
+                   send.get("p50"), send.get("p99"), e2e.get("p50"), e2e.get("p99"), r["valid"], not why,
+                   str(done.run_dir), "; ".join(why))
+
+
+def run_cost(base: RunConfig, profiles: list[str], find_rate: bool, say: TextIO = sys.stdout) -> dict[str, Any]:
+    """Measure each profile at `base`'s load (and, with `find_rate`, at doubled rates while it keeps pace)."""
+    out = Path(base.store)
+    (out / "logs").mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    for p in profiles:
+        rate = base.rate
+        steps: list[Measure] = []
+        for _ in range(MAX_DOUBLINGS + 1 if find_rate else 1):
+            cfg = RunConfig(**{**asdict(base), "profile": p, "rate": rate, "faults": []})
+            cfg.validate()
+            print(f"[cost] {base.target} {p} at {rate:.0f} msg/s ...", file=say, flush=True)
+            with open(out / "logs" / f"{p}-{rate:.0f}.log", "w") as log:
+                m = measure(cfg, log)
+            print(f"  {m.acked_per_s:.0f} acked/s, send p50 {m.send_p50_ms} ms p99 {m.send_p99_ms} ms, "
+                  f"end-to-end p50 {m.e2e_p50_ms} ms p99 {m.e2e_p99_ms} ms"
+                  + ("" if m.kept_up else f" — {m.why_not}"), file=say, flush=True)
+            steps.append(m)
+            if not m.kept_up:
+                break
+            rate *= 2
+        first = steps[0]
+        kept = [m for m in steps if m.kept_up]
+        rows.append({**asdict(first), "sustainable_rate": kept[-1].rate if kept and find_rate else None,
+                     "steps": [asdict(m) for m in steps] if find_rate else []})
+    # the cheapest profile: the highest sustainable rate when searched for, else the fastest send at the common
+    # rate (there every profile that keeps pace acknowledges what is offered, so throughput cannot tell them apart)
+    keeping = [r for r in rows if r["kept_up"]]
+    if find_rate:
+        cheapest = max(keeping, key=lambda r: (r["sustainable_rate"] or 0, -(r["send_p50_ms"] or 0)), default=None)
+    else:
+        cheapest = min(keeping, key=lambda r: r["send_p50_ms"] or float("inf"), default=None)
+    for r in rows:
+        if cheapest is None or not r["kept_up"]:
+            r["throughput_ratio"] = r["send_p50_ratio"] = r["e2e_p50_ratio"] = None
+            continue
+        key = "sustainable_rate" if find_rate else "acked_per_s"
+        r["throughput_ratio"] = _ratio(r[key], cheapest[key])
+        r["send_p50_ratio"] = _ratio(r["send_p50_ms"], cheapest["send_p50_ms"])
+        r["e2e_p50_ratio"] = _ratio(r["e2e_p50_ms"], cheapest["e2e_p50_ms"])
+    doc = {"target": base.target, "rate": base.rate, "time": base.time, "producers": base.producers,
+           "consumers": base.consumers, "in_flight": base.in_flight, "work_ms": base.work_ms, "runtime": base.runtime,
+           "cheapest": cheapest["profile"] if cheapest else None, "profiles": rows}
+    atomic_write(out / "cost.json", json.dumps(doc, indent=1) + "\n")
+    atomic_write(out / "cost.txt", table(doc) + "\n")
+    return doc
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 2) if a is not None and b else None
+
+
+def table(doc: dict[str, Any]) -> str:
+    head = (f"{doc['target']}: {doc['producers']} producers x {doc['in_flight']} in flight, {doc['consumers']} "
+            f"consumers at {doc['work_ms']} ms, {doc['time']:.0f} s per run, no faults; ratios against "
+            f"{doc['cheapest'] or 'no profile (none kept pace)'}")
+    thr = "x (sustainable)" if any(r.get("sustainable_rate") for r in doc["profiles"]) else "x"
+    cols = ("profile", "claims", "offered/s", "acked/s", thr, "send p50", "p99", "x p50", "e2e p50", "p99", "x p50",
+            "sustainable/s")
+    w = max([len(r["profile"]) for r in doc["profiles"]] + [8])
+    lines = [head, "  ".join(f"{c:>12}" if i else f"{c:<{w}}" for i, c in enumerate(cols))]
+    for r in doc["profiles"]:
+        cells = [r["profile"], r["guarantee"], f"{r['rate']:.0f}", f"{r['acked_per_s']:.0f}",
+                 _x(r["throughput_ratio"]), _ms(r["send_p50_ms"]), _ms(r["send_p99_ms"]), _x(r["send_p50_ratio"]),
+                 _ms(r["e2e_p50_ms"]), _ms(r["e2e_p99_ms"]), _x(r["e2e_p50_ratio"]),
+                 f"{r['sustainable_rate']:.0f}" if r.get("sustainable_rate") else "—"]
+        lines.append("  ".join(f"{c:>12}" if i else f"{c:<{w}}" for i, c in enumerate(cells))
+                     + ("" if r["kept_up"] else f"   (not kept pace: {r['why_not']})"))
+    return "\n".join(lines)
+
+
+def _x(v: float | None) -> str:
+    return "—" if v is None else f"{v:.2f}x"
+
+
+def _ms(v: float | None) -> str:
+    return "—" if v is None else f"{v:.1f} ms"
+
+
+def profiles_of(target: str, only: str | None) -> list[str]:
+    names = list(targets.load(target).profiles)
+    if not only:
+        return names
+    wanted = [p for p in only.split(",") if p]
+    bad = [p for p in wanted if p not in names]
+    if bad:
+        raise ValueError(f"unknown profile {', '.join(map(repr, bad))} for target {target}; valid profiles: "
+                         f"{', '.join(names)}")
+    return wanted
