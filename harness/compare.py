@@ -6,6 +6,7 @@ Also the heart of a suite's suite.html. Runs come from run directories (results.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import html
 import json
@@ -81,6 +82,8 @@ def entries_from_suite(doc: dict[str, Any], base: Path) -> list[Entry]:
     """The entries of a suite.json at `base` (its run directories are relative to it)."""
     out = []
     for o in doc.get("runs", []):
+        if o.get("kind") == "cost":
+            continue  # a cost case is a table below the matrix (suite_costs), not a cell
         run_dir = base / o["run_dir"] if o.get("run_dir") else None
         e = Entry(target=o["target"], profile=o["profile"], faults=tuple(o.get("faults") or ()), seed=o["seed"],
                   verdict=o["verdict"], counts=o.get("counts") or {}, guarantee=o.get("guarantee", ""),
@@ -108,10 +111,12 @@ def collect(paths: list[str | Path]) -> list[Entry]:
                 doc = json.loads((p / "suite.json").read_text())
             except ValueError as e:
                 raise CompareError(f"{p / 'suite.json'}: not JSON: {e}") from e
-            got = entries_from_suite(doc, p)
+            dirs = [(p / o["run_dir"]).resolve() if o.get("run_dir") else None for o in doc.get("runs", [])
+                    if o.get("kind") != "cost"]
+            got = [e for e, d in zip(entries_from_suite(doc, p), dirs, strict=True) if d is None or d not in seen]
             entries += got
-            found = len(got)
-            seen.update((p / o["run_dir"]).resolve() for o in doc.get("runs", []) if o.get("run_dir"))
+            found = len(doc.get("runs", []))
+            seen.update(d for d in dirs if d is not None)
         else:
             for res in sorted(p.rglob("results.json")) if p.is_dir() else []:
                 run_dir = res.parent
@@ -131,6 +136,68 @@ def collect(paths: list[str | Path]) -> list[Entry]:
     return entries
 
 
+def suite_costs(doc: dict[str, Any], base: Path) -> list[dict[str, Any]]:
+    """The cost.json of each cost case of a suite document at `base`."""
+    out = []
+    for o in doc.get("runs", []):
+        if o.get("kind") == "cost" and o.get("run_dir"):
+            out += collect_costs([base / o["run_dir"] / "cost.json"])
+    return out
+
+
+def collect_costs(paths: list[str | Path]) -> list[dict[str, Any]]:
+    """Every cost.json (`onceproof cost`) under `paths` or named by a suite there, with where it was found."""
+    docs: list[dict[str, Any]] = []
+    for p in map(Path, paths):
+        if (p / "suite.json").is_file():
+            with contextlib.suppress(ValueError):
+                docs += suite_costs(json.loads((p / "suite.json").read_text()), p)
+        files = [p] if p.is_file() and p.name == "cost.json" else sorted(p.rglob("cost.json")) if p.is_dir() else []
+        for f in files:
+            try:
+                doc = json.loads(f.read_text())
+            except (OSError, ValueError):
+                continue
+            if isinstance(doc, dict) and "profiles" in doc and str(f.resolve()) not in {d["path"] for d in docs}:
+                docs.append({**doc, "path": str(f.resolve())})
+    return docs
+
+
+def _fmt(v: Any, unit: str = "") -> str:
+    if v is None:
+        return "—"
+    return f"{v:,.0f}{unit}" if isinstance(v, float) and v >= 100 else f"{v:,.2f}{unit}" if isinstance(v, float) \
+        else f"{v}{unit}"
+
+
+def cost_html(docs: list[dict[str, Any]]) -> str:
+    """The cost tables: per target, each profile's throughput and latencies as ratios to the cheapest."""
+    if not docs:
+        return ""
+    parts = ["<h2>The cost of each guarantee</h2><p class=\"n\">Each profile without faults at the same load and "
+             "concurrency; ratios against the target's cheapest profile. Warm: end-to-end p50 over the last third "
+             "of the load, after the consumers' start-up. A row that did not keep pace measures a backlog, not "
+             "the system, and has no ratios.</p>"]
+    for d in docs:
+        head = (f"{d['target']}: {d['producers']} producers × {d['in_flight']} in flight, {d['consumers']} consumers, "
+                f"{d['time']:.0f} s per run at {d['rate']:.0f} msg/s offered; cheapest: {d.get('cheapest') or '—'}")
+        rows = "".join(
+            f"<tr><th>{_esc(r['profile'])}</th><td>{_esc(r['guarantee'])}</td><td>{_fmt(r['acked_per_s'])}</td>"
+            f"<td>{_fmt(r.get('sustainable_rate'))}</td><td>{_fmt(r.get('throughput_ratio'), '×')}</td>"
+            f"<td>{_fmt(r['send_p50_ms'], ' ms')}</td><td>{_fmt(r['send_p99_ms'], ' ms')}</td>"
+            f"<td>{_fmt(r.get('send_p50_ratio'), '×')}</td><td>{_fmt(r['e2e_p50_ms'], ' ms')}</td>"
+            f"<td>{_fmt(r['e2e_p99_ms'], ' ms')}</td><td>{_fmt(r.get('e2e_steady_p50_ms'), ' ms')}</td>"
+            f"<td>{_fmt(r.get('e2e_p50_ratio'), '×')}</td>"
+            f"<td>{'' if r['kept_up'] else _esc('did not keep pace: ' + r.get('why_not', ''))}</td></tr>"
+            for r in d["profiles"])
+        parts.append(f'<h3>{_esc(head)}</h3><table class="matrix cost"><thead><tr><th>profile</th><th>claims</th>'
+                     "<th>acked/s</th><th>sustainable/s</th><th>throughput ×</th><th>send p50</th><th>send p99</th>"
+                     "<th>send ×</th><th>end-to-end p50</th><th>p99</th><th>warm p50</th><th>warm ×</th><th></th>"
+                     "</tr></thead>"
+                     f"<tbody>{rows}</tbody></table>")
+    return "".join(parts)
+
+
 # --- the matrix ---------------------------------------------------------------------------------------
 
 
@@ -148,7 +215,8 @@ def matrix(entries: list[Entry]) -> tuple[list[tuple[str, str]], list[str], dict
 
 
 def _counts_text(e: Entry) -> str:
-    return " · ".join(f"{ABBREV[k]} {e.counts.get(k, 0):,}" for k in SHOWN)
+    shown = (*SHOWN, "lost_effects") if e.counts.get("lost_effects") else SHOWN  # lost effects only when any
+    return " · ".join(f"{ABBREV[k]} {e.counts.get(k, 0):,}" for k in shown)
 
 
 def text_matrix(entries: list[Entry]) -> str:
@@ -204,7 +272,7 @@ h1{font-size:20px;margin:0 0 4px} .sub{color:#5b6475;margin-bottom:14px}
 table.matrix{border-collapse:collapse;background:#fff;box-shadow:0 1px 2px #0002}
 .matrix th,.matrix td{border:1px solid #d9dde5;padding:6px 8px;vertical-align:top;text-align:left}
 .matrix th{background:#eef1f6;font-weight:600} .matrix th.row{white-space:nowrap}
-.run{display:block;margin:2px 0;white-space:nowrap}
+.run{display:block;margin:2px 0 4px} .matrix td{min-width:170px;max-width:330px}
 .v{display:inline-block;min-width:62px;font-weight:700;border-radius:3px;padding:0 4px;text-align:center}
 .v-valid{background:#d8f3dc;color:#1b5e20}.v-invalid{background:#fde2e1;color:#a4161a}
 .v-unknown{background:#fff3bf;color:#7a5c00}.v-error{background:#e9ecef;color:#495057}
@@ -230,7 +298,8 @@ def _cell_html(e: Entry, out_dir: Path) -> str:
             f'<span class="n">seed {e.seed}</span> {body}{link}{exp}</span>')
 
 
-def render(entries: list[Entry], out_dir: Path, title: str = "onceproof comparison", intro: str = "") -> str:
+def render(entries: list[Entry], out_dir: Path, title: str = "onceproof comparison", intro: str = "",
+           costs: list[dict[str, Any]] | None = None) -> str:
     """The comparison page; links are relative to `out_dir`, where the page is written."""
     rows, cols, cells = matrix(entries)
     head = "".join(f"<th>{_esc(c)}</th>" for c in cols)
@@ -256,4 +325,4 @@ def render(entries: list[Entry], out_dir: Path, title: str = "onceproof comparis
             f"<tbody>{''.join(body)}</tbody></table>"
             "<h2>Seeds and schedules</h2><p class=\"n\">A seed, a fault set and a duration make a fault schedule; "
             "runs with equal schedules faced the same faults at the same moments (the node hit is each "
-            f"system's own).</p><ul class=\"notes\">{notes}</ul></main></body></html>\n")
+            f"system's own).</p><ul class=\"notes\">{notes}</ul>{cost_html(costs or [])}</main></body></html>\n")

@@ -78,10 +78,12 @@ class NullWriter:
     def __init__(self, start_ns: int = 0):
         self.start_ns = start_ns
         self.counts: Counter[tuple[str, str]] = Counter()
+        self._lock = threading.Lock()
 
     def write(self, process: Any, type_: str, f: str, value: Any = None, time_ns: int | None = None,
               **extra: Any) -> dict[str, Any]:
-        self.counts[type_, f] += 1
+        with self._lock:
+            self.counts[type_, f] += 1
         return {"time": time_ns, "process": process, "type": type_, "f": f, "value": value}
 
     def flush(self) -> None:

@@ -55,3 +55,16 @@ def test_cost_measures_every_profile_against_the_cheapest(tmp_path, capsys):
 def test_cost_refuses_an_unknown_profile(tmp_path, capsys):
     assert main(["cost", "--target", "redis", "--profiles", "nope", "--store", str(tmp_path)]) == 2
     assert "unknown profile 'nope' for target redis" in capsys.readouterr().err
+
+
+def test_a_suite_cost_case_lands_in_suite_json_and_under_the_matrix(tmp_path):
+    suite = tmp_path / "cost.toml"
+    suite.write_text('[[case]]\nkind = "cost"\ntarget = "redis"\nprofiles = ["exactly-once", "at-most-once"]\n'
+                     'time = 3\nrate = 300\n')
+    assert main(["suite", "run", str(suite), "--store", str(tmp_path / "out")]) == 0
+    doc = json.loads((tmp_path / "out" / "suite.json").read_text())
+    (r,) = doc["runs"]
+    assert r["kind"] == "cost" and r["met"] and r["verdict"] == "valid"
+    assert {p["profile"] for p in r["cost"]["profiles"]} == {"exactly-once", "at-most-once"}
+    page = (tmp_path / "out" / "suite.html").read_text()
+    assert "The cost of each guarantee" in page and "redis: 2 producers" in page

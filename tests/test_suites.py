@@ -69,7 +69,7 @@ BAD = {
     "toml syntax": ("[[case]\ntarget='redis'\n", "line 1"),
     "unknown top-level key": ("cases = 1\n" + CASE, "unknown top-level key 'cases'"),
     "unknown defaults key": ("[defaults]\ntime = 5\nbogus = 1\n" + CASE, ":3: [defaults]: unknown key 'bogus'"),
-    "unknown case key": (CASE + "colour = 'red'\n", ":5: case 1: unknown key 'colour'; valid keys: name, target"),
+    "unknown case key": (CASE + "colour = 'red'\n", ":5: case 1: unknown key 'colour'; valid keys: name, kind, target"),
     "missing expect": ('[[case]]\ntarget = "redis"\nprofile = "exactly-once"\n', ":1: case 1: missing key 'expect'"),
     "unknown target": ('[[case]]\ntarget = "rabbit"\nprofile = "x"\nexpect = "valid"\n',
                        ":2: case 1: unknown target 'rabbit'; valid targets: kafka, nats, redis"),
@@ -89,6 +89,15 @@ BAD = {
     "seed and seeds": (CASE + "seed = 1\nseeds = [2]\n", "give seed or seeds, not both"),
     "duplicate name": (CASE + "name = 'x'\n" + CASE + "name = 'x'\n", "two cases are named 'x'"),
     "no case": ("[defaults]\ntime = 5\n", "no [[case]] tables"),
+    "unknown kind": (CASE + 'kind = "bench"\n', ":5: case 1: kind must be one of 'run', 'cost'"),
+    "cost with faults": ('[[case]]\nkind = "cost"\ntarget = "redis"\nfaults = ["kill"]\n',
+                         ":4: case 1: a cost case runs without faults"),
+    "cost unknown profile": ('[[case]]\nkind = "cost"\ntarget = "redis"\nprofiles = ["x"]\n',
+                             ":4: case 1: unknown profile 'x' for target redis"),
+    "case not a table": ('case = ["x"]\n', "case 1 must be a table"),
+    "counts on a cost case": ('[[case]]\nkind = "cost"\ntarget = "redis"\nexpect = {verdict = "valid", lost = "0"}\n',
+                              ":4: case 1: a cost case has a verdict only"),
+    "profiles on a run": (CASE + 'profiles = ["exactly-once"]\n', ":5: case 1: profiles belongs to kind = \"cost\""),
 }
 
 
@@ -114,6 +123,15 @@ def test_a_missing_file_and_a_bad_shard_exit_2(tmp_path, capsys):
     assert "matches no case" in capsys.readouterr().err
     with pytest.raises(SuiteError):
         parse_shard("2/1")
+
+
+def test_a_cost_case_is_one_item_whatever_the_seeds(tmp_path):
+    s = load_suite(write(tmp_path, GOOD + '[[case]]\nkind = "cost"\ntarget = "redis"\nfind-rate = true\n'))
+    cost = s.cases[-1]
+    assert (cost.kind, cost.name, cost.find_rate, cost.seeds) == ("cost", "redis-cost", True, (1,))
+    assert cost.profiles == ("at-most-once", "at-least-once", "exactly-once", "at-least-once-debian-defaults")
+    assert str(cost.expect) == "valid"
+    assert [it.key for it in with_seeds(s, (1, 2)).items()][-1] == "redis-cost[seed 1]"
 
 
 def test_seeds_override_every_cases_seeds(tmp_path, capsys):
@@ -241,6 +259,9 @@ def test_compare_places_runs_by_system_profile_and_faults(tmp_path, capsys):
     assert 'href="../store/kafka-acks1-queue/20261201T000000/report.html"' in page
     notes = seed_notes(collect([store]))
     assert "kill-consumer: seed 1: the same schedule in all 3 rows" in notes
+    suite_out = store / "suites" / "t"
+    sr.write_all(suite_doc(tmp_path, suite_out), suite_out)  # a suite inside the store: its runs counted once
+    assert len(collect([store, suite_out])) == len(collect([suite_out, store])) == 8
     assert main(["compare", str(tmp_path / "nothing"), "--out", str(out)]) == 2
     assert "no such file" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
@@ -265,3 +286,23 @@ def test_the_suite_page_marks_unmet_expectations(tmp_path):
     assert "1 run not as expected" in page
     assert page.count("run miss") == 1 and "✗ expected valid" in page
     assert render(collect([out]), out).count("report</a>") == 4
+
+
+def test_compare_shows_cost_tables_found_beside_the_runs(tmp_path):
+    store = tmp_path / "store"
+    fake_run(store, "redis", "exactly-once", [], 1, True, {})
+    row = {"profile": "exactly-once", "guarantee": "exactly-once", "rate": 200.0, "acked_per_s": 199.0,
+           "delivered_per_s": 199.0, "send_p50_ms": 0.7, "send_p99_ms": 1.8, "e2e_p50_ms": 1.8, "e2e_p99_ms": 12.0,
+           "e2e_steady_p50_ms": 1.7,
+           "verdict": True, "kept_up": True, "run_dir": "x", "why_not": "", "sustainable_rate": None,
+           "throughput_ratio": 1.0, "send_p50_ratio": 2.77, "e2e_p50_ratio": 2.17}
+    behind = {**row, "profile": "slow", "kept_up": False, "why_not": "end-to-end p50 5000 ms > 1000 ms",
+              "throughput_ratio": None, "send_p50_ratio": None, "e2e_p50_ratio": None}
+    doc = {"target": "redis", "rate": 200.0, "time": 10.0, "producers": 2, "consumers": 4, "in_flight": 4,
+           "work_ms": 0.5, "runtime": "local", "cheapest": "exactly-once", "profiles": [row, behind]}
+    (store / "cost.json").write_text(json.dumps(doc))
+    out = tmp_path / "cmp"
+    assert main(["compare", str(store), "--out", str(out)]) == 0
+    page = (out / "compare.html").read_text()
+    assert "The cost of each guarantee" in page and "2.77×" in page
+    assert "did not keep pace: end-to-end p50 5000 ms" in page

@@ -166,10 +166,11 @@ class Queue:
 
     @staticmethod
     def _produce(ctx: WorkerContext, spec: ClientSpec, log: ProcessLog, cfg: QueueConfig, name: str,
-                 retries: int) -> int:
-        producer = open_client(lambda: ctx.target.producer(spec), ctx.stop)
+                 retries: int, stop: Callable[[], bool] | None = None) -> int:
+        stop = stop or ctx.stop
+        producer = open_client(lambda: ctx.target.producer(spec), stop)
         try:
-            return run_producer(producer, log, cfg, name, retries, ctx.stop)
+            return run_producer(producer, log, cfg, name, retries, stop)
         finally:
             producer.close()
 
@@ -182,14 +183,19 @@ class Queue:
         stride = PROCESS_SPAN // cfg.in_flight
         sent = [0] * cfg.in_flight
         errors: list[BaseException] = []
+        failed = threading.Event()
+
+        def stop() -> bool:  # one thread's failure stops them all, so the worker ends by itself while the run
+            return ctx.stop() or failed.is_set()  # goes on, and the run reports it (never a verdict on less load)
 
         def one(j: int) -> None:
             try:
                 log = ProcessLog(ctx.writer, ctx.log.process + j * stride)
                 sub = replace(spec, name=f"{name}.{j}", slot=f"{spec.slot}.{j}")
-                sent[j] = self._produce(ctx, sub, log, share, f"{name}.{j}", retries)
-            except BaseException as e:  # a thread's failure ends the worker, as it would a single producer
+                sent[j] = self._produce(ctx, sub, log, share, f"{name}.{j}", retries, stop)
+            except BaseException as e:
                 errors.append(e)
+                failed.set()
 
         threads = [threading.Thread(target=one, args=(j,), name=f"{name}.{j}", daemon=True)
                    for j in range(cfg.in_flight)]

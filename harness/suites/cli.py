@@ -36,7 +36,10 @@ def cmd_suite_run(args: argparse.Namespace) -> int:
     except SuiteError as e:
         print(f"onceproof suite: error: {e}", file=sys.stderr)
         return 2
-    out = Path(args.store or Path("store") / "suites" / suite.name)
+    default = Path("store") / "suites" / suite.name
+    if shard_text:  # shards of one suite on one machine must not overwrite each other's results
+        default = default / f"shard-{shard_text.replace('/', '-of-')}"
+    out = Path(args.store or default)
     print(f"suite {suite.name}: {len(items)} run{'s' if len(items) != 1 else ''} of {len(suite.items())}"
           + (f" (shard {shard_text})" if shard_text else "") + f"; results in {out}", flush=True)
     from harness.suites.results import summary
@@ -98,7 +101,7 @@ def cmd_suite_merge(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from harness.compare import CompareError, collect, render, text_matrix
+    from harness.compare import CompareError, collect, collect_costs, render, text_matrix
     from harness.files import atomic_write
 
     try:
@@ -108,7 +111,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / "compare.html", render(entries, out))
+    atomic_write(out / "compare.html", render(entries, out, costs=collect_costs(args.paths)))
     print(text_matrix(entries))
     print(f"page: {out / 'compare.html'}")
     return 0
@@ -118,10 +121,12 @@ def cmd_cost(args: argparse.Namespace) -> int:
     """Each profile of a target without faults at one load; ratios to the cheapest."""
     from harness.certify import Interrupted, RunFailed
     from harness.config import ConfigError, RunConfig
-    from harness.cost import profiles_of, run_cost, table
+    from harness.cost import COST_CONSUMERS, COST_WORK_MS, profiles_of, run_cost, table
 
     store = args.store or str(Path("store") / "cost" / args.target)
-    cfg = RunConfig(target=args.target, store=store, faults=[], time=args.time, rate=args.rate)
+    # the system's cost, not the simulated processing's: consumers that do almost no work, and enough of them
+    cfg = RunConfig(target=args.target, store=store, faults=[], time=args.time, rate=args.rate,
+                    work_ms=COST_WORK_MS, consumers=COST_CONSUMERS)
     for name in ("producers", "consumers", "in_flight", "work_ms", "runtime", "nodes"):
         if getattr(args, name) is not None:
             setattr(cfg, name, getattr(args, name))
@@ -180,11 +185,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     k.add_argument("--target", required=True)
     k.add_argument("--profiles", metavar="P1,P2", help="only these profiles (default: all the target's)")
     k.add_argument("--rate", type=float, default=200.0, metavar="R", help="offered msg/s (default: 200)")
-    k.add_argument("--time", type=float, default=10.0, metavar="S", help="seconds per run (default: 10)")
+    k.add_argument("--time", type=float, default=30.0, metavar="S", help="seconds per run (default: 30)")
     k.add_argument("--producers", type=int, metavar="N")
-    k.add_argument("--consumers", type=int, metavar="N")
+    k.add_argument("--consumers", type=int, metavar="N", help="consumer processes (default: 4)")
     k.add_argument("--in-flight", type=int, metavar="N", help="sends in flight per producer (default: 1)")
-    k.add_argument("--work-ms", type=float, metavar="MS")
+    k.add_argument("--work-ms", type=float, metavar="MS",
+                   help="consumer processing per message (default: 0.5: the system's cost, not the work's)")
     k.add_argument("--runtime")
     k.add_argument("--nodes", type=int, metavar="N")
     k.add_argument("--find-rate", action="store_true", help="double the rate while each profile keeps pace")

@@ -10,7 +10,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-from harness.compare import entries_from_suite, render
+from harness.compare import entries_from_suite, render, suite_costs
 from harness.files import atomic_write
 
 FORMAT = "onceproof-suite-1"
@@ -87,7 +87,8 @@ def page(doc: dict[str, Any], out: Path) -> str:
     merged = f" · merged from {len(doc['merged_from'])} shards" if doc.get("merged_from") else ""
     intro = (f'<p class="summary"><b>{verdict}</b> · {s["met"]} of {s["runs"]} runs as expected{shard}{merged}'
              + (" · <b>interrupted</b>" if doc.get("interrupted") else "") + "</p>")
-    return render(entries_from_suite(doc, out), out, title=f"onceproof suite {doc.get('suite', '')}", intro=intro)
+    return render(entries_from_suite(doc, out), out, title=f"onceproof suite {doc.get('suite', '')}", intro=intro,
+                  costs=suite_costs(doc, out))
 
 
 def merge(dirs: list[Path], out: Path) -> dict[str, Any]:

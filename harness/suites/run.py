@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -35,6 +36,40 @@ def outcome(item: Item, out: Path, results: dict[str, Any] | None, run_dir: Path
         "reasons": (results or {}).get("reasons", []), "error": error,
         "run_dir": os.path.relpath(run_dir, out) if run_dir is not None else None,
         "duration_s": round(duration, 1),
+    }
+
+
+def cost_outcome(item: Item, out: Path, log: TextIO) -> dict[str, Any]:
+    """A cost case: `onceproof cost` for its target; valid when every profile kept pace and its claim."""
+    from harness.cost import COST_CONSUMERS, COST_WORK_MS, run_cost
+
+    c = item.case
+    started = time.monotonic()
+    where = out / "cost" / c.name
+    base = c.config(1, str(where))
+    base.faults = []
+    base.work_ms = c.options.get("work_ms", COST_WORK_MS)  # as `onceproof cost` measures
+    base.consumers = c.options.get("consumers", COST_CONSUMERS)
+    base.validate()
+    doc = run_cost(base, list(c.profiles), c.find_rate, say=log)
+    behind = [r["profile"] for r in doc["profiles"] if not r["kept_up"]]
+    broke = [r["profile"] for r in doc["profiles"] if r["verdict"] is not True]
+    verdict = "valid" if not behind and not broke else "invalid"
+    unmet = c.expect.unmet(verdict, {})
+    if unmet and behind:
+        unmet.append(f"did not keep pace: {', '.join(behind)}")
+    if unmet and broke:
+        unmet.append(f"not valid without faults: {', '.join(broke)}")
+    return {
+        "index": item.index, "kind": "cost", "case": c.name, "seed": item.seed, "target": c.target,
+        "profile": ",".join(c.profiles), "guarantee": "", "faults": [], "options": c.options,
+        "expect": c.expect.as_dict(), "expect_text": str(c.expect), "verdict": verdict, "met": not unmet,
+        "unmet": unmet, "counts": {}, "holds": {}, "reasons": [], "error": None,
+        "run_dir": os.path.relpath(where, out), "duration_s": round(time.monotonic() - started, 1),
+        "cost": {"cheapest": doc["cheapest"], "profiles": [
+            {k: r[k] for k in ("profile", "acked_per_s", "send_p50_ms", "e2e_p50_ms", "e2e_steady_p50_ms",
+                               "throughput_ratio", "send_p50_ratio", "e2e_p50_ratio", "kept_up")}
+            for r in doc["profiles"]]},
     }
 
 
@@ -71,8 +106,11 @@ def run_suite(suite: Suite, items: list[Item], out: Path, shard: str | None = No
             log_path = out / "logs" / f"{item.case.name}-seed{item.seed}.log"
             with open(log_path, "w") as log:
                 try:
-                    done = certify(cfg, out=log)
-                    o = outcome(item, out, done.results, done.run_dir, time.monotonic() - started)
+                    if item.case.kind == "cost":
+                        o = cost_outcome(item, out, log)
+                    else:
+                        done = certify(cfg, out=log)
+                        o = outcome(item, out, done.results, done.run_dir, time.monotonic() - started)
                 except Interrupted as e:
                     interrupted = True
                     print(f"  interrupted; everything the run started is stopped (its history so far: "
@@ -80,12 +118,18 @@ def run_suite(suite: Suite, items: list[Item], out: Path, shard: str | None = No
                     break
                 except RunFailed as e:
                     o = outcome(item, out, None, e.run_dir, time.monotonic() - started, error=str(e))
+                except Exception as e:  # the harness's own fault: this run is an error, the suite goes on
+                    o = outcome(item, out, None, None, time.monotonic() - started,
+                                error=f"{type(e).__name__}: {e} (see {log_path})")
+                    print(traceback.format_exc(), file=log)
             runs.append(o)
             write_all(doc, out)
             word = o["verdict"].upper()
             c = o["counts"]
             counts = (f"lost {c.get('lost', 0)}, dup {c.get('duplicated', 0)}, lost fx {c.get('lost_effects', 0)}, "
-                      f"dup fx {c.get('duplicated_effects', 0)}" if c else o["error"])
+                      f"dup fx {c.get('duplicated_effects', 0)}" if c else o["error"] or
+                      ("cost of " + ", ".join(f"{x['profile']} {x['acked_per_s']:.0f}/s" for x in o["cost"]["profiles"])
+                       if o.get("cost") else ""))
             mark = "as expected" if o["met"] else "NOT AS EXPECTED: " + "; ".join(o["unmet"])
             print(f"  {word} ({counts}) in {_dur(o['duration_s'])}: {mark} (log {log_path})", file=say, flush=True)
     except KeyboardInterrupt:  # between runs: nothing is running

@@ -28,7 +28,9 @@ VERDICT_OF = {True: "valid", False: "invalid", "unknown": "unknown"}  # results.
 # `onceproof run` options a suite may set, in [defaults] or in a case (hyphens allowed, as on the command line)
 OPTIONS = ("workload", "time", "rate", "runtime", "producers", "consumers", "quiet", "drain_deadline", "work_ms",
            "nodes", "in_flight")
-CASE_KEYS = ("name", "target", "profile", "faults", "seed", "seeds", "expect", *OPTIONS)
+CASE_KEYS = ("name", "kind", "target", "profile", "faults", "seed", "seeds", "expect", "profiles", "find_rate",
+             *OPTIONS)
+KINDS = ("run", "cost")  # a certification run per seed, or `onceproof cost` over the target's profiles
 COUNTABLE = tuple(dict.fromkeys((*DELIVERY_COUNTS, *ANOMALIES, "lost_middle")))
 _CONDITION = re.compile(r"^\s*(>=|<=|==|>|<|=)?\s*(\d+)\s*$")
 
@@ -84,6 +86,9 @@ class Case:
     expect: Expectation
     options: dict[str, Any] = field(default_factory=dict)
     line: int = 0  # of its [[case]] header
+    kind: str = "run"
+    profiles: tuple[str, ...] = ()  # a cost case's profiles
+    find_rate: bool = False  # a cost case searches each profile's sustainable rate
 
     def config(self, seed: int, store: str) -> RunConfig:
         cfg = RunConfig(target=self.target, profile=self.profile, faults=list(self.faults), seed=seed, store=store)
@@ -221,6 +226,9 @@ def load_suite(path: str | Path) -> Suite:
     names: dict[str, int] = {}
     for i, raw in enumerate(raw_cases):
         line = case_lines[i] if i < len(case_lines) else 0
+        if not isinstance(raw, dict):
+            raise SuiteError(f"{path}:{line}: case {i + 1} must be a table ([[case]]), got {raw!r}")
+        raw = {_norm(k): v for k, v in raw.items()}  # find-rate and find_rate alike, as on the command line
         label = f"case {i + 1}" + (f" ({raw['name']})" if isinstance(raw.get("name"), str) else "")
 
         def where(key: str | None = None, line: int = line, label: str = label) -> str:
@@ -229,6 +237,15 @@ def load_suite(path: str | Path) -> Suite:
         for key in raw:
             if _norm(key) not in CASE_KEYS:
                 raise SuiteError(f"{where(key)}: unknown key {key!r}; valid keys: {', '.join(CASE_KEYS)}")
+        kind = raw.get("kind", "run")
+        if kind not in KINDS:
+            raise SuiteError(f"{where('kind')}: kind must be one of {', '.join(map(repr, KINDS))} (got {kind!r})")
+        if kind == "cost":
+            cases.append(_cost_case(raw, defaults, where, line, names, i))
+            continue
+        for key in ("profiles", "find_rate"):
+            if key in raw:
+                raise SuiteError(f"{where(key)}: {key} belongs to kind = \"cost\" cases")
         for key in ("target", "profile", "expect"):
             if key not in raw:
                 raise SuiteError(f"{where()}: missing key {key!r}")
@@ -275,6 +292,49 @@ def load_suite(path: str | Path) -> Suite:
     return Suite(path, str(name), tuple(cases))
 
 
+def _cost_case(raw: dict[str, Any], defaults: dict[str, Any], where: Any, line: int, names: dict[str, int],
+               i: int) -> Case:
+    """A `kind = "cost"` case: `onceproof cost` for one target (profiles: all unless listed)."""
+    if "target" not in raw:
+        raise SuiteError(f"{where()}: missing key 'target'")
+    for key in ("profile", "faults", "seed", "seeds"):
+        if key in raw:
+            raise SuiteError(f"{where(key)}: a cost case runs without faults, once per profile: no {key} "
+                             "(use profiles = [...])")
+    target = raw["target"]
+    if target not in targets.names():
+        raise SuiteError(f"{where('target')}: unknown target {target!r}; valid targets: {', '.join(targets.names())}")
+    known = list(targets.load(target).profiles)
+    profiles = raw.get("profiles", known)
+    if not isinstance(profiles, list) or not profiles or not all(isinstance(x, str) for x in profiles):
+        raise SuiteError(f"{where('profiles')}: profiles must be a non-empty list of profile names")
+    bad = [x for x in profiles if x not in known]
+    if bad:
+        raise SuiteError(f"{where('profiles')}: unknown profile {', '.join(map(repr, bad))} for target {target}; "
+                         f"valid profiles: {', '.join(known)}")
+    find_rate = raw.get("find_rate", False)
+    if not isinstance(find_rate, bool):
+        raise SuiteError(f"{where('find_rate')}: find_rate must be true or false")
+    options = dict(defaults)
+    for key, value in raw.items():
+        if _norm(key) in OPTIONS:
+            options[_norm(key)] = _option(where(key), _norm(key), value)
+    name = raw.get("name") or f"{target}-cost"
+    if not isinstance(name, str) or not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.+=-]*$", name) or name in names:
+        raise SuiteError(f"{where('name')}: name must be unique, letters, digits and - _ . + = (got {name!r})")
+    names[name] = i + 1
+    expect = parse_expectation(where("expect"), raw.get("expect", "valid"))
+    if expect.conditions:
+        raise SuiteError(f"{where('expect')}: a cost case has a verdict only (valid: every profile kept pace and "
+                         "its claim without faults), no counts")
+    case = Case(name, target, profiles[0], (), (1,), expect, options, line, "cost", tuple(profiles), find_rate)
+    try:
+        case.config(1, "store").validate()
+    except ConfigError as e:
+        raise SuiteError(f"{where()}: {e}") from e
+    return case
+
+
 def parse_seeds(text: str) -> tuple[int, ...]:
     """`1-10`, `1,2,5` or a mix (`1-3,7`): the seeds every case runs with instead of its own."""
     seeds: list[int] = []
@@ -290,7 +350,8 @@ def parse_seeds(text: str) -> tuple[int, ...]:
 
 def with_seeds(suite: Suite, seeds: tuple[int, ...]) -> Suite:
     """The suite with every case run at `seeds` (a many-seed certification of a short suite)."""
-    return Suite(suite.path, suite.name, tuple(replace(c, seeds=seeds) for c in suite.cases))
+    return Suite(suite.path, suite.name, tuple(c if c.kind == "cost" else replace(c, seeds=seeds)
+                                               for c in suite.cases))
 
 
 def parse_shard(text: str) -> tuple[int, int]:
