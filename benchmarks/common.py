@@ -48,11 +48,12 @@ def start_nodes(target: Target, profile: Profile, n: int, runtime: LocalRuntime,
 
 
 def harness_rate(runtime: LocalRuntime, phase_dir: Path, target: str, profile: str, bootstrap: list[str],
-                 producers: int, seconds: float, record: bool = True) -> dict[str, float]:
+                 producers: int, seconds: float, record: bool = True, in_flight: int = 1) -> dict[str, float]:
     """Run `producers` unpaced producer workers for `seconds`, stop them with SIGTERM, and add up their stats
-    files. Rate = sum over workers of acked / that worker's own seconds."""
+    files. Rate = sum over workers of acked / that worker's own seconds. `in_flight`: sends in flight per worker
+    (its logical processes, as `onceproof run --in-flight`)."""
     start_ns = time.monotonic_ns()
-    settings = {"rate": 0, "producers": producers, "consumers": 0}
+    settings = {"rate": 0, "producers": producers, "consumers": 0, "in_flight": in_flight}
     (phase_dir / "workers").mkdir(parents=True)
     workers = []
     for i in range(producers):

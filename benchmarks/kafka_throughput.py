@@ -108,6 +108,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=10.0, help="load time of each harness phase (default 10)")
     ap.add_argument("--producers", type=int, default=2, help="producer workers per harness phase (default 2)")
     ap.add_argument("--nodes", type=int, default=target.node_counts[0], choices=target.node_counts)
+    ap.add_argument("--in-flight", type=int, default=1, help="sends in flight per harness producer (threads)")
     ap.add_argument("--profiles", default="acks1,at-least-once,idempotent,exactly-once",
                     help="comma-separated; all must share the broker settings (default: the four safe ones)")
     ap.add_argument("--tool-seconds", type=float, default=4.0,
@@ -176,7 +177,7 @@ def main() -> int:
                       f"{' (its transactions are the consumer side: not measured)' if s.get('transactional') else ''}")
                 print(f"  harness, {args.producers} producers, recording, {args.seconds:.0f}s ...", flush=True)
                 h = harness_rate(runtime, run_dir / f"harness-{profile.name}-{rnd}", "kafka", profile.name,
-                                 bootstrap, args.producers, args.seconds)
+                                 bootstrap, args.producers, args.seconds, in_flight=args.in_flight)
                 print(f"    {h['rate']:>9,.0f} acked/s ({h['acked']:,} acked of {h['attempted']:,} attempted)")
                 rates.setdefault(profile.name, {}).setdefault("harness", []).append(h["rate"])
                 tool_runs = [(profile.name, mode, None) for mode in MODES]
@@ -215,7 +216,7 @@ def main() -> int:
                 print(f"  {row:<18}" + "".join(f"{f'{min(res[c]):,.0f}-{max(res[c]):,.0f}' if c in res else '-':>22}"
                                                for c in cols))
         print(f"""
-  harness    {args.producers} Python producer processes (kafka-python), one message in flight each, ~30-byte JSON
+  harness    {args.producers} Python producer processes (kafka-python), {args.in_flight} in flight each, ~30-byte JSON
              values, history recorded
   sync       ProducerPerformance, {args.producers} JVMs at once, one {RECORD_SIZE}-byte record on the wire each
              (buffer.memory=300); its latency counts the wait inside send() for the previous record

@@ -70,6 +70,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seconds", type=float, default=10.0, help="load time of each harness phase (default 10)")
     ap.add_argument("--producers", type=int, default=2, help="producer workers = redis-benchmark -c (default 2)")
+    ap.add_argument("--in-flight", type=int, default=1,
+                    help="sends in flight per producer (threads; redis-benchmark gets producers x this connections)")
     ap.add_argument("--profile", default="at-least-once", choices=sorted(target.profiles))
     ap.add_argument("--bench-seconds", type=float, default=3.0, help="length of each redis-benchmark run")
     ap.add_argument("--keep", action="store_true", help="keep the temporary run directory")
@@ -83,7 +85,7 @@ def main() -> int:
     run_dir = Path(tempfile.mkdtemp(prefix="onceproof-redis-bench-"))
     runtime = LocalRuntime(run_dir)
     toxiproxy = None
-    n = args.producers
+    n = args.producers * args.in_flight  # redis-benchmark connections: as many sends in flight as the harness
     print(f"run dir {run_dir}; {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start")
     if os.getloadavg()[0] > 0.5 * (os.cpu_count() or 1):
         print("warning: the machine is already busy; these figures will be noisy (rerun when it is quiet)")
@@ -103,10 +105,10 @@ def main() -> int:
 
         print(f"\n[1/5] harness, {n} producers through the proxy, recording, {args.seconds:.0f}s ...", flush=True)
         rec = harness_rate(runtime, run_dir / "recorded", "redis", args.profile, [f"127.0.0.1:{info.proxy_port}"],
-                           args.producers, args.seconds, record=True)
+                           args.producers, args.seconds, record=True, in_flight=args.in_flight)
         print(f"[2/5] harness, {n} producers through the proxy, not recording, {args.seconds:.0f}s ...", flush=True)
         unrec = harness_rate(runtime, run_dir / "unrecorded", "redis", args.profile, [f"127.0.0.1:{info.proxy_port}"],
-                             args.producers, args.seconds, record=False)
+                             args.producers, args.seconds, record=False, in_flight=args.in_flight)
         print(f"[3/5] redis-benchmark XADD -c {n} -P 1, direct ...", flush=True)
         direct, direct_n = redis_benchmark(info.port, n, 1, args.bench_seconds)
         print(f"[4/5] redis-benchmark XADD -c {n} -P 1, through the proxy ...", flush=True)

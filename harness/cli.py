@@ -87,7 +87,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     faults = [f for f in (args.faults or "").split(",") if f and f != "none"] if args.faults is not None else None
     cfg = RunConfig()
     for name in ("target", "profile", "workload", "time", "rate", "seed", "store", "producers", "consumers",
-                 "quiet", "drain_deadline", "runtime", "nodes", "work_ms", "in_flight"):
+                 "quiet", "drain_deadline", "runtime", "nodes", "work_ms", "in_flight", "batch"):
         value = getattr(args, name)
         if value is not None:
             setattr(cfg, name, value)
@@ -177,6 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--runtime", help=f"where nodes and workers run: {', '.join(RUNTIMES)} (local: processes; "
                    "docker: containers, see `onceproof images build`) (default: local)")
     r.add_argument("--work-ms", type=float, metavar="MS", help="consumer processing time per message (default: 5)")
+    r.add_argument("--batch", type=int, metavar="N", help="messages a consumer takes per poll, and so per "
+                   "acknowledgement or transaction (default: the target's)")
     r.add_argument("--nodes", type=int, metavar="N", help="nodes of the target (default: the target's)")
     r.set_defaults(func=cmd_run)
 

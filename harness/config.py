@@ -36,6 +36,7 @@ class RunConfig:
     work_ms: float = 5.0  # consumer processing time per message
     nodes: int | None = None  # nodes of the target; None: the target's default
     in_flight: int = 1  # sends in flight per producer process (logical processes in threads)
+    batch: int | None = None  # messages a consumer takes per poll (per acknowledgement or transaction); the target's
 
     def validate(self) -> None:
         """Refuse unknown names and impossible numbers, listing what is valid; fill in target defaults."""
@@ -66,6 +67,8 @@ class RunConfig:
             self.quiet = t.drain.quiet
         if self.drain_deadline is None:
             self.drain_deadline = t.drain.deadline
+        if self.batch is None:
+            self.batch = t.batch
         if self.nodes not in t.node_counts:
             raise ConfigError(f"--nodes {self.nodes} is not supported by {self.target}; valid: "
                               f"{', '.join(map(str, t.node_counts))}")
@@ -83,6 +86,8 @@ class RunConfig:
         for name in ("producers", "consumers", "in_flight"):
             if not 1 <= getattr(self, name) <= 64:
                 raise ConfigError(f"--{name.replace('_', '-')} must be between 1 and 64 (got {getattr(self, name)})")
+        if not 1 <= self.batch <= 1000:
+            raise ConfigError(f"--batch must be between 1 and 1000 (got {self.batch})")
 
     @property
     def guarantee(self) -> str:

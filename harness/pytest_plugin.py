@@ -1,15 +1,16 @@
 """A pytest plugin (entry point `pytest11`): a user's own tests run a certification and assert on it.
 
     def test_my_profile(onceproof):
-        results = onceproof.certify("redis", "exactly-once", faults=["ack-loss", "kill-consumer"], seed=3,
+        results = onceproof.certify("mq", "exactly-once", faults=["ack-loss", "kill-consumer"], seed=3,
                                     expect="valid", time=20)
 
-    @pytest.mark.onceproof(target="nats", profile="r1-memory", faults=["kill-leader"],
+    @pytest.mark.onceproof(target="mq", profile="r1-memory", faults=["kill-leader"],
                            expect={"verdict": "invalid", "lost": ">0"})
     def test_r1_loses(onceproof_case):
         assert onceproof_case["log"]["counts"]["inconsistent_offsets"] >= 0
 
-A run whose answer is not the expected one fails the test with the verdict, the counts and the report's path.
+(`mq` stands for any registered target.) A run whose answer is not the expected one fails the test with
+the verdict, the counts and the report's path.
 Runs go to --onceproof-store (default: pytest's temporary directory)."""
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ def test_in_flight_producers_are_logical_processes_with_one_send_each(tmp_path):
 
 def test_cost_measures_every_profile_against_the_cheapest(tmp_path, capsys):
     rc = main(["cost", "--target", "redis", "--profiles", "exactly-once,at-least-once-debian-defaults",
-               "--time", "3", "--rate", "300", "--store", str(tmp_path)])
+               "--time", "5", "--rate", "300", "--store", str(tmp_path)])
     out = capsys.readouterr().out
     assert rc == 0, out
     doc = json.loads((tmp_path / "cost.json").read_text())
@@ -60,7 +60,7 @@ def test_cost_refuses_an_unknown_profile(tmp_path, capsys):
 def test_a_suite_cost_case_lands_in_suite_json_and_under_the_matrix(tmp_path):
     suite = tmp_path / "cost.toml"
     suite.write_text('[[case]]\nkind = "cost"\ntarget = "redis"\nprofiles = ["exactly-once", "at-most-once"]\n'
-                     'time = 3\nrate = 300\n')
+                     'time = 5\nrate = 300\n')
     assert main(["suite", "run", str(suite), "--store", str(tmp_path / "out")]) == 0
     doc = json.loads((tmp_path / "out" / "suite.json").read_text())
     (r,) = doc["runs"]

@@ -181,6 +181,7 @@ class FakeTarget:
     ports = ("cluster",)
     ready_timeout = 1.0
     drain = Drain(quiet=0.3, deadline=5.0)
+    batch = 10
     needs = Needs()
     image = Image("fake", None, Layout)
 

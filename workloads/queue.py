@@ -133,7 +133,7 @@ class Queue:
     """The `queue` workload: producers and consumers of one queue, judged by every checker."""
 
     name: ClassVar[str] = "queue"
-    options: ClassVar[tuple[str, ...]] = ("rate", "producers", "consumers", "work_ms", "in_flight")
+    options: ClassVar[tuple[str, ...]] = ("rate", "producers", "consumers", "work_ms", "in_flight", "batch")
     checkers: ClassVar[tuple[str, ...]] = ("delivery", "log", "perf")
 
     def run(self, role: str, ctx: WorkerContext) -> dict[str, Any]:

@@ -77,8 +77,9 @@ def cmd_suite_list(args: argparse.Namespace) -> int:
     for it in suite.items():
         c = it.case
         shard = f"shard {it.index % n + 1}/{n}  " if n else ""
-        print(f"{shard}{it.key:<50} {c.target} {c.profile} under {', '.join(c.faults) or 'no faults'}; "
-              f"expect {c.expect}")
+        what = (f"cost of {', '.join(c.profiles)}" if c.kind == "cost"
+                else f"{c.profile} under {', '.join(c.faults) or 'no faults'}")
+        print(f"{shard}{it.key:<50} {c.target} {what}; expect {c.expect}")
     return 0
 
 
@@ -127,7 +128,7 @@ def cmd_cost(args: argparse.Namespace) -> int:
     # the system's cost, not the simulated processing's: consumers that do almost no work, and enough of them
     cfg = RunConfig(target=args.target, store=store, faults=[], time=args.time, rate=args.rate,
                     work_ms=COST_WORK_MS, consumers=COST_CONSUMERS)
-    for name in ("producers", "consumers", "in_flight", "work_ms", "runtime", "nodes"):
+    for name in ("producers", "consumers", "in_flight", "work_ms", "runtime", "nodes", "batch"):
         if getattr(args, name) is not None:
             setattr(cfg, name, getattr(args, name))
     try:
@@ -191,6 +192,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     k.add_argument("--in-flight", type=int, metavar="N", help="sends in flight per producer (default: 1)")
     k.add_argument("--work-ms", type=float, metavar="MS",
                    help="consumer processing per message (default: 0.5: the system's cost, not the work's)")
+    k.add_argument("--batch", type=int, metavar="N", help="messages per poll, acknowledgement or transaction")
     k.add_argument("--runtime")
     k.add_argument("--nodes", type=int, metavar="N")
     k.add_argument("--find-rate", action="store_true", help="double the rate while each profile keeps pace")

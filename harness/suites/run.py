@@ -98,7 +98,9 @@ def run_suite(suite: Suite, items: list[Item], out: Path, shard: str | None = No
             met = sum(1 for r in runs if r["met"])
             under = ", ".join(item.case.faults) or "no faults"
             print(f"[suite {k}/{len(items)} {_dur(elapsed)}{left}; as expected {met}, not {len(runs) - met}] "
-                  f"{item.key}: {item.case.target} {item.case.profile} under {under}",
+                  f"{item.key}: {item.case.target} "
+                  + (f"cost of {', '.join(item.case.profiles)}" if item.case.kind == "cost"
+                     else f"{item.case.profile} under {under}"),
                   file=say, flush=True)
             cfg = item.case.config(item.seed, str(out / "runs"))
             cfg.validate()

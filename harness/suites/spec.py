@@ -3,8 +3,8 @@
     [defaults]                   # any `onceproof run` option
     time = 20
     [[case]]
-    name = "redis-eos"           # optional; default target-profile-faults
-    target = "redis"
+    name = "mq-eos"              # optional; default target-profile-faults
+    target = "mq"                # a registered target
     profile = "exactly-once"
     faults = ["ack-loss", "kill-consumer"]
     seeds = [1, 2, 3]            # one run per seed (or seed = 1)
@@ -27,7 +27,7 @@ VERDICTS = ("valid", "invalid", "unknown")
 VERDICT_OF = {True: "valid", False: "invalid", "unknown": "unknown"}  # results.json's valid -> suite word
 # `onceproof run` options a suite may set, in [defaults] or in a case (hyphens allowed, as on the command line)
 OPTIONS = ("workload", "time", "rate", "runtime", "producers", "consumers", "quiet", "drain_deadline", "work_ms",
-           "nodes", "in_flight")
+           "nodes", "in_flight", "batch")
 CASE_KEYS = ("name", "kind", "target", "profile", "faults", "seed", "seeds", "expect", "profiles", "find_rate",
              *OPTIONS)
 KINDS = ("run", "cost")  # a certification run per seed, or `onceproof cost` over the target's profiles
@@ -154,7 +154,7 @@ def _norm(key: str) -> str:
 
 def _option(where: str, key: str, value: Any) -> Any:
     kind = {"workload": str, "runtime": str, "producers": int, "consumers": int, "nodes": int,
-            "in_flight": int}.get(key, float)
+            "in_flight": int, "batch": int}.get(key, float)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if not isinstance(value, kind) or isinstance(value, bool):

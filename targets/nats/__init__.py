@@ -96,6 +96,7 @@ class Nats:
     ports = server.PORTS
     ready_timeout = 30.0
     drain = Drain(quiet=3.0, deadline=120.0)  # unacknowledged messages come again after AckWait (5 s)
+    batch = 10  # a batch's processing must stay well inside AckWait
     needs = Needs(debian=(Debian("nats-server", "nats-server", ("--version",)),), python=("nats",))
     image = Image("nats", "nats.yml", image_layout)
     abilities = Abilities(backlog=server.backlog, final_read=final_read, leader=server.leader,

@@ -316,6 +316,7 @@ class Redis:
     ports: tuple[str, ...] = ()
     ready_timeout = 30.0
     drain = Drain(quiet=3.0, deadline=60.0)
+    batch = 10
     needs = Needs(debian=(Debian("redis-server", "redis-server"), Debian("redis-tools", "redis-benchmark")),
                   python=("redis",))
     image = Image("redis", "redis.yml", image_layout)
