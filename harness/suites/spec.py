@@ -266,17 +266,8 @@ def load_suite(path: str | Path) -> Suite:
             raise SuiteError(f"{where('seeds')}: seeds must be a non-empty list of integers (got {seeds!r})")
         if len(set(seeds)) != len(seeds):
             raise SuiteError(f"{where('seeds')}: a seed is listed twice ({seeds})")
-        options = dict(defaults)
-        for key, value in raw.items():
-            if _norm(key) in OPTIONS:
-                options[_norm(key)] = _option(where(key), _norm(key), value)
-        name = raw.get("name") or f"{target}-{raw['profile']}-{'+'.join(faults) or 'none'}"
-        if not isinstance(name, str) or not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.+=-]*$", name):
-            raise SuiteError(f"{where('name')}: name must be letters, digits and - _ . + = (got {name!r})")
-        if name in names:
-            raise SuiteError(f"{where('name')}: two cases are named {name!r} (the other is case {names[name]}); "
-                             "give one a name")
-        names[name] = i + 1
+        options = _options(raw, defaults, where)
+        name = _name(raw, f"{target}-{raw['profile']}-{'+'.join(faults) or 'none'}", where, names, i)
         case = Case(name, target, raw["profile"], tuple(faults), tuple(seeds), parse_expectation(where("expect"),
                     raw["expect"]), options, line)
         try:
@@ -290,6 +281,27 @@ def load_suite(path: str | Path) -> Suite:
         cases.append(case)
     name = data.get("name") or path.stem
     return Suite(path, str(name), tuple(cases))
+
+
+def _options(raw: dict[str, Any], defaults: dict[str, Any], where: Any) -> dict[str, Any]:
+    """The case's run options: [defaults], then its own."""
+    options = dict(defaults)
+    for key, value in raw.items():
+        if key in OPTIONS:
+            options[key] = _option(where(key), key, value)
+    return options
+
+
+def _name(raw: dict[str, Any], default: str, where: Any, names: dict[str, int], i: int) -> str:
+    """The case's name (given or derived), unique in the file; recorded in `names`."""
+    name = raw.get("name") or default
+    if not isinstance(name, str) or not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.+=-]*$", name):
+        raise SuiteError(f"{where('name')}: name must be letters, digits and - _ . + = (got {name!r})")
+    if name in names:
+        raise SuiteError(f"{where('name')}: two cases are named {name!r} (the other is case {names[name]}); "
+                         "give one a name")
+    names[name] = i + 1
+    return name
 
 
 def _cost_case(raw: dict[str, Any], defaults: dict[str, Any], where: Any, line: int, names: dict[str, int],
@@ -315,14 +327,8 @@ def _cost_case(raw: dict[str, Any], defaults: dict[str, Any], where: Any, line: 
     find_rate = raw.get("find_rate", False)
     if not isinstance(find_rate, bool):
         raise SuiteError(f"{where('find_rate')}: find_rate must be true or false")
-    options = dict(defaults)
-    for key, value in raw.items():
-        if _norm(key) in OPTIONS:
-            options[_norm(key)] = _option(where(key), _norm(key), value)
-    name = raw.get("name") or f"{target}-cost"
-    if not isinstance(name, str) or not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.+=-]*$", name) or name in names:
-        raise SuiteError(f"{where('name')}: name must be unique, letters, digits and - _ . + = (got {name!r})")
-    names[name] = i + 1
+    options = _options(raw, defaults, where)
+    name = _name(raw, f"{target}-cost", where, names, i)
     expect = parse_expectation(where("expect"), raw.get("expect", "valid"))
     if expect.conditions:
         raise SuiteError(f"{where('expect')}: a cost case has a verdict only (valid: every profile kept pace and "
