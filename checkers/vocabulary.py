@@ -22,11 +22,17 @@ LOG_FAILING = ("inconsistent_offsets", "duplicates")
 
 VERDICT_WORDS = {True: "VALID", False: "INVALID", "unknown": "UNKNOWN"}
 EXIT_CODES = {True: 0, False: 1, "unknown": 2}  # `onceproof check` / `run`: valid, invalid, unknown
+VERDICT_NAMES = ("valid", "invalid", "unknown")  # the same verdicts in suite files, suite.json and comparisons
 
 
 def verdict_word(valid: Any) -> str:
     """VALID, INVALID or UNKNOWN for a results `valid` field (anything but True/False is unknown)."""
     return VERDICT_WORDS[valid] if isinstance(valid, bool) else VERDICT_WORDS["unknown"]
+
+
+def verdict_name(valid: Any) -> str:
+    """valid, invalid or unknown for a results `valid` field: the word suites expect and record."""
+    return verdict_word(valid).lower()
 
 
 def exit_code(valid: Any) -> int:

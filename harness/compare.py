@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from checkers.vocabulary import verdict_word
+from checkers.vocabulary import verdict_name
 
 SHOWN = ("lost", "duplicated", "duplicated_effects")  # the counts a cell shows
 ABBREV = {"lost": "lost", "duplicated": "dup", "duplicated_effects": "dup fx", "lost_effects": "lost fx"}
@@ -68,11 +68,10 @@ def schedule_digest(run_dir: Path) -> str | None:
 
 def entry_from_results(results: dict[str, Any], run_dir: Path) -> Entry:
     cfg = (results.get("run") or {}).get("config") or {}
-    valid = results.get("valid")
     return Entry(
         target=str(cfg.get("target", "?")), profile=str(cfg.get("profile", "?")),
         faults=tuple(cfg.get("faults") or ()), seed=int(cfg.get("seed", 0)),
-        verdict={True: "valid", False: "invalid"}.get(valid, "unknown") if isinstance(valid, bool) else "unknown",
+        verdict=verdict_name(results.get("valid")),
         counts=dict((results.get("delivery") or {}).get("counts") or {}), guarantee=str(results.get("guarantee", "")),
         time=cfg.get("time"), report=run_dir / "report.html" if (run_dir / "report.html").exists() else None,
         schedule=schedule_digest(run_dir))
@@ -228,13 +227,9 @@ def text_matrix(entries: list[Entry]) -> str:
             for e in cells.get((row, col), []):
                 met = "" if e.met is None else (" (as expected)" if e.met else " (NOT as expected)")
                 lines.append(f"{row[0]:<8} {row[1]:<30} {col:<40} seed {e.seed:<4} "
-                             f"{verdict_word(_valid(e.verdict)) if e.verdict != 'error' else 'ERROR':<8} "
+                             f"{e.verdict.upper():<8} "
                              f"{_counts_text(e) if e.counts else e.error or ''}{met}")
     return "\n".join(lines)
-
-
-def _valid(verdict: str) -> bool | str:
-    return {"valid": True, "invalid": False}.get(verdict, "unknown")
 
 
 def seed_notes(entries: list[Entry]) -> list[str]:
@@ -287,7 +282,7 @@ def _cell_html(e: Entry, out_dir: Path) -> str:
     if e.report is not None:
         href = os.path.relpath(e.report, out_dir)
         link = f' <a href="{_esc(href)}">report</a>'
-    word = verdict_word(_valid(e.verdict)) if e.verdict != "error" else "ERROR"
+    word = e.verdict.upper()  # VALID, INVALID, UNKNOWN or ERROR
     exp = ""
     if e.met is not None:
         exp = (f' <span class="ok" title="expected: {_esc(e.expect)}">✓</span>' if e.met

@@ -43,6 +43,16 @@ class Measure:
     why_not: str = ""
 
 
+def cost_config(target: str, store: str, options: dict[str, Any]) -> RunConfig:
+    """The base configuration of a cost run: no faults, the cost defaults, then `options` (run options that
+    are set), for `onceproof cost` and suite cost cases alike."""
+    cfg = RunConfig(target=target, store=store, faults=[], work_ms=COST_WORK_MS, consumers=COST_CONSUMERS)
+    for name, value in options.items():
+        if value is not None:
+            setattr(cfg, name, value)
+    return cfg
+
+
 def measure(cfg: RunConfig, log: TextIO) -> Measure:
     """One run without faults; its throughput and latencies from the perf checker."""
     done = certify(cfg, out=log)

@@ -48,9 +48,11 @@ class Onceproof:
     def run(self, target: str, profile: str, faults: list[str] | tuple[str, ...] = (), seed: int = 1,
             expect: str | dict[str, Any] | None = "valid", **options: Any) -> tuple[dict[str, Any], str | None]:
         """Like certify, but returns (results, why the answer was not the expected one, or None)."""
+        from checkers.vocabulary import verdict_name
         from harness.certify import RunFailed, certify
         from harness.config import ConfigError, RunConfig
-        from harness.suites.spec import VERDICT_OF, SuiteError, parse_expectation
+        from harness.suites.results import counts_line
+        from harness.suites.spec import SuiteError, parse_expectation
 
         where = f"onceproof case {target}/{profile}"
         try:
@@ -68,14 +70,12 @@ class Onceproof:
         except RunFailed as e:
             pytest.fail(f"{where}: the harness could not run it: {e}", pytrace=False)
         r = done.results
-        verdict = VERDICT_OF.get(r["valid"], "unknown")
+        verdict = verdict_name(r["valid"])
         unmet = wanted.unmet(verdict, r["delivery"]["counts"]) if wanted else []
         if unmet:
-            c = r["delivery"]["counts"]
-            counts = ", ".join(f"{k} {c[k]}" for k in ("attempted", "acknowledged", "lost", "duplicated",
-                                                        "lost_effects", "duplicated_effects") if k in c)
             return r, (f"{where} seed {seed} under {', '.join(faults) or 'no faults'}: "
-                       f"{'; '.join(unmet)} ({counts}; {'; '.join(r.get('reasons', []))})\n"
+                       f"{'; '.join(unmet)} ({counts_line(r['delivery']['counts'])}; "
+                       f"{'; '.join(r.get('reasons', []))})\n"
                        f"report: {done.paths['report']}")
         return r, None
 

@@ -26,7 +26,8 @@ def cmd_suite_run(args: argparse.Namespace) -> int:
                                  f"{', '.join(c.name for c in suite.cases)}")
         if args.shard:
             k, n = parse_shard(args.shard)
-            items = [it for it in items if it in shard(suite.items(), k, n)]
+            mine = {it.index for it in shard(suite.items(), k, n)}
+            items = [it for it in items if it.index in mine]
             shard_text = f"{k}/{n}"
         local = sorted({it.case.target for it in items if it.case.options.get("runtime", "local") == "local"})
         missing = _missing(local)
@@ -121,16 +122,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
 def cmd_cost(args: argparse.Namespace) -> int:
     """Each profile of a target without faults at one load; ratios to the cheapest."""
     from harness.certify import Interrupted, RunFailed
-    from harness.config import ConfigError, RunConfig
-    from harness.cost import COST_CONSUMERS, COST_WORK_MS, profiles_of, run_cost, table
+    from harness.config import ConfigError
+    from harness.cost import cost_config, profiles_of, run_cost, table
 
     store = args.store or str(Path("store") / "cost" / args.target)
-    # the system's cost, not the simulated processing's: consumers that do almost no work, and enough of them
-    cfg = RunConfig(target=args.target, store=store, faults=[], time=args.time, rate=args.rate,
-                    work_ms=COST_WORK_MS, consumers=COST_CONSUMERS)
-    for name in ("producers", "consumers", "in_flight", "work_ms", "runtime", "nodes", "batch"):
-        if getattr(args, name) is not None:
-            setattr(cfg, name, getattr(args, name))
+    cfg = cost_config(args.target, store, {name: getattr(args, name) for name in (
+        "time", "rate", "producers", "consumers", "in_flight", "work_ms", "runtime", "nodes", "batch")})
     try:
         cfg.validate()
         profiles = profiles_of(args.target, args.profiles)

@@ -41,7 +41,7 @@ def write_all(doc: dict[str, Any], out: Path) -> dict[str, Path]:
     return paths
 
 
-def _counts_line(c: dict[str, Any]) -> str:
+def counts_line(c: dict[str, Any]) -> str:
     keys = ("attempted", "acknowledged", "delivered", "lost", "lost_middle", "duplicated", "unexpected",
             "lost_effects", "duplicated_effects")
     return ", ".join(f"{k} {c[k]}" for k in keys if k in c)
@@ -62,7 +62,7 @@ def junit(doc: dict[str, Any], out: Path) -> str:
                            name=f"{r['case']}[seed {r['seed']}]", time=f"{r.get('duration_s') or 0:.1f}")
         report = str(out / r["run_dir"] / "report.html") if r.get("run_dir") else "none (the run did not start)"
         detail = "\n".join([f"expected: {r.get('expect_text')}", f"verdict: {r['verdict']}",
-                            f"counts: {_counts_line(r.get('counts') or {})}",
+                            f"counts: {counts_line(r.get('counts') or {})}",
                             *[f"reason: {x}" for x in r.get("reasons") or []], f"report: {report}"])
         if r.get("verdict") == "error":
             el = ET.SubElement(tc, "error", message=f"the harness could not run this case: {r.get('error')}")

@@ -10,9 +10,10 @@ import traceback
 from pathlib import Path
 from typing import Any, TextIO
 
+from checkers.vocabulary import verdict_name
 from harness.certify import Interrupted, RunFailed, certify
 from harness.suites.results import FORMAT, digest, write_all
-from harness.suites.spec import VERDICT_OF, Item, Suite
+from harness.suites.spec import Item, Suite
 
 
 def _dur(s: float) -> str:
@@ -20,12 +21,23 @@ def _dur(s: float) -> str:
     return f"{n // 3600}h{n % 3600 // 60:02d}m" if n >= 3600 else f"{n // 60}m{n % 60:02d}s" if n >= 60 else f"{n}s"
 
 
+def _brief(o: dict[str, Any]) -> str:
+    """A finished run in a few words: its anomaly counts, its error, or a cost case's rates."""
+    c = o["counts"]
+    if c:
+        return (f"lost {c.get('lost', 0)}, dup {c.get('duplicated', 0)}, lost fx {c.get('lost_effects', 0)}, "
+                f"dup fx {c.get('duplicated_effects', 0)}")
+    if o.get("cost"):
+        return "cost of " + ", ".join(f"{x['profile']} {x['acked_per_s']:.0f}/s" for x in o["cost"]["profiles"])
+    return o["error"] or ""
+
+
 def outcome(item: Item, out: Path, results: dict[str, Any] | None, run_dir: Path | None, duration: float,
             error: str | None = None) -> dict[str, Any]:
     """suite.json's record of one run."""
     c = item.case
     counts = (results or {}).get("delivery", {}).get("counts", {}) if results else {}
-    verdict = "error" if results is None else VERDICT_OF.get(results.get("valid"), "unknown")
+    verdict = "error" if results is None else verdict_name(results.get("valid"))
     unmet = ([f"the harness could not run it: {error}"] if results is None
              else c.expect.unmet(verdict, counts))
     return {
@@ -41,15 +53,12 @@ def outcome(item: Item, out: Path, results: dict[str, Any] | None, run_dir: Path
 
 def cost_outcome(item: Item, out: Path, log: TextIO) -> dict[str, Any]:
     """A cost case: `onceproof cost` for its target; valid when every profile kept pace and its claim."""
-    from harness.cost import COST_CONSUMERS, COST_WORK_MS, run_cost
+    from harness.cost import cost_config, run_cost
 
     c = item.case
     started = time.monotonic()
     where = out / "cost" / c.name
-    base = c.config(1, str(where))
-    base.faults = []
-    base.work_ms = c.options.get("work_ms", COST_WORK_MS)  # as `onceproof cost` measures
-    base.consumers = c.options.get("consumers", COST_CONSUMERS)
+    base = cost_config(c.target, str(where), {**c.options, "profile": c.profiles[0]})  # as `onceproof cost` does
     base.validate()
     doc = run_cost(base, list(c.profiles), c.find_rate, say=log)
     behind = [r["profile"] for r in doc["profiles"] if not r["kept_up"]]
@@ -126,14 +135,9 @@ def run_suite(suite: Suite, items: list[Item], out: Path, shard: str | None = No
                     print(traceback.format_exc(), file=log)
             runs.append(o)
             write_all(doc, out)
-            word = o["verdict"].upper()
-            c = o["counts"]
-            counts = (f"lost {c.get('lost', 0)}, dup {c.get('duplicated', 0)}, lost fx {c.get('lost_effects', 0)}, "
-                      f"dup fx {c.get('duplicated_effects', 0)}" if c else o["error"] or
-                      ("cost of " + ", ".join(f"{x['profile']} {x['acked_per_s']:.0f}/s" for x in o["cost"]["profiles"])
-                       if o.get("cost") else ""))
             mark = "as expected" if o["met"] else "NOT AS EXPECTED: " + "; ".join(o["unmet"])
-            print(f"  {word} ({counts}) in {_dur(o['duration_s'])}: {mark} (log {log_path})", file=say, flush=True)
+            print(f"  {o['verdict'].upper()} ({_brief(o)}) in {_dur(o['duration_s'])}: {mark} (log {log_path})",
+                  file=say, flush=True)
     except KeyboardInterrupt:  # between runs: nothing is running
         interrupted = True
         print("  interrupted between runs", file=say, flush=True)

@@ -20,11 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import targets
-from checkers.vocabulary import ANOMALIES, DELIVERY_COUNTS
+from checkers.vocabulary import ANOMALIES, DELIVERY_COUNTS, VERDICT_NAMES
 from harness.config import ConfigError, RunConfig
 
-VERDICTS = ("valid", "invalid", "unknown")
-VERDICT_OF = {True: "valid", False: "invalid", "unknown": "unknown"}  # results.json's valid -> suite word
 # `onceproof run` options a suite may set, in [defaults] or in a case (hyphens allowed, as on the command line)
 OPTIONS = ("workload", "time", "rate", "runtime", "producers", "consumers", "quiet", "drain_deadline", "work_ms",
            "nodes", "in_flight", "batch")
@@ -168,11 +166,11 @@ def parse_expectation(where: str, raw: Any) -> Expectation:
     if isinstance(raw, str):
         raw = {"verdict": raw}
     if not isinstance(raw, dict):
-        raise SuiteError(f"{where}: expect must be one of {', '.join(map(repr, VERDICTS))} or a table such as "
+        raise SuiteError(f"{where}: expect must be one of {', '.join(map(repr, VERDICT_NAMES))} or a table such as "
                          '{verdict = "invalid", lost = ">0"}' + f" (got {raw!r})")
     verdict = raw.get("verdict")
-    if verdict not in VERDICTS:
-        raise SuiteError(f"{where}: expect's verdict must be one of {', '.join(map(repr, VERDICTS))} "
+    if verdict not in VERDICT_NAMES:
+        raise SuiteError(f"{where}: expect's verdict must be one of {', '.join(map(repr, VERDICT_NAMES))} "
                          f"(got {verdict!r})")
     conds = []
     for key, spec in raw.items():
