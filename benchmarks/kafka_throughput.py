@@ -28,10 +28,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,18 +39,11 @@ from common import harness_rate, start_nodes  # benchmarks/common.py, beside thi
 
 from harness.runtime import LocalRuntime, cleanup
 from harness.toxiproxy import ToxiproxyServer
-from targets.kafka import PARTITIONS, _broker_settings, cluster
+from targets.kafka import PARTITIONS, _broker_settings, bench, cluster
 from targets.kafka import TARGET as target
+from targets.kafka.bench import PERF_TOPIC, RECORD_SIZE, producer_performance
 from targets.kafka.jars import kafka_cds_archive, kafka_classpath
 
-PERF_TOPIC = "onceproof-perf"  # ProducerPerformance's topic, apart from the harness's onceproof-in
-RECORD_SIZE = 100
-# ProducerPerformance's summaries: "N records sent, R records/sec (M MB/sec), A ms avg latency, X ms max latency,
-# P ms 50th, ..." for the whole run, then "N steady state records sent, ..." for the records after the warm-up
-# (the periodic lines lack the percentiles)
-STEADY = re.compile(r"(\d+) steady state records sent, ([0-9.]+) records/sec \(([0-9.]+) MB/sec\), ([0-9.]+) ms avg "
-                    r"latency, ([0-9.]+) ms max latency, (\d+) ms 50th, (\d+) ms 95th, (\d+) ms 99th")
-WARMUP = 0.5  # each tool run sends this share of its records more first, as warm-up (JIT, connections, metadata)
 MODES = {  # ProducerPerformance's producer properties beyond acks and idempotence
     # one record on the wire per producer, as the harness: buffer.memory holds one 100-byte record's batch
     # (about 182 bytes) but not two, so send() blocks until the previous record is acknowledged
@@ -65,42 +56,7 @@ MODES = {  # ProducerPerformance's producer properties beyond acks and idempoten
 
 
 def perf_props(settings: dict, mode: str) -> dict:
-    acks = "all" if settings["acks"] == "all" else "1"
-    return {"acks": acks, "enable.idempotence": "true" if settings.get("idempotence") else "false", **MODES[mode]}
-
-
-def producer_performance(bootstrap: list[str], props: dict, records: int, copies: int = 1, txn_ms: int | None = None,
-                         timeout: float = 120.0) -> dict:
-    """`copies` ProducerPerformance JVMs at once, each sending `records` after a warm-up of WARMUP * records,
-    through the proxies; their steady-state summaries combined: rates added, latencies averaged (avg) or
-    the worst (max, p99). A short JVM run without the warm-up reads 2-3x slower on this machine."""
-    cds = kafka_cds_archive()
-    argv = ["java", "-Xmx256m", *([f"-XX:SharedArchiveFile={cds}"] if cds else []), "-cp", kafka_classpath(),
-            "org.apache.kafka.tools.ProducerPerformance", "--bootstrap-server", ",".join(bootstrap),
-            "--topic", PERF_TOPIC, "--num-records", str(records + int(WARMUP * records)),
-            "--warmup-records", str(int(WARMUP * records)), "--record-size", str(RECORD_SIZE),
-            "--throughput", "-1", "--command-property", *(f"{k}={v}" for k, v in props.items())]
-    if txn_ms:
-        argv += ["--transaction-duration-ms", str(txn_ms)]
-    procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(copies)]
-    summaries = []
-    try:
-        deadline = time.monotonic() + timeout
-        for p in procs:
-            out, err = p.communicate(timeout=max(1.0, deadline - time.monotonic()))
-            found = STEADY.findall(out)
-            if p.returncode != 0 or not found:
-                raise RuntimeError(f"ProducerPerformance exited with {p.returncode}, no summary:\n"
-                                   f"{out[-800:]}\n{err[-800:]}")
-            summaries.append([float(x) for x in found[-1]])
-    finally:
-        for p in procs:  # on a timeout, an error or Ctrl-C: no JVM outlives this call
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    sent, rate, mb, avg, mx, p50, _p95, p99 = zip(*summaries, strict=True)
-    return {"records": int(sum(sent)), "rate": sum(rate), "mb": sum(mb), "avg_ms": sum(avg) / copies,
-            "max_ms": max(mx), "p50": max(p50), "p99": max(p99)}
+    return bench.perf_props(settings, MODES[mode])
 
 
 def main() -> int:

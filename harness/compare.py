@@ -186,15 +186,28 @@ def cost_html(docs: list[dict[str, Any]]) -> str:
             f"<td>{_fmt(r['send_p50_ms'], ' ms')}</td><td>{_fmt(r['send_p99_ms'], ' ms')}</td>"
             f"<td>{_fmt(r.get('send_p50_ratio'), '×')}</td><td>{_fmt(r['e2e_p50_ms'], ' ms')}</td>"
             f"<td>{_fmt(r['e2e_p99_ms'], ' ms')}</td><td>{_fmt(r.get('e2e_steady_p50_ms'), ' ms')}</td>"
-            f"<td>{_fmt(r.get('e2e_p50_ratio'), '×')}</td>"
+            f"<td>{_fmt(r.get('e2e_p50_ratio'), '×')}</td>{_native_cells(r.get('native'))}"
             f"<td>{'' if r['kept_up'] else _esc('did not keep pace: ' + r.get('why_not', ''))}</td></tr>"
             for r in d["profiles"])
         parts.append(f'<h3>{_esc(head)}</h3><table class="matrix cost"><thead><tr><th>profile</th><th>claims</th>'
                      "<th>acked/s</th><th>sustainable/s</th><th>throughput ×</th><th>send p50</th><th>send p99</th>"
-                     "<th>send ×</th><th>end-to-end p50</th><th>p99</th><th>warm p50</th><th>warm ×</th><th></th>"
+                     "<th>send ×</th><th>end-to-end p50</th><th>p99</th><th>warm p50</th><th>warm ×</th>"
+                     "<th>system's own tool</th><th>its msg/s</th><th>its p50</th><th>its p99</th><th></th>"
                      "</tr></thead>"
                      f"<tbody>{rows}</tbody></table>")
     return "".join(parts)
+
+
+def _native_cells(n: dict[str, Any] | None) -> str:
+    """A cost row's native tool: its name (the exact command and how it ran on hover) and figures, or why not."""
+    if not n:
+        return "<td></td>" * 4
+    if "tool" not in n:
+        return f'<td title="{_esc(n.get("skipped") or n.get("error") or "")}">none</td>' + "<td></td>" * 3
+    how = f"{'paced at the offered rate' if n.get('paced') else 'unpaced'}; {n.get('note', '')}: {n.get('command', '')}"
+    return (f'<td title="{_esc(how)}">{_esc(n["tool"])}{"" if n.get("paced") else " (unpaced)"}</td>'
+            f"<td>{_fmt(n.get('acked_per_s'))}</td><td>{_fmt(n.get('send_p50_ms'), ' ms')}</td>"
+            f"<td>{_fmt(n.get('send_p99_ms'), ' ms')}</td>")
 
 
 # --- the matrix ---------------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ class RunConfig:
     work_ms: float = 5.0  # consumer processing time per message
     nodes: int | None = None  # nodes of the target; None: the target's default
     in_flight: int = 1  # sends in flight per producer process (logical processes in threads)
+    native: bool = False  # after the drain, run the target's own benchmark tool at this load (cost runs)
     batch: int | None = None  # messages a consumer takes per poll (per acknowledgement or transaction); the target's
 
     def validate(self) -> None:

@@ -2,12 +2,16 @@
 concurrency, its acknowledged messages per second and its send and end-to-end latencies (p50, p99), each
 as a ratio to the target's cheapest profile. A figure only counts when the consumers kept pace (end-to-end
 p50 under a second, nearly every offered message acknowledged): otherwise it measures the harness's
-backlog, not the system, and the table says so. `--find-rate` doubles the rate while a profile keeps pace."""
+backlog, not the system, and the table says so. `--find-rate` searches each profile's sustainable rate
+(doubling, then bisection). Where the target names one, its own benchmark tool runs against each
+profile's nodes at the same load (the `native_bench` ability) and its
+figures go beside the harness's."""
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -19,7 +23,8 @@ from harness.files import atomic_write
 
 KEEP_UP_E2E_MS = 1000.0  # end-to-end p50 above this: the consumers fell behind
 KEEP_UP_ACKED = 0.9  # acknowledged below this share of the offered rate: the producers fell behind
-MAX_DOUBLINGS = 6
+MAX_DOUBLINGS = 6  # the search doubles (or halves) the rate at most this often...
+REFINE_STEPS = 2  # ...then bisects this often between the last rate kept and the first not: within 25 %
 # the system's cost, not the simulated processing's: consumers that do almost no work, and enough of them
 COST_WORK_MS = 0.5
 COST_CONSUMERS = 4
@@ -41,12 +46,14 @@ class Measure:
     kept_up: bool
     run_dir: str
     why_not: str = ""
+    native: dict[str, Any] | None = None  # the system's own tool at the same load (native.json), or why not
 
 
 def cost_config(target: str, store: str, options: dict[str, Any]) -> RunConfig:
     """The base configuration of a cost run: no faults, the cost defaults, then `options` (run options that
     are set), for `onceproof cost` and suite cost cases alike."""
-    cfg = RunConfig(target=target, store=store, faults=[], work_ms=COST_WORK_MS, consumers=COST_CONSUMERS)
+    cfg = RunConfig(target=target, store=store, faults=[], work_ms=COST_WORK_MS, consumers=COST_CONSUMERS,
+                    native=True)
     for name, value in options.items():
         if value is not None:
             setattr(cfg, name, value)
@@ -69,9 +76,11 @@ def measure(cfg: RunConfig, log: TextIO) -> Measure:
                    "consumers fell behind")
     if acked < KEEP_UP_ACKED * cfg.rate:
         why.append(f"{acked:.0f} acknowledged/s of {cfg.rate:.0f} offered: the producers fell behind")
+    native_file = done.run_dir / "native.json"
+    native = json.loads(native_file.read_text()) if native_file.exists() else None
     return Measure(cfg.profile, cfg.guarantee, cfg.rate, round(acked, 1), round(c["delivered"] / cfg.time, 1),
                    send.get("p50"), send.get("p99"), e2e.get("p50"), e2e.get("p99"), steady, r["valid"], not why,
-                   str(done.run_dir), "; ".join(why))
+                   str(done.run_dir), "; ".join(why), native)
 
 
 def steady_e2e_p50(perf: dict[str, Any], load_s: float) -> float | None:
@@ -113,46 +122,89 @@ def run_cost(base: RunConfig, profiles: list[str], find_rate: bool, say: TextIO 
     (out / "logs").mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     for p in profiles:
-        rate = base.rate
         steps: list[Measure] = []
-        for _ in range(MAX_DOUBLINGS + 1 if find_rate else 1):
-            cfg = RunConfig(**{**asdict(base), "profile": p, "rate": rate, "faults": []})
-            cfg.validate()
-            print(f"[cost] {base.target} {p} at {rate:.0f} msg/s ...", file=say, flush=True)
-            with open(out / "logs" / f"{p}-{rate:.0f}.log", "w") as log:
-                m = measure(cfg, log)
-            print(f"  {m.acked_per_s:.0f} acked/s, send p50 {m.send_p50_ms} ms p99 {m.send_p99_ms} ms, "
-                  f"end-to-end p50 {m.e2e_p50_ms} ms p99 {m.e2e_p99_ms} ms"
-                  + ("" if m.kept_up else f" — {m.why_not}"), file=say, flush=True)
-            steps.append(m)
-            if not m.kept_up:
-                break
-            rate *= 2
-        first = steps[0]
-        kept = [m for m in steps if m.kept_up]
-        rows.append({**asdict(first), "sustainable_rate": kept[-1].rate if kept and find_rate else None,
-                     "steps": [asdict(m) for m in steps] if find_rate else []})
+        at = _stepper(base, p, steps, out, say)
+        first = at(base.rate)
+        sustainable = find_sustainable(first, at) if find_rate else None
+        rows.append({**asdict(first), "sustainable_rate": sustainable,
+                     "steps": [asdict(m) for m in sorted(steps, key=lambda m: m.rate)] if find_rate else []})
     # the cheapest profile: the highest sustainable rate when searched for, else the fastest send at the common
     # rate (there every profile that keeps pace acknowledges what is offered, so throughput cannot tell them apart)
-    keeping = [r for r in rows if r["kept_up"]]
     if find_rate:
-        cheapest = max(keeping, key=lambda r: (r["sustainable_rate"] or 0, -(r["send_p50_ms"] or 0)), default=None)
+        keeping = [r for r in rows if r["sustainable_rate"]]
+        cheapest = max(keeping, key=lambda r: (r["sustainable_rate"], -(r["send_p50_ms"] or 0)), default=None)
     else:
+        keeping = [r for r in rows if r["kept_up"]]
         cheapest = min(keeping, key=lambda r: r["send_p50_ms"] or float("inf"), default=None)
+    key = "sustainable_rate" if find_rate else "acked_per_s"
     for r in rows:
-        if cheapest is None or not r["kept_up"]:
-            r["throughput_ratio"] = r["send_p50_ratio"] = r["e2e_p50_ratio"] = None
+        r["throughput_ratio"] = r["send_p50_ratio"] = r["e2e_p50_ratio"] = None
+        if cheapest is None or r not in keeping:
             continue
-        key = "sustainable_rate" if find_rate else "acked_per_s"
         r["throughput_ratio"] = _ratio(r[key], cheapest[key])
-        r["send_p50_ratio"] = _ratio(r["send_p50_ms"], cheapest["send_p50_ms"])
-        r["e2e_p50_ratio"] = _ratio(r["e2e_steady_p50_ms"], cheapest["e2e_steady_p50_ms"])
+        if r["kept_up"] and cheapest["kept_up"]:  # latencies compare only where both kept pace at the common rate
+            r["send_p50_ratio"] = _ratio(r["send_p50_ms"], cheapest["send_p50_ms"])
+            r["e2e_p50_ratio"] = _ratio(r["e2e_steady_p50_ms"], cheapest["e2e_steady_p50_ms"])
     doc = {"target": base.target, "rate": base.rate, "time": base.time, "producers": base.producers,
            "consumers": base.consumers, "in_flight": base.in_flight, "work_ms": base.work_ms, "runtime": base.runtime,
            "cheapest": cheapest["profile"] if cheapest else None, "profiles": rows}
     atomic_write(out / "cost.json", json.dumps(doc, indent=1) + "\n")
     atomic_write(out / "cost.txt", table(doc) + "\n")
     return doc
+
+
+def _stepper(base: RunConfig, profile: str, steps: list[Measure], out: Path, say: TextIO) -> Callable[[float], Measure]:
+    """A function measuring `profile` at a rate, printing its figures and adding them to `steps`. The native
+    tool runs once per profile, with the first step (the common rate)."""
+
+    def at(rate: float) -> Measure:
+        cfg = RunConfig(**{**asdict(base), "profile": profile, "rate": rate, "faults": [],
+                           "native": base.native and not steps})
+        cfg.validate()
+        print(f"[cost] {base.target} {profile} at {rate:.0f} msg/s ...", file=say, flush=True)
+        with open(out / "logs" / f"{profile}-{rate:.0f}.log", "w") as log:
+            m = measure(cfg, log)
+        print(f"  {m.acked_per_s:.0f} acked/s, send p50 {m.send_p50_ms} ms p99 {m.send_p99_ms} ms, "
+              f"end-to-end p50 {m.e2e_p50_ms} ms p99 {m.e2e_p99_ms} ms"
+              + ("" if m.kept_up else f" — {m.why_not}"), file=say, flush=True)
+        n = m.native
+        if n and "tool" in n:
+            print(f"  {n['tool']}: {n['acked_per_s']:.0f}/s, p50 {n['send_p50_ms']} ms p99 {n['send_p99_ms']} ms "
+                  f"({n.get('note', '')})", file=say, flush=True)
+        steps.append(m)
+        return m
+
+    return at
+
+
+def find_sustainable(first: Measure, at: Callable[[float], Measure]) -> float | None:
+    """The highest rate at which a profile keeps pace, from `first` (already measured): doubling while it
+    keeps pace (or halving while it does not), then REFINE_STEPS bisections between the last rate that kept
+    pace and the first that did not, so the answer is good to 1/2**REFINE_STEPS of that bracket. None when
+    even the lowest rate tried did not keep pace."""
+    kept: float | None = first.rate if first.kept_up else None
+    lost: float | None = None if first.kept_up else first.rate
+    rate = first.rate
+    for _ in range(MAX_DOUBLINGS):
+        rate = rate * 2 if lost is None else rate / 2
+        m = at(rate)
+        if m.kept_up:
+            kept = rate if kept is None else max(kept, rate)
+        else:
+            lost = rate if lost is None else min(lost, rate)
+        if kept is not None and lost is not None:
+            break
+    if kept is None or lost is None:
+        return kept
+    for _ in range(REFINE_STEPS):
+        mid = round((kept + lost) / 2)
+        if mid in (round(kept), round(lost)):
+            break
+        if at(mid).kept_up:
+            kept = mid
+        else:
+            lost = mid
+    return kept
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:
@@ -165,17 +217,39 @@ def table(doc: dict[str, Any]) -> str:
             f"{doc['cheapest'] or 'no profile (none kept pace)'}")
     thr = "x (sustainable)" if any(r.get("sustainable_rate") for r in doc["profiles"]) else "x"
     cols = ("profile", "claims", "offered/s", "acked/s", thr, "send p50", "p99", "x p50", "e2e p50", "p99",
-            "warm e2e p50", "x warm", "sustainable/s")
+            "warm e2e p50", "x warm", "sustainable/s", "native/s", "native p50", "native p99")
     w = max([len(r["profile"]) for r in doc["profiles"]] + [8])
     lines = [head, "  ".join(f"{c:>12}" if i else f"{c:<{w}}" for i, c in enumerate(cols))]
     for r in doc["profiles"]:
         cells = [r["profile"], r["guarantee"], f"{r['rate']:.0f}", f"{r['acked_per_s']:.0f}",
                  _x(r["throughput_ratio"]), _ms(r["send_p50_ms"]), _ms(r["send_p99_ms"]), _x(r["send_p50_ratio"]),
                  _ms(r["e2e_p50_ms"]), _ms(r["e2e_p99_ms"]), _ms(r["e2e_steady_p50_ms"]), _x(r["e2e_p50_ratio"]),
-                 f"{r['sustainable_rate']:.0f}" if r.get("sustainable_rate") else "—"]
+                 f"{r['sustainable_rate']:.0f}" if r.get("sustainable_rate") else "—", *_native_cells(r.get("native"))]
         lines.append("  ".join(f"{c:>12}" if i else f"{c:<{w}}" for i, c in enumerate(cells))
                      + ("" if r["kept_up"] else f"   (not kept pace: {r['why_not']})"))
+    lines += native_notes(doc["profiles"])
     return "\n".join(lines)
+
+
+def _native_cells(n: dict[str, Any] | None) -> list[str]:
+    if not n or "tool" not in n:
+        return ["—", "—", "—"]
+    return [f"{n['acked_per_s']:.0f}", _ms(n["send_p50_ms"]), _ms(n["send_p99_ms"])]
+
+
+def native_notes(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per profile on its native figure: the tool, how it ran, or why there is none."""
+    out = []
+    for r in rows:
+        n = r.get("native")
+        if not n:
+            continue
+        if "tool" in n:
+            out.append(f"native {r['profile']}: {n['tool']} ({'paced at the offered rate' if n['paced'] else 'unpaced'}"
+                       f"; {n['note']}): {n['command']}")
+        else:
+            out.append(f"native {r['profile']}: none ({n.get('skipped') or n.get('error')})")
+    return out
 
 
 def _x(v: float | None) -> str:

@@ -66,6 +66,9 @@ class Needs:
     debian: tuple[Debian, ...] = ()
     fetched: tuple[Fetched, ...] = ()
     python: tuple[str, ...] = field(default=())
+    # for extra figures only (a native benchmark tool): `setup` installs them and warns when it cannot; runs
+    # never wait for them, and a missing one only leaves its figure out
+    optional: tuple[Fetched, ...] = ()
 
 
 class SetupError(RuntimeError):
@@ -215,15 +218,13 @@ def tail(text: str, lines: int = 15) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
-def install_toxiproxy(progress: Progress = print) -> Path:
-    """Build the pinned Toxiproxy server into the cache, unless it is there already; its path."""
-    if toxiproxy_requirement().present:
-        return toxiproxy_path()
+def go_install(package: str, bindir: Path, what: str, progress: Progress, *flags: str) -> None:
+    """`go install package@version` into `bindir`, with its modules and build cache in onceproof's cache (a
+    static binary: no C compiler needed)."""
     go, found = find_go()
     if go is None:
         raise SetupError(_go_missing_message(found))
     cache = cache_dir()
-    bindir = toxiproxy_path().parent
     env = {
         **os.environ,
         "GOBIN": str(bindir),
@@ -231,17 +232,25 @@ def install_toxiproxy(progress: Progress = print) -> Path:
         "GOMODCACHE": str(cache / "go" / "pkg" / "mod"),
         "GOCACHE": str(cache / "go-build"),
         "GOFLAGS": "-mod=mod -modcacherw",  # -modcacherw: the module cache can be deleted with plain rm -rf
-        "CGO_ENABLED": "0",  # a static binary; no C compiler needed
+        "CGO_ENABLED": "0",
     }
-    # `go install` leaves the version "git" (releases set it at link time), so set it like a release does:
-    # `server -version` and the API's /version then say 2.12.0.
-    ldflags = f"-ldflags=-X github.com/Shopify/toxiproxy/v2.Version={TOXIPROXY_VERSION}"
-    cmd = [go, "install", ldflags, f"{TOXIPROXY_PACKAGE}@v{TOXIPROXY_VERSION}"]
-    progress(f"setup: building Toxiproxy {TOXIPROXY_VERSION} with {found} into {bindir} (the first time "
-             "downloads modules and takes a minute or two)")
+    cmd = [go, "install", *flags, package]
+    progress(f"setup: building {what} with {found} into {bindir} (the first time downloads modules and takes a "
+             "minute or two)")
     r = run(cmd, env=env)
     if r.returncode != 0:
         raise SetupError(f"`GOBIN={bindir} {' '.join(cmd)}` failed:\n{tail(r.stderr or r.stdout)}")
+
+
+def install_toxiproxy(progress: Progress = print) -> Path:
+    """Build the pinned Toxiproxy server into the cache, unless it is there already; its path."""
+    if toxiproxy_requirement().present:
+        return toxiproxy_path()
+    # `go install` leaves the version "git" (releases set it at link time), so set it like a release does:
+    # `server -version` and the API's /version then say 2.12.0.
+    ldflags = f"-ldflags=-X github.com/Shopify/toxiproxy/v2.Version={TOXIPROXY_VERSION}"
+    go_install(f"{TOXIPROXY_PACKAGE}@v{TOXIPROXY_VERSION}", toxiproxy_path().parent, f"Toxiproxy {TOXIPROXY_VERSION}",
+               progress, ldflags)
     req = toxiproxy_requirement()
     if not req.present:
         raise SetupError(f"built Toxiproxy, but it does not work: {req.detail}")

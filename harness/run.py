@@ -14,6 +14,7 @@ import os
 import random
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -28,11 +29,12 @@ from harness.runtime import NodeSpec, cleanup, make_runtime
 from harness.runtime.base import Node, Placement, Proxies, Runtime
 from harness.schedule import Window, make_schedule
 from harness.worker import shard_path, worker_spec
-from targets.base import Deployment, NodeInfo, Target
+from targets.base import BenchLoad, Deployment, NodeInfo, Target
 from workloads.base import Workload
 
 BUSY_WAIT_S = 20.0  # longest a consumer fault waits for its victim to receive messages
 BUSY_AFTER_S = (0.2, 1.5)  # and how much longer it then waits (seeded, uniform)
+NATIVE_MAX_S = 20.0  # longest a native benchmark tool runs after a cost run
 
 
 def make_run_dir(store: Path, test: str) -> Path:
@@ -407,6 +409,32 @@ class Run:
             return
         self.harness_log.write("harness", "ok", "effects", {"counts": counts})
 
+    def _native_bench(self) -> None:
+        """A cost run's comparison: the system's own benchmark tool against the same nodes and proxies at the
+        run's load, once the history is complete (its records go to a topic or stream of their own). Its
+        figure or why there is none goes to native.json; a failing tool never changes the run's verdict."""
+        if not self.cfg.native:
+            return
+        bench = self.target.abilities.native_bench
+        doc: dict[str, Any]
+        if bench is None:
+            doc = {"skipped": f"the {self.target.name} target names no native benchmark tool"}
+        elif self.cfg.runtime != "local":
+            doc = {"skipped": "native tools run only with the local runtime (they run on this machine)"}
+        else:
+            load = BenchLoad(rate=self.cfg.rate, seconds=min(self.cfg.time, NATIVE_MAX_S),
+                             connections=self.cfg.producers * self.cfg.in_flight, work_dir=self.dir / "native")
+            load.work_dir.mkdir(exist_ok=True)
+            self.say(f"[native] the system's own tool at {load.rate:.0f} msg/s for {load.seconds:.0f}s")
+            try:
+                doc = asdict(bench(self.deployment, load))
+                self.say(f"[native] {doc['tool']}: {doc['acked_per_s']:.0f}/s, p50 {doc['send_p50_ms']} ms, "
+                         f"p99 {doc['send_p99_ms']} ms")
+            except Exception as e:
+                doc = {"error": f"{type(e).__name__}: {e}"}
+                self.say(f"  warning: the native tool failed: {doc['error']}")
+        atomic_write(self.dir / "native.json", json.dumps(doc, indent=1, default=str) + "\n")
+
     def _teardown(self) -> None:
         self.runtime.teardown()
         if self.toxiproxy is not None:
@@ -442,6 +470,7 @@ class Run:
             self._final_read()
             self._effects()
             self._check_workers()
+            self._native_bench()
         finally:
             self.say("[teardown] stopping everything the run started")
             try:

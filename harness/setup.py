@@ -45,6 +45,15 @@ def _fetched_needs(targets: Iterable[str] | None) -> list[Fetched]:
     return list(dict.fromkeys(f for t in _targets(targets) for f in registry.load(t).needs.fetched))
 
 
+def _optional_needs(targets: Iterable[str] | None) -> list[Fetched]:
+    return list(dict.fromkeys(f for t in _targets(targets) for f in registry.load(t).needs.optional))
+
+
+def optional_requirements(targets: Iterable[str] | None = None) -> list[Requirement]:
+    """What the targets could use for extra figures (native benchmark tools), present or not."""
+    return [f.requirement() for f in _optional_needs(targets)]
+
+
 def requirements(targets: Iterable[str] | None = None) -> list[Requirement]:
     """What the targets (default: all) need, present or not. Raises SetupError for an unknown target."""
     debs = _debian_needs(targets)
@@ -63,7 +72,7 @@ def install(targets: Iterable[str] | None = None, progress: Progress = print) ->
     """
     names = _targets(targets)
     reqs = requirements(names)
-    if all(r.present for r in reqs):
+    if all(r.present for r in reqs + optional_requirements(names)):
         return reqs
     cache = cache_dir()
     cache.mkdir(parents=True, exist_ok=True)
@@ -75,6 +84,13 @@ def install(targets: Iterable[str] | None = None, progress: Progress = print) ->
         install_toxiproxy(progress)
         for f in _fetched_needs(names):
             f.install(progress)
+        for f in _optional_needs(names):
+            if f.requirement().present:
+                continue
+            try:
+                f.install(progress)
+            except (SetupError, OSError) as e:  # optional: the run works without it, one figure is missing
+                progress(f"setup: warning: {f.requirement().name} (optional) could not be installed: {e}")
     reqs = requirements(names)
     still = [r for r in reqs if not r.present]
     if still:
@@ -102,6 +118,8 @@ def cmd_setup(args: argparse.Namespace) -> int:
         print(f"onceproof setup: error: {e}", file=sys.stderr)
         return 1
     print(format_table(reqs))
+    for r in optional_requirements(_parse_targets(args)):
+        print(f"optional: {r.name} {'present, ' + r.detail if r.present else 'missing (' + r.detail + '): ' + r.fix}")
     return 0
 
 
@@ -114,6 +132,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         return 2
     print(f"targets: {', '.join(names)}")
     print(format_table(reqs))
+    for r in optional_requirements(names):
+        print(f"optional: {r.name} {'present, ' + r.detail if r.present else 'missing (' + r.detail + '): ' + r.fix}")
     print(_docker_status(names))
     from checkers import native
 

@@ -137,6 +137,32 @@ class Consumer(Protocol):
     def close(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class BenchLoad:
+    """What a native benchmark tool is given: the cost run's own load. `rate` 0 means as fast as it can;
+    `connections` is the harness's sends in flight (producers x in flight); `work_dir` is for its files."""
+
+    rate: float
+    seconds: float
+    connections: int
+    work_dir: Path
+    record_size: int = 100
+
+
+@dataclass(frozen=True)
+class BenchFigure:
+    """A native tool's result, in the cost table's units. `paced` says whether the tool held `rate` (its
+    latencies then compare with the harness's send latency) or ran as fast as it could."""
+
+    tool: str
+    command: str
+    acked_per_s: float
+    send_p50_ms: float | None
+    send_p99_ms: float | None
+    paced: bool
+    note: str = ""
+
+
 Runner = Callable[[list[str], float], tuple[int, str]]  # runs argv where the nodes run: (exit code, output)
 
 
@@ -157,13 +183,20 @@ class Abilities:
     - `final_read`: the whole log read again after the drain (entries with partition and offset), for the
       log checker only, recorded as the `final-read` operation;
     - `leader`: the node that leads the target's data when a `leader` fault starts (kill-leader, ...);
-    - `controller`: the node that leads the cluster's metadata (kill-controller, ...).
+    - `controller`: the node that leads the cluster's metadata (kill-controller, ...);
+    - `shared_producer`: a producer client that several logical processes of one worker may use at once
+      (thread-safe), so that a batching client batches their sends as an application's thread pool does
+      (`--in-flight`); without it each logical process has its own client;
+    - `native_bench`: the system's own benchmark tool run against the deployment at a cost run's load
+      (`onceproof cost`), so its figure stands beside the harness's.
     """
 
     backlog: Callable[[Deployment], int] | None = None
     final_read: Callable[[Deployment], list[dict[str, Any]]] | None = None
     leader: Callable[[Deployment], str] | None = None
     controller: Callable[[Deployment], str] | None = None
+    shared_producer: Callable[[ClientSpec], Producer] | None = None
+    native_bench: Callable[[Deployment, BenchLoad], BenchFigure] | None = None
 
     def declared(self) -> tuple[str, ...]:
         """The names of the abilities this target has."""
@@ -214,5 +247,6 @@ class Target(Protocol):
     def read_effects(self, d: Deployment) -> dict[str, int]: ...
 
 
-__all__ = ["Abilities", "ClientSpec", "Consumer", "Delivery", "Deployment", "Drain", "Image", "ImageBuild", "Layout",
+__all__ = ["Abilities", "BenchFigure", "BenchLoad", "ClientSpec", "Consumer", "Delivery", "Deployment", "Drain",
+           "Image", "ImageBuild", "Layout",
            "Needs", "NodeInfo", "Outcome", "Producer", "Profile", "RecordAck", "Runner", "Target", "Work"]

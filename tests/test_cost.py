@@ -50,6 +50,11 @@ def test_cost_measures_every_profile_against_the_cheapest(tmp_path, capsys):
     assert rows[doc["cheapest"]]["send_p50_ratio"] == 1.0
     assert all(r["e2e_p50_ms"] < 1000 and r["send_p99_ms"] >= r["send_p50_ms"] for r in rows.values())
     assert "ratios against" in out and "exactly-once" in out
+    # redis-benchmark ran against each profile's node, sending what its producers send
+    assert all(r["native"]["tool"] == "redis-benchmark" and r["native"]["acked_per_s"] > 0 for r in rows.values())
+    assert "EVAL" in rows["exactly-once"]["native"]["command"]
+    assert "XADD" in rows["at-least-once-debian-defaults"]["native"]["command"]
+    assert "native exactly-once: redis-benchmark" in out
 
 
 def test_cost_refuses_an_unknown_profile(tmp_path, capsys):

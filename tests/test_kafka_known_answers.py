@@ -84,3 +84,15 @@ def test_exactly_once_survives_leader_kill_pause_ack_loss_and_consumer_kill(tmp_
     assert r["valid"] is True, c
     assert c["lost"] == 0 and c["lost_effects"] == 0 and c["duplicated_effects"] == 0
     assert {f["fault"] for f in r["faults"]} == {"kill-leader", "pause-leader", "ack-loss", "kill-consumer"}
+
+
+def test_cost_puts_producer_performance_beside_the_harness(tmp_path):
+    """`onceproof cost` runs Kafka's ProducerPerformance against the profile's own cluster at the offered rate,
+    transactional where the profile is; the harness's producers share one batching client per worker."""
+    assert main(["cost", "--target", "kafka", "--profiles", "exactly-once", "--time", "5", "--in-flight", "2",
+                 "--store", str(tmp_path)]) in (0, 1)
+    (row,) = json.loads((tmp_path / "cost.json").read_text())["profiles"]
+    assert row["verdict"] is True and row["acked_per_s"] > 0
+    n = row["native"]
+    assert n["tool"] == "Kafka ProducerPerformance" and n["paced"], n
+    assert n["acked_per_s"] > 100 and "--transaction-duration-ms" in n["command"]

@@ -92,3 +92,14 @@ def test_exactly_once_survives_leader_kills_and_pauses_in_containers(tmp_path):
     c = r["delivery"]["counts"]
     assert r["valid"] is True, c
     assert c["lost"] == 0 and c["lost_effects"] == 0 and c["duplicated_effects"] == 0
+
+
+def test_cost_puts_nats_bench_beside_the_harness(tmp_path):
+    """`onceproof cost` runs natscli's `nats bench` (built by setup) against the profile's own nodes, paced at
+    the offered rate, with the profile's storage and replicas."""
+    assert main(["cost", "--target", "nats", "--profiles", "r1-memory", "--time", "4", "--store", str(tmp_path)]) == 0
+    (row,) = json.loads((tmp_path / "cost.json").read_text())["profiles"]
+    n = row["native"]
+    assert n["tool"].startswith("nats bench") and n["paced"], n
+    assert 150 <= n["acked_per_s"] <= 250 and n["send_p50_ms"] > 0
+    assert "--storage memory --replicas 1" in n["command"]

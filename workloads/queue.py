@@ -166,8 +166,11 @@ class Queue:
 
     @staticmethod
     def _produce(ctx: WorkerContext, spec: ClientSpec, log: ProcessLog, cfg: QueueConfig, name: str,
-                 retries: int, stop: Callable[[], bool] | None = None) -> int:
+                 retries: int, stop: Callable[[], bool] | None = None, shared: Producer | None = None) -> int:
+        """One logical process's sends, on its own client (opened and closed here) or on `shared`."""
         stop = stop or ctx.stop
+        if shared is not None:
+            return run_producer(shared, log, cfg, name, retries, stop)
         producer = open_client(lambda: ctx.target.producer(spec), stop)
         try:
             return run_producer(producer, log, cfg, name, retries, stop)
@@ -176,9 +179,11 @@ class Queue:
 
     def _produce_in_flight(self, ctx: WorkerContext, spec: ClientSpec, cfg: QueueConfig, name: str,
                            retries: int) -> int:
-        """`in_flight` logical processes in threads, each with its own client, process ids and message ids
-        (`p0.1-17`), each one send at a time as the contract requires; together they keep `in_flight`
-        sends open, as an application with a thread pool does. Each paces itself at its share of the rate."""
+        """`in_flight` logical processes in threads, each with its own process ids and message ids (`p0.1-17`),
+        each one send at a time as the contract requires; together they keep `in_flight` sends open, as an
+        application with a thread pool does. Each paces itself at its share of the rate. Where the target has
+        a `shared_producer`, they share that one client (a batching client batches their sends, as it would
+        in the application); otherwise each has its own."""
         share = replace(cfg, producers=cfg.producers * cfg.in_flight)
         stride = PROCESS_SPAN // cfg.in_flight
         sent = [0] * cfg.in_flight
@@ -188,11 +193,14 @@ class Queue:
         def stop() -> bool:  # one thread's failure stops them all, so the worker ends by itself while the run
             return ctx.stop() or failed.is_set()  # goes on, and the run reports it (never a verdict on less load)
 
+        make_shared = ctx.target.abilities.shared_producer
+        shared = open_client(lambda: make_shared(spec), stop) if make_shared is not None else None
+
         def one(j: int) -> None:
             try:
                 log = ProcessLog(ctx.writer, ctx.log.process + j * stride)
                 sub = replace(spec, name=f"{name}.{j}", slot=f"{spec.slot}.{j}")
-                sent[j] = self._produce(ctx, sub, log, share, f"{name}.{j}", retries, stop)
+                sent[j] = self._produce(ctx, sub, log, share, f"{name}.{j}", retries, stop, shared)
             except BaseException as e:
                 errors.append(e)
                 failed.set()
@@ -201,8 +209,12 @@ class Queue:
                    for j in range(cfg.in_flight)]
         for t in threads:
             t.start()
-        for t in threads:
-            t.join()
+        try:
+            for t in threads:
+                t.join()
+        finally:
+            if shared is not None:
+                shared.close()
         if errors:
             raise errors[0]
         return sum(sent)

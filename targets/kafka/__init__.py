@@ -11,8 +11,19 @@ import json
 from typing import Any
 
 from harness.needs import Needs
-from targets.base import Abilities, ClientSpec, Deployment, Drain, NodeInfo, Profile, Runner, Target
-from targets.kafka import cluster, install
+from targets.base import (
+    Abilities,
+    BenchFigure,
+    BenchLoad,
+    ClientSpec,
+    Deployment,
+    Drain,
+    NodeInfo,
+    Profile,
+    Runner,
+    Target,
+)
+from targets.kafka import bench, cluster, install
 from targets.kafka.clients import (
     INPUT,
     OUTPUT,
@@ -137,6 +148,20 @@ def read_effects(d: Deployment) -> dict[str, int]:
     return counts
 
 
+def _native_bench(d: Deployment, load: BenchLoad) -> BenchFigure:
+    """ProducerPerformance on a topic of its own, made as the harness's are."""
+    rf = min(3, len(d.nodes))
+    cluster.create_topic(d.bootstrap, bench.PERF_TOPIC, PARTITIONS, rf,
+                         _broker_settings(d.profile, len(d.nodes))["min.insync.replicas"])
+    return bench.kafka_producer_performance(d, load)
+
+
+def _shared_producer(c: ClientSpec) -> KafkaQueueProducer:
+    """KafkaProducer is thread-safe: the sends of a worker's logical processes share its record accumulator,
+    so what arrives while a request is in flight goes out in the next batch."""
+    return KafkaQueueProducer(c.bootstrap, c.profile)
+
+
 class Kafka:
     """Three combined broker+controller nodes by default (or one), KRaft, from the cached Maven jars."""
 
@@ -153,7 +178,8 @@ class Kafka:
     batch = 100
     needs = Needs(debian=install.DEBIAN, fetched=install.FETCHED, python=("kafka",))
     image = IMAGE
-    abilities = Abilities(backlog=backlog, final_read=final_read, leader=leader_node, controller=controller_node)
+    abilities = Abilities(backlog=backlog, final_read=final_read, leader=leader_node, controller=controller_node,
+                          shared_producer=_shared_producer, native_bench=_native_bench)
 
     def setup_nodes(self, d: Deployment, run: Runner) -> None:
         setup_nodes(d, run)

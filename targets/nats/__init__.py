@@ -24,7 +24,7 @@ import re
 from harness.imaging import PATH, Image, Layout, find_binary
 from harness.needs import Debian, Needs
 from targets.base import Abilities, ClientSpec, Deployment, Drain, NodeInfo, Profile, Runner, Target
-from targets.nats import server
+from targets.nats import bench, server
 from targets.nats.clients import NatsConsumer, NatsProducer
 from targets.nats.effects import EffectStore
 
@@ -97,10 +97,11 @@ class Nats:
     ready_timeout = 30.0
     drain = Drain(quiet=3.0, deadline=120.0)  # unacknowledged messages come again after AckWait (5 s)
     batch = 10  # a batch's processing must stay well inside AckWait
-    needs = Needs(debian=(Debian("nats-server", "nats-server", ("--version",)),), python=("nats",))
+    needs = Needs(debian=(Debian("nats-server", "nats-server", ("--version",)),), python=("nats",),
+                  optional=(bench.NATSCLI,))
     image = Image("nats", "nats.yml", image_layout)
     abilities = Abilities(backlog=server.backlog, final_read=final_read, leader=server.leader,
-                          controller=server.meta_leader)
+                          controller=server.meta_leader, native_bench=bench.nats_bench)
 
     def setup_nodes(self, d: Deployment, run: Runner) -> None:
         """Each node's configuration file, and the (empty) effect store in the run's directory."""

@@ -21,6 +21,8 @@ from harness.imaging import PATH, Image, Layout, find_binary
 from harness.needs import Debian, Needs
 from targets.base import (
     Abilities,
+    BenchFigure,
+    BenchLoad,
     ClientSpec,
     Delivery,
     Deployment,
@@ -33,6 +35,7 @@ from targets.base import (
     Target,
     Work,
 )
+from targets.redis.bench import redis_benchmark
 
 STREAM = "onceproof:stream"
 GROUP = "onceproof"
@@ -305,6 +308,10 @@ def image_layout() -> Layout:
                   changes=[f"ENV PATH={PATH}", 'CMD ["redis-server"]'])
 
 
+def _native_bench(d: Deployment, load: BenchLoad) -> BenchFigure:
+    return redis_benchmark(d, load, PRODUCE_DEDUP)
+
+
 class Redis:
     """One redis-server node; its effect store lives on it (see the module's docstring)."""
 
@@ -320,7 +327,7 @@ class Redis:
     needs = Needs(debian=(Debian("redis-server", "redis-server"), Debian("redis-tools", "redis-benchmark")),
                   python=("redis",))
     image = Image("redis", "redis.yml", image_layout)
-    abilities = Abilities(backlog=backlog)
+    abilities = Abilities(backlog=backlog, native_bench=_native_bench)
 
     def setup_nodes(self, d: Deployment, run: Runner) -> None:
         """Nothing to write before the first start: node_argv carries the whole configuration."""
