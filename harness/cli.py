@@ -87,7 +87,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     faults = [f for f in (args.faults or "").split(",") if f and f != "none"] if args.faults is not None else None
     cfg = RunConfig()
     for name in ("target", "profile", "workload", "time", "rate", "seed", "store", "producers", "consumers",
-                 "quiet", "drain_deadline", "runtime", "nodes", "work_ms", "in_flight", "batch"):
+                 "quiet", "drain_deadline", "runtime", "nodes", "work_ms", "in_flight", "batch", "service_cmd"):
         value = getattr(args, name)
         if value is not None:
             setattr(cfg, name, value)
@@ -158,10 +158,11 @@ def build_parser() -> argparse.ArgumentParser:
                                    "schedule, heal, drain, check and report. Exit 0 valid, 1 invalid, 2 unknown "
                                    "or error, 130 interrupted.")
     r.add_argument("--target", help=f"system under test: {known} (default: {DEFAULT_TARGET})")
-    r.add_argument("--profile", help="configuration claiming a guarantee (default: exactly-once)")
-    r.add_argument("--workload", help=f"what clients do: {', '.join(workloads.names())} (default: queue)")
+    r.add_argument("--profile", help="configuration claiming a guarantee (default: the target's exactly-once)")
+    r.add_argument("--workload", help=f"what clients do: {', '.join(workloads.names())} (default: the target's first)")
     r.add_argument("--faults", metavar="F1,F2", help="comma-separated faults, or 'none' "
-                   "(default: ack-loss,kill-consumer,kill-producer,restart)")
+                   "(default: the target's; for queues ack-loss,kill-consumer,kill-producer,restart); a network or "
+                   "process fault aimed at nodes of one role: kill@db, ack-loss@provider")
     r.add_argument("--time", type=float, metavar="S", help="seconds of load under faults (default: 20)")
     r.add_argument("--rate", type=float, metavar="R", help="messages per second (default: 200)")
     r.add_argument("--seed", type=int, metavar="N", help="fault-schedule seed (default: 1)")
@@ -180,6 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--batch", type=int, metavar="N", help="messages a consumer takes per poll, and so per "
                    "acknowledgement or transaction (default: the target's)")
     r.add_argument("--nodes", type=int, metavar="N", help="nodes of the target (default: the target's)")
+    r.add_argument("--service-cmd", metavar="CMD", help="--target http: your service, run as a node with PORT, "
+                   "DATABASE_URL and PROVIDER_URL in its environment (docs/payments-contract.md)")
     r.set_defaults(func=cmd_run)
 
     k = sub.add_parser("clean", help="remove containers and networks that crashed docker runs left behind",

@@ -144,6 +144,8 @@ def _partition(kind: str) -> tuple[Action, Action]:
 PARTITION_DURATION = (8.0, 12.0)  # longer than the targets' failure detectors (6 s at most) take to notice
 
 
+LONG_PAUSE = (6.0, 8.0)
+
 FAULTS: dict[str, Fault] = {f.name: f for f in (
     Fault("ack-loss", "network", *_toxic("timeout", "downstream", {"timeout": 0}),
           "requests reach the node, responses are dropped; healing closes those connections"),
@@ -156,6 +158,9 @@ FAULTS: dict[str, Fault] = {f.name: f for f in (
     Fault("kill", "process", _each_node("kill"), _restart_nodes,
           "SIGKILL the node; started again at heal"),
     Fault("pause", "process", _each_node("pause"), _each_node("resume"), "SIGSTOP the node; SIGCONT at heal"),
+    Fault("pause-long", "process", _each_node("pause"), _each_node("resume"),
+          "SIGSTOP the node for 6-8 s, longer than a lock or marker a service keeps for a few seconds; SIGCONT "
+          "at heal", LONG_PAUSE),
     Fault("restart", "process", _restart_nodes, _noop, "SIGTERM the node and start it again at once"),
     Fault("rolling-restart", "cluster", _restart_nodes, _noop,
           "SIGTERM and restart every node in turn, each waited until ready"),
@@ -183,3 +188,30 @@ FAULTS: dict[str, Fault] = {f.name: f for f in (
     Fault("kill-producer", "producer", _kill_workers, _replace_workers,
           "SIGKILL a producer process; a fresh one replaces it at heal"),
 )}
+
+
+# --- a fault aimed at some nodes: `kill@db` --------------------------------------------------------------
+
+SELECTABLE = ("network", "process")  # the kinds whose node is drawn from the run's nodes
+
+
+def split_fault(name: str) -> tuple[str, str | None]:
+    """`kill@db` -> ("kill", "db"): a fault and the role its nodes must have (None: any node of the run)."""
+    base, at, role = name.partition("@")
+    return base, (role if at else None)
+
+
+def fault_of(name: str) -> Fault:
+    """The fault a (possibly aimed) name stands for."""
+    return FAULTS[split_fault(name)[0]]
+
+
+def has_role(node: str, role: str) -> bool:
+    """A node has a role when it is named so or a dash-separated part of its name is (payments-db: db)."""
+    return node == role or role in node.split("-")
+
+
+def candidates(name: str, nodes: list[str]) -> list[str]:
+    """The nodes a network or process fault may hit: all of them, or those with the role it names."""
+    role = split_fault(name)[1]
+    return nodes if role is None else [n for n in nodes if has_role(n, role)]

@@ -20,8 +20,8 @@ from typing import Any, TextIO
 
 import targets
 import workloads
-from harness.config import RunConfig
-from harness.faults import FAULTS
+from harness.config import TARGET_OPTIONS, RunConfig
+from harness.faults import SELECTABLE, candidates, fault_of
 from harness.files import atomic_write
 from harness.history import HistoryWriter, merge_shards
 from harness.progress import ShardTail
@@ -29,7 +29,7 @@ from harness.runtime import NodeSpec, cleanup, make_runtime
 from harness.runtime.base import Node, Placement, Proxies, Runtime
 from harness.schedule import Window, make_schedule
 from harness.worker import shard_path, worker_spec
-from targets.base import BenchLoad, Deployment, NodeInfo, Target
+from targets.base import BenchLoad, Deployment, NodeInfo, Target, node_names
 from workloads.base import Workload
 
 BUSY_WAIT_S = 20.0  # longest a consumer fault waits for its victim to receive messages
@@ -145,12 +145,21 @@ class Run:
 
     @property
     def deployment(self) -> Deployment:
-        return Deployment(list(self.infos.values()), self.profile, self.dir)
+        return Deployment(list(self.infos.values()), self.profile, self.dir,
+                          {name: getattr(self.cfg, name) for name in TARGET_OPTIONS if getattr(self.cfg, name)})
 
     # --- phases ------------------------------------------------------------------------------------
 
     def _node_names(self) -> list[str]:
-        return [f"{self.target.name}-{i}" for i in range(1, (self.cfg.nodes or self.target.node_counts[0]) + 1)]
+        return node_names(self.target, self.cfg.nodes or self.target.node_counts[0])
+
+    @property
+    def client_bootstrap(self) -> list[str]:
+        """The proxies clients talk to: every node's, or only the client-facing ones' where the nodes have
+        roles (a service's, not its database's)."""
+        roles = self.target.abilities.roles
+        return [f"{n.proxy_host}:{n.proxy_port}" for n in self.infos.values()
+                if roles is None or roles.client_facing(n.name)]
 
     def _start_nodes(self) -> None:
         """Toxiproxy first, so each node can advertise its proxy; then the nodes, ready, prepared."""
@@ -186,8 +195,8 @@ class Run:
         index = self.worker_index
         self.worker_index += 1
         spec = worker_spec(role, index, self.dir, self.start_ns, self.target.name, self.profile.name,
-                           self.deployment.bootstrap, self.workload.name, self.workload_settings(), drain=drain,
-                           slot=slot)
+                           self.client_bootstrap, self.workload.name, self.workload_settings(), drain=drain,
+                           slot=slot, addresses={n: f"{i.proxy_host}:{i.proxy_port}" for n, i in self.infos.items()})
         wdir = self.dir / "workers"
         wdir.mkdir(exist_ok=True)
         spec_path = wdir / f"{role}-{index}.json"
@@ -223,7 +232,7 @@ class Run:
 
     def _resolve(self, w: Window) -> Window:
         """Turn a role (leader, controller, cluster) into node names when the fault starts."""
-        kind = FAULTS[w.fault].kind
+        kind = fault_of(w.fault).kind
         if kind in ("leader", "controller"):
             find = getattr(self.target.abilities, kind)  # the ability named like the kind (config checked it)
             if find is None:
@@ -236,7 +245,7 @@ class Run:
         return Window(w.fault, nodes, w.start, w.duration)
 
     def _apply(self, w: Window, action: str) -> None:
-        fault = FAULTS[w.fault]
+        fault = fault_of(w.fault)
         if action == "start":
             try:
                 self.resolved[w] = self._resolve(w)
@@ -437,6 +446,12 @@ class Run:
 
     def _teardown(self) -> None:
         self.runtime.teardown()
+        cleanup = self.target.abilities.cleanup
+        if cleanup is not None and self.infos:
+            try:
+                cleanup(self.deployment)
+            except Exception as e:
+                self.say(f"  warning: the target's cleanup failed: {type(e).__name__}: {e}")
         if self.toxiproxy is not None:
             self.toxiproxy.stop()
         self.nemesis.close()
@@ -446,8 +461,9 @@ class Run:
         """Run the phases; always tear down and merge the shards. Returns history.jsonl's path."""
         cfg = self.cfg
         candidates = self._candidates()
-        durations = {f: d for f in cfg.faults if (d := FAULTS[f].duration) is not None}
-        schedule = make_schedule(cfg.faults, cfg.time, cfg.seed, candidates, durations=durations)
+        faults = cfg.faults or []  # validated: the target's defaults filled in
+        durations = {f: d for f in faults if (d := fault_of(f).duration) is not None}
+        schedule = make_schedule(faults, cfg.time, cfg.seed, candidates, durations=durations)
         atomic_write(self.dir / "config.json", json.dumps(cfg.resolved(self.profile), indent=2) + "\n")
         atomic_write(self.dir / "schedule.json",
                      json.dumps({"seed": cfg.seed, "windows": [w.to_json() for w in schedule]}, indent=2) + "\n")
@@ -455,7 +471,7 @@ class Run:
         self.say(f"runtime {cfg.runtime}, target {cfg.target}, profile {cfg.profile} "
                  f"(claims {self.profile.guarantee}), workload "
                  f"{cfg.workload}, {cfg.time:.0f}s at {cfg.rate:.0f} msg/s, seed {cfg.seed}, "
-                 f"{len(schedule)} fault windows: {', '.join(cfg.faults) or 'none'}")
+                 f"{len(schedule)} fault windows: {', '.join(faults) or 'none'}")
         cleanup.register(self._teardown)
         try:
             self.say("[setup] starting nodes and toxiproxy")
@@ -485,9 +501,10 @@ class Run:
     def _candidates(self) -> dict[str, list[str]]:
         nodes = self._node_names()
         out = {}
-        for name, f in FAULTS.items():
-            if f.kind in ("network", "process"):
-                out[name] = nodes
+        for name in self.cfg.faults or []:
+            f = fault_of(name)
+            if f.kind in SELECTABLE:
+                out[name] = candidates(name, nodes)
             elif f.kind in ("leader", "controller", "cluster"):
                 out[name] = [f.kind]
             elif f.kind == "consumer":
@@ -495,6 +512,3 @@ class Run:
             else:
                 out[name] = [f"producer-{i}" for i in range(self.cfg.producers)]
         return out
-
-
-__all__ = ["Run", "make_run_dir", "prepare", "shard_path"]

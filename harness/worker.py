@@ -26,13 +26,14 @@ PROCESS_ID_STRIDE = 1_000_000  # worker k's logical processes are k * STRIDE + 0
 
 def worker_spec(role: str, index: int, run_dir: Path, start_ns: int, target: str, profile: str,
                 bootstrap: list[str], workload: str, settings: dict[str, Any], drain: bool = False,
-                record: bool = True, slot: str = "") -> dict[str, Any]:
-    """What a worker needs: `bootstrap` lists the nodes' proxy addresses (host:port), the only way in;
+                record: bool = True, slot: str = "", addresses: dict[str, str] | None = None) -> dict[str, Any]:
+    """What a worker needs: `bootstrap` lists the proxy addresses (host:port) of the nodes clients talk to,
+    the only way in, and `addresses` every node's by name (a workload may read a node of a given role);
     `settings` are the workload's run options; `slot` names the place it fills (a replacement after a
     kill takes the same slot)."""
     return {"role": role, "index": index, "run_dir": str(run_dir), "start_ns": start_ns, "target": target,
             "profile": profile, "bootstrap": bootstrap, "workload": workload, "settings": settings, "drain": drain,
-            "record": record, "slot": slot or f"{role}-{index}"}
+            "record": record, "slot": slot or f"{role}-{index}", "addresses": addresses or {}}
 
 
 def shard_path(run_dir: Path, role: str, index: int) -> Path:
@@ -61,7 +62,8 @@ def main(argv: list[str]) -> int:
         ctx = WorkerContext(role=role, index=index, target=target, profile=target.profiles[spec["profile"]],
                             bootstrap=spec["bootstrap"], run_dir=run_dir, slot=spec["slot"], drain=spec["drain"],
                             log=ProcessLog(w, (index + 1) * PROCESS_ID_STRIDE), writer=w,
-                            settings=spec["settings"], stop=lambda: stopping["flag"])
+                            settings=spec["settings"], stop=lambda: stopping["flag"],
+                            addresses=spec.get("addresses") or {})
         stats = workload.run(role, ctx)
     stats["seconds"] = time.monotonic() - t0
     path.with_suffix(".stats.json").write_text(json.dumps(stats))

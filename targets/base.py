@@ -94,6 +94,7 @@ class Deployment:
     nodes: list[NodeInfo]
     profile: Profile
     run_dir: Path
+    options: Mapping[str, str] = field(default_factory=dict)  # the run options a target reads (Abilities.options)
 
     @property
     def bootstrap(self) -> list[str]:
@@ -176,6 +177,24 @@ class Drain:
 
 
 @dataclass(frozen=True)
+class NodeRoles:
+    """A cluster of nodes of different kinds (a service, its database, a payment provider): their names for a
+    cluster size (`--nodes`, one of `node_counts`), and which of them clients talk to. Only those nodes'
+    proxies are the clients' bootstrap; the nodes reach the others themselves, through their proxies too, so
+    a fault can be aimed at one hop (`ack-loss@provider`). A fault's `@role` matches a node named so or
+    with that dash-separated part in its name."""
+
+    names: Callable[[int], list[str]]
+    client_facing: Callable[[str], bool]
+
+
+def node_names(t: Target, n: int) -> list[str]:
+    """The names of a run's `n`-node cluster: the target's roles, or `<target>-1`..`<target>-n`."""
+    roles = t.abilities.roles
+    return roles.names(n) if roles is not None else [f"{t.name}-{i}" for i in range(1, n + 1)]
+
+
+@dataclass(frozen=True)
 class Abilities:
     """What a target can do beyond the protocol; None where it cannot.
 
@@ -188,7 +207,13 @@ class Abilities:
       (thread-safe), so that a batching client batches their sends as an application's thread pool does
       (`--in-flight`); without it each logical process has its own client;
     - `native_bench`: the system's own benchmark tool run against the deployment at a cost run's load
-      (`onceproof cost`), so its figure stands beside the harness's.
+      (`onceproof cost`), so its figure stands beside the harness's;
+    - `roles`: the nodes are of different kinds (`NodeRoles`), named by the target;
+    - `options`: run options the target reads from `Deployment.options` (`service_cmd`: the user's own
+      service as a node); the configuration refuses them for other targets;
+    - `default_faults`: the faults of a run that names none (else the harness's defaults the target has);
+    - `cleanup`: remove what the nodes keep outside the run's directory, once they have stopped (teardown,
+      also after Ctrl-C).
     """
 
     backlog: Callable[[Deployment], int] | None = None
@@ -197,10 +222,14 @@ class Abilities:
     controller: Callable[[Deployment], str] | None = None
     shared_producer: Callable[[ClientSpec], Producer] | None = None
     native_bench: Callable[[Deployment, BenchLoad], BenchFigure] | None = None
+    roles: NodeRoles | None = None
+    options: tuple[str, ...] = ()
+    default_faults: tuple[str, ...] = ()
+    cleanup: Callable[[Deployment], None] | None = None
 
     def declared(self) -> tuple[str, ...]:
         """The names of the abilities this target has."""
-        return tuple(f.name for f in fields(self) if getattr(self, f.name) is not None)
+        return tuple(f.name for f in fields(self) if getattr(self, f.name))
 
 
 class Target(Protocol):
@@ -248,5 +277,5 @@ class Target(Protocol):
 
 
 __all__ = ["Abilities", "BenchFigure", "BenchLoad", "ClientSpec", "Consumer", "Delivery", "Deployment", "Drain",
-           "Image", "ImageBuild", "Layout",
-           "Needs", "NodeInfo", "Outcome", "Producer", "Profile", "RecordAck", "Runner", "Target", "Work"]
+           "Image", "ImageBuild", "Layout", "Needs", "NodeInfo", "NodeRoles", "Outcome", "Producer", "Profile",
+           "RecordAck", "Runner", "Target", "Work", "node_names"]

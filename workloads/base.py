@@ -9,7 +9,7 @@ passes their values in `ctx.settings`) and which checkers judge its histories (`
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
@@ -46,9 +46,9 @@ class ProcessLog:
 
 @dataclass
 class WorkerContext:
-    """What one worker process has: its role and index, the target and profile, the nodes' proxies
-    (`bootstrap`), the run's directory, its slot, whether it drains, its history log, the workload's
-    settings and `stop()`, true once the harness asked it to finish."""
+    """What one worker process has: its role and index, the target and profile, the proxies of the nodes clients
+    talk to (`bootstrap`; every node's by name in `addresses`), the run's directory, its slot, whether it
+    drains, its history log, the workload's settings and `stop()`, true once the harness asked it to finish."""
 
     role: str
     index: int
@@ -62,6 +62,7 @@ class WorkerContext:
     writer: Writer
     settings: Mapping[str, Any]
     stop: Callable[[], bool]
+    addresses: Mapping[str, str] = field(default_factory=dict)  # every node's proxy address, by node name
 
 
 class Workload(Protocol):

@@ -1,0 +1,83 @@
+"""Your own payments API, certified against `docs/payments-contract.md`: `--target http --service-cmd "CMD"`
+runs `sh -c "CMD"` as the service node (signals go to its process group, so kill, pause and restart reach
+your process), with PORT,
+DATABASE_URL (a PostgreSQL 15 cluster the harness initialises in the run's directory) and PROVIDER_URL (the
+harness's payment provider, whose durable records are the effect store) in its environment, each address a
+Toxiproxy proxy. The nodes and the workload are the payments target's: `http-db`, `http-provider`,
+`http-service-1` (and `-2` with `--nodes 2`: the command runs twice, on two ports).
+
+The profile is the guarantee your service claims: `exactly-once` (no payment charged twice, none lost) or
+`at-least-once` (charged at least once when the client was told it was; twice is allowed).
+"""
+
+from __future__ import annotations
+
+from harness.imaging import Image
+from harness.needs import Debian, Needs, SetupError
+from targets.base import Abilities, Deployment, Drain, NodeInfo, NodeRoles, Profile, Runner, Target
+from targets.payments import (
+    DEFAULT_FAULTS,
+    FAULTS,
+    HttpClientsOnly,
+    client_facing,
+    database_url,
+    infrastructure_argv,
+    names_of,
+    no_layout,
+    node_ready,
+    provider_url,
+    read_charges,
+    remove_cluster,
+    setup_db_and_provider,
+)
+
+PROFILES: dict[str, Profile] = {p.name: p for p in (
+    Profile("exactly-once", "exactly-once", "Your service claims every payment is charged exactly once when the "
+            "client was told it succeeded, at most once otherwise.", {}),
+    Profile("at-least-once", "at-least-once", "Your service claims every payment the client was told succeeded "
+            "is charged, perhaps more than once.", {}),
+)}
+
+
+class Http(HttpClientsOnly):
+    """The user's service (`--service-cmd`), its database and the provider."""
+
+    name = "http"
+    profiles = PROFILES
+    faults = FAULTS
+    workloads = ("payments",)
+    node_counts = (1, 2)
+    ports: tuple[str, ...] = ()
+    ready_timeout = 60.0  # a user's service may take its time to start
+    drain = Drain(quiet=1.0, deadline=30.0)
+    batch = 1
+    needs = Needs(debian=(Debian("postgresql", "pg_ctlcluster"), Debian("util-linux", "setpriv")),
+                  python=("psycopg",))
+    image = Image("http", "http.yml", no_layout)
+    abilities = Abilities(roles=NodeRoles(names_of("http"), client_facing), options=("service_cmd",),
+                          default_faults=DEFAULT_FAULTS, cleanup=remove_cluster)
+
+    def setup_nodes(self, d: Deployment, run: Runner) -> None:
+        if not d.options.get("service_cmd"):
+            raise SetupError("--target http needs --service-cmd \"CMD\": the command that starts your service "
+                             "(docs/payments-contract.md)")
+        setup_db_and_provider(d)
+
+    def node_argv(self, d: Deployment, node: NodeInfo) -> list[str]:
+        argv = infrastructure_argv(d, node)
+        if argv is not None:
+            return argv
+        env = {"PORT": str(node.port), "DATABASE_URL": database_url(d), "PROVIDER_URL": provider_url(d)}
+        return ["env", *(f"{k}={v}" for k, v in env.items()), "sh", "-c", d.options["service_cmd"]]
+
+    def ready(self, node: NodeInfo) -> bool:
+        return node_ready(node)
+
+    def prepare(self, d: Deployment) -> None:
+        pass
+
+    def read_effects(self, d: Deployment) -> dict[str, int]:
+        return read_charges(d)
+
+
+TARGET: Target = Http()

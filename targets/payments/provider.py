@@ -1,0 +1,125 @@
+"""The payment provider (the "card network") a payments run talks to: a small real HTTP server, run as its
+own node behind its own proxy, that executes charges and records each one durably (appended to a JSON-lines
+file and fsynced before it answers), so no fault aimed at it loses an executed charge. Its records are the
+run's effect store: the charges executed per payment id.
+
+Like real providers, it deduplicates by idempotency key when the caller passes one (`Idempotency-Key`): a
+second charge with a key it has executed returns the first charge and executes nothing. A caller that
+passes no key gets a new charge every time.
+
+    POST /charges  {"payment_id": str, "account": str, "amount": int}  [Idempotency-Key: k]
+                   -> 201 {"charge_id", "payment_id", "key", "amount", "account", "replayed": false}
+                   -> 200 {... "replayed": true} for a key it has executed
+                   -> 400 for a body it cannot read
+    GET  /charges  -> 200 {"charges": [every executed charge, in order]}
+    GET  /health   -> 200
+
+Run: `python -m targets.payments.provider PORT RECORDS_FILE [BIND]`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+
+class Ledger:
+    """Executed charges: appended and fsynced one line each, reloaded at start (a restart forgets nothing)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.lock = threading.Lock()
+        self.charges: list[dict[str, Any]] = []
+        self.by_key: dict[str, dict[str, Any]] = {}
+        if path.exists():
+            for line in path.read_text().splitlines():
+                if line.strip():
+                    try:
+                        self._remember(json.loads(line))
+                    except ValueError:
+                        break  # a torn last line: the charge was never acknowledged, so it was never executed
+        self.file = open(path, "a")  # noqa: SIM115 - open for the server's life
+
+    def _remember(self, c: dict[str, Any]) -> None:
+        self.charges.append(c)
+        if c.get("key"):
+            self.by_key[c["key"]] = c
+
+    def charge(self, payment_id: str, account: str, amount: int, key: str | None) -> tuple[dict[str, Any], bool]:
+        """The charge for this request and whether it was replayed (an earlier charge with the same key)."""
+        with self.lock:
+            if key and key in self.by_key:
+                return self.by_key[key], True
+            c = {"charge_id": f"ch_{len(self.charges) + 1}", "payment_id": payment_id, "account": account,
+                 "amount": amount, "key": key}
+            self.file.write(json.dumps(c) + "\n")
+            self.file.flush()
+            os.fsync(self.file.fileno())  # durable before anyone hears of it
+            self._remember(c)
+            return c, False
+
+
+def handler(ledger: Ledger) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def _reply(self, code: int, body: dict[str, Any]) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:
+            if self.path == "/health":
+                self._reply(200, {"ok": True})
+            elif self.path == "/charges":
+                with ledger.lock:
+                    charges = list(ledger.charges)
+                self._reply(200, {"charges": charges})
+            else:
+                self._reply(404, {"error": "not found"})
+
+        def do_POST(self) -> None:
+            if self.path != "/charges":
+                self._reply(404, {"error": "not found"})
+                return
+            try:
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+                payment_id, account, amount = str(body["payment_id"]), str(body["account"]), int(body["amount"])
+            except (ValueError, KeyError, TypeError) as e:
+                self._reply(400, {"error": f"bad charge: {e}"})
+                return
+            c, replayed = ledger.charge(payment_id, account, amount, self.headers.get("Idempotency-Key") or None)
+            self._reply(200 if replayed else 201, {**c, "replayed": replayed})
+
+    return Handler
+
+
+def serve(port: int, records: Path, bind: str = "127.0.0.1") -> ThreadingHTTPServer:
+    server = ThreadingHTTPServer((bind, port), handler(Ledger(records)))
+    server.daemon_threads = True
+    return server
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) not in (2, 3):
+        print("usage: python -m targets.payments.provider PORT RECORDS_FILE [BIND]", file=sys.stderr)
+        return 2
+    server = serve(int(argv[0]), Path(argv[1]), argv[2] if len(argv) == 3 else "127.0.0.1")
+    print(f"provider: listening on {server.server_address}, charges in {argv[1]}", flush=True)
+    server.serve_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

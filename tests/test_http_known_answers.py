@@ -1,0 +1,53 @@
+"""`--target http --service-cmd`: a service written outside the project from docs/payments-contract.md alone
+(tests/fixtures/tiny_payments.py) is certified, and a bug planted in it is caught."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+
+pytestmark = pytest.mark.integration
+TINY = Path(__file__).resolve().parent / "fixtures" / "tiny_payments.py"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _installed():
+    from harness import setup
+
+    try:
+        setup.install(["http"], progress=lambda *a: None)
+    except Exception as e:
+        pytest.skip(f"PostgreSQL cannot be set up here: {e}")
+
+
+def certify(tmp_path: Path, cmd: str, faults: str) -> tuple[int, dict]:
+    rc = main(["run", "--target", "http", "--service-cmd", cmd, "--faults", faults, "--time", "15", "--rate", "50",
+               "--store", str(tmp_path)])
+    return rc, json.loads((tmp_path / "latest" / "results.json").read_text())
+
+
+def test_a_correct_service_of_our_users_passes(tmp_path):
+    rc, r = certify(tmp_path, f"{sys.executable} {TINY}", "ack-loss@service,ack-loss@provider,kill@service")
+    c = r["delivery"]["counts"]
+    assert rc == 0 and r["valid"] is True, c
+    assert c["duplicated_effects"] == 0 and c["acknowledged"] > 100
+
+
+def test_the_planted_bug_is_caught(tmp_path):
+    rc, r = certify(tmp_path, f"BUG=1 {sys.executable} {TINY}", "ack-loss@service")
+    assert rc == 1 and r["valid"] is False and r["delivery"]["counts"]["duplicated_effects"] > 0
+
+
+def test_the_http_target_needs_a_service_command(tmp_path, capsys):
+    assert main(["run", "--target", "http", "--time", "3", "--store", str(tmp_path)]) != 0
+    assert "--service-cmd" in capsys.readouterr().err
+
+
+def test_service_cmd_belongs_to_the_http_target(tmp_path, capsys):
+    assert main(["run", "--target", "redis", "--service-cmd", "x", "--store", str(tmp_path)]) == 2
+    assert "--service-cmd is not an option of target redis (targets that take it: http)" in capsys.readouterr().err

@@ -1,0 +1,68 @@
+"""Known answers of the payments target on real processes: PostgreSQL 15, the reference service, the
+provider and Toxiproxy, with faults aimed at one hop or node (`ack-loss@provider`, `kill@service`, ...)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _payments_installed():
+    from harness import setup
+
+    try:
+        setup.install(["payments"], progress=lambda *a: None)
+    except Exception as e:
+        pytest.skip(f"PostgreSQL cannot be set up here: {e}")
+
+
+def run(tmp_path: Path, profile: str, faults: str, *extra: str, secs: int = 15, seed: int = 1) -> dict:
+    rc = main(["run", "--target", "payments", "--profile", profile, "--faults", faults, "--time", str(secs),
+               "--rate", "50", "--seed", str(seed), "--store", str(tmp_path), *extra])
+    results = json.loads((tmp_path / "latest" / "results.json").read_text())
+    assert rc == {True: 0, False: 1, "unknown": 2}[results["valid"]], results.get("reasons")
+    assert {f["fault"] for f in results["faults"]} == set(faults.split(","))
+    return results
+
+
+def counts(r: dict) -> dict:
+    return r["delivery"]["counts"]
+
+
+def test_idempotency_key_survives_lost_responses_on_both_hops_kills_pauses_and_a_database_restart(tmp_path):
+    r = run(tmp_path, "idempotency-key", "ack-loss@service,ack-loss@provider,kill@service,pause@service,restart@db",
+            secs=25)
+    c = counts(r)
+    assert r["valid"] is True, c
+    assert c["duplicated_effects"] == 0 and c["lost_effects"] == 0 and c["acknowledged"] > 100
+    history = (tmp_path / "latest" / "history.jsonl").read_text()
+    assert history.count('"type":"info","f":"send"') > 10  # outcomes the faults made unknown, resolved by retries
+
+
+def test_no_key_charges_twice_when_a_response_is_lost(tmp_path):
+    r = run(tmp_path, "no-key", "ack-loss@service")
+    c = counts(r)
+    assert c["duplicated_effects"] > 0 and c["lost_effects"] == 0
+    assert r["valid"] is True  # it claims at-least-once: charged, perhaps twice
+
+
+def test_cache_marker_charges_twice_across_two_service_processes(tmp_path):
+    r = run(tmp_path, "cache-marker", "ack-loss@service", "--nodes", "2")
+    assert counts(r)["duplicated_effects"] > 0 and r["valid"] is False
+
+
+def test_provider_in_txn_charges_twice_when_killed_between_the_charge_and_the_commit(tmp_path):
+    r = run(tmp_path, "provider-in-txn", "kill@service", secs=20)
+    assert counts(r)["duplicated_effects"] > 0 and r["valid"] is False
+
+
+def test_a_fault_aimed_at_a_role_no_node_has_is_refused(tmp_path, capsys):
+    assert main(["run", "--target", "payments", "--faults", "kill@broker", "--store", str(tmp_path)]) == 2
+    assert "no node of payments has the role 'broker'" in capsys.readouterr().err

@@ -1,0 +1,210 @@
+"""Workload `payments`: clients charge a payments API with idempotency keys (docs/payments-contract.md).
+
+Each logical process POSTs charges `{"id", "account", "amount"}` with an `Idempotency-Key` header at its
+share of the rate, and retries an unknown outcome with the same key and body, each attempt its own `send`
+(same id) in the history:
+- 2xx is `ok`; 400, 402, 409 and 422 are `fail` (this request applied nothing; after a 409, the key's first
+  request is still running, so the client retries); 5xx, timeouts and dropped connections are `info`;
+- attempts go round-robin over the service's nodes, as a load balancer would;
+- every REUSE_EVERY-th charge is followed by the same key with another amount, which must get a 4xx and
+  change nothing (a service that executes it charges the payment twice: a duplicated effect);
+- every BURST_EVERY-th charge is sent BURST times at once with one key, from as many logical processes
+  (at most one charge may result).
+
+The provider's executed charges are the deliveries (read once by the drain) and the effects (read by the
+target): a double charge is a duplicated effect, an acknowledged payment never charged a lost one.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar
+
+from workloads.base import ProcessLog, WorkerContext, Workload
+
+REQUEST_TIMEOUT_S = 3.0  # longer than the reference service's own provider timeout (2 s): its 502 comes first
+RETRY_FOR_S = 20.0  # how long a client keeps retrying one charge (a killed service restarts within it)
+RETRY_BACKOFF_S = 0.3
+REUSE_EVERY = 10
+BURST_EVERY = 10
+BURST = 3
+ACCOUNTS = 8
+PROCESS_SPAN = 1_000_000  # a worker's process ids (harness.worker's stride)
+HELPER_BLOCK = 1000
+FAIL_CODES = (400, 402, 409, 422)  # definitely applied nothing
+
+
+@dataclass
+class PaymentsConfig:
+    rate: float = 50.0  # charges per second, all producers together
+    producers: int = 2
+    in_flight: int = 1  # logical processes per producer worker
+
+
+def classify(status: int | None) -> str:
+    if status is not None and 200 <= status < 300:
+        return "ok"
+    if status in FAIL_CODES:
+        return "fail"
+    return "info"
+
+
+class Client:
+    """One logical process's HTTP client: a fresh connection after any error (no reuse of a connection in an
+    unknown state), no retries of its own."""
+
+    def __init__(self, services: list[str]):
+        self.services = services
+        self.turn = 0
+        self.conn: http.client.HTTPConnection | None = None
+
+    def post(self, body: dict[str, Any], key: str) -> tuple[int | None, Any, str | None]:
+        host, port = self.services[self.turn % len(self.services)].rsplit(":", 1)
+        self.turn += 1
+        conn = http.client.HTTPConnection(host, int(port), timeout=REQUEST_TIMEOUT_S)
+        try:
+            conn.request("POST", "/charges", body=json.dumps(body),
+                         headers={"Content-Type": "application/json", "Idempotency-Key": key})
+            r = conn.getresponse()
+            raw = r.read()
+            try:
+                out = json.loads(raw)
+            except ValueError:
+                out = {"body": raw[:200].decode(errors="replace")}
+            return r.status, out, None if 200 <= r.status < 300 else f"HTTP {r.status}: {out}"
+        except (OSError, http.client.HTTPException) as e:
+            return None, None, f"{type(e).__name__}: {e}"
+        finally:
+            conn.close()
+
+
+def charge(client: Client, log: ProcessLog, body: dict[str, Any], key: str, producer: str,
+           stop: Callable[[], bool], retry: bool = True, extra: dict[str, Any] | None = None) -> str:
+    """One charge, retried with the same key while its outcome is unknown (or its key is busy: 409); each
+    attempt is a `send`. Returns the last attempt's outcome."""
+    deadline = time.monotonic() + RETRY_FOR_S
+    while True:
+        log.invoke("send", {"id": body["id"], "key": body["account"], "producer": producer,
+                            "idempotency_key": key, "amount": body["amount"], **(extra or {})})
+        status, out, error = client.post(body, key)
+        kind = classify(status)
+        value = {"id": body["id"], "key": body["account"], "status": status,
+                 **({"charge_id": out.get("charge_id")} if isinstance(out, dict) and out.get("charge_id") else {})}
+        log.complete(kind, "send", value if kind == "ok" else {"status": status}, error)
+        if kind == "ok" or not retry or stop() or time.monotonic() > deadline:
+            return kind
+        if kind == "fail" and status != 409:
+            return kind
+        time.sleep(RETRY_BACKOFF_S)
+
+
+class Payments:
+    name: ClassVar[str] = "payments"
+    options: ClassVar[tuple[str, ...]] = ("rate", "producers", "in_flight")
+    checkers: ClassVar[tuple[str, ...]] = ("delivery", "perf")
+
+    def run(self, role: str, ctx: WorkerContext) -> dict[str, Any]:
+        known = {f.name for f in fields(PaymentsConfig)}
+        cfg = PaymentsConfig(**{k: v for k, v in ctx.settings.items() if k in known})
+        if role == "producer":
+            return {"attempted": self._produce(ctx, cfg), "acked": ctx.writer.counts.get(("ok", "send"), 0)}
+        if role == "consumer":
+            if ctx.drain and ctx.slot == "drainer-0":  # one reader of the provider's record; other drainers idle
+                self._read_provider(ctx)
+            while not ctx.stop():  # during the load there is nothing to consume: the provider is the record
+                time.sleep(0.1)
+            return {"polls": ctx.writer.counts.get(("ok", "poll"), 0)}
+        raise ValueError(f"the payments workload has no role {role!r}")
+
+    @staticmethod
+    def _read_provider(ctx: WorkerContext) -> None:
+        """The provider's executed charges, once, as one poll whose messages are the charges."""
+        provider = [a for n, a in ctx.addresses.items() if "provider" in n.split("-")]
+        log = ctx.log
+        log.invoke("poll", {"consumer": "provider-reader"})
+        try:
+            host, port = provider[0].rsplit(":", 1)
+            conn = http.client.HTTPConnection(host, int(port), timeout=10)
+            conn.request("GET", "/charges")
+            charges = json.loads(conn.getresponse().read())["charges"]
+            conn.close()
+        except (IndexError, OSError, ValueError, KeyError, http.client.HTTPException) as e:
+            log.complete("info", "poll", None, f"{type(e).__name__}: {e}")
+            return
+        log.complete("ok", "poll", {"messages": [
+            {"id": c["payment_id"], "key": c.get("account"), "charge_id": c.get("charge_id"),
+             "idempotency_key": c.get("key")} for c in charges]})
+
+    def _produce(self, ctx: WorkerContext, cfg: PaymentsConfig) -> int:
+        threads_n = max(1, cfg.in_flight)
+        stride = PROCESS_SPAN // (2 * threads_n)  # the lower half for the logical processes...
+        # ...the upper half for the bursts' helpers: a block each, room for the ids its `info`s retire
+        helpers = iter(range(ctx.log.process + PROCESS_SPAN // 2, ctx.log.process + PROCESS_SPAN, HELPER_BLOCK))
+        helper_lock = threading.Lock()
+        interval = cfg.producers * threads_n / cfg.rate
+        sent = [0] * threads_n
+        errors: list[BaseException] = []
+
+        def fresh() -> int:
+            with helper_lock:
+                return next(helpers)
+
+        def one(j: int) -> None:
+            name = f"p{ctx.index}.{j}" if threads_n > 1 else f"p{ctx.index}"
+            log = ProcessLog(ctx.writer, ctx.log.process + j * stride)
+            client = Client(list(ctx.bootstrap))
+            next_t = time.monotonic()
+            n = 0
+            try:
+                while not ctx.stop():
+                    pid = f"{name}-{n}"
+                    body: dict[str, Any] = {"id": pid, "account": f"acct{n % ACCOUNTS}", "amount": 100 + n % 7}
+                    key = f"key-{pid}"
+                    if n % BURST_EVERY == BURST_EVERY // 2:
+                        self._burst(ctx, body, key, name, fresh)
+                    else:
+                        kind = charge(client, log, body, key, name, ctx.stop)
+                        if kind == "ok" and n % REUSE_EVERY == 0:  # the same key, another payload: a 4xx, no charge
+                            charge(client, log, {**body, "amount": body["amount"] + 1}, key, name, ctx.stop,
+                                   retry=False, extra={"reuse": True})
+                    n += 1
+                    next_t += interval
+                    delay = next_t - time.monotonic()
+                    if delay > 0:
+                        time.sleep(delay)
+                    elif delay < -1.0:
+                        next_t = time.monotonic()
+            except BaseException as e:
+                errors.append(e)
+            sent[j] = n
+
+        threads = [threading.Thread(target=one, args=(j,), daemon=True) for j in range(threads_n)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
+        return sum(sent)
+
+    @staticmethod
+    def _burst(ctx: WorkerContext, body: dict[str, Any], key: str, name: str, fresh: Callable[[], int]) -> None:
+        """BURST requests with one key at once, each from a logical process of its own (fresh ids)."""
+        def send(i: int) -> None:
+            log = ProcessLog(ctx.writer, fresh())
+            charge(Client(list(ctx.bootstrap)[i:] + list(ctx.bootstrap)[:i]), log, body, key, name, ctx.stop,
+                   extra={"burst": True})
+
+        threads = [threading.Thread(target=send, args=(i,), daemon=True) for i in range(BURST)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+
+WORKLOAD: Workload = Payments()
