@@ -108,6 +108,8 @@ class RunConfig:
         if self.runtime not in RUNTIMES:
             raise ConfigError(f"unknown runtime {self.runtime!r}; valid runtimes: {', '.join(RUNTIMES)}")
         cutting = [r for r in RUNTIMES if runtime_class(r).can_partition]
+        if t.image.local_only and self.runtime != "local":
+            raise ConfigError(f"target {self.target} runs with --runtime local only (it has no container image yet)")
         can_cut = runtime_class(self.runtime).can_partition
         need = [f for f in self.faults if fault_of(f).needs_partitions and not can_cut]
         if need:

@@ -92,7 +92,7 @@ HARNESS_IMAGES = (TOXIPROXY, WORKER_IMAGE)  # every run needs these besides its 
 
 def images_for(names: Iterable[str]) -> list[Image]:
     """The images runs of these targets need: Toxiproxy, each target's node image, the worker's."""
-    return [TOXIPROXY, *(targets.load(n).image for n in names), WORKER_IMAGE]
+    return [TOXIPROXY, *(i for n in names if not (i := targets.load(n).image).local_only), WORKER_IMAGE]
 
 
 def all_images() -> list[Image]:

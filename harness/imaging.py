@@ -74,6 +74,7 @@ class Image:
     compose: str | None
     layout: Callable[[], Layout]
     finish: Callable[[ImageBuild], None] | None = None
+    local_only: bool = False  # no image yet: the target runs as local processes only (the docker runtime refuses it)
 
 
 @dataclass

@@ -66,3 +66,19 @@ def test_provider_in_txn_charges_twice_when_killed_between_the_charge_and_the_co
 def test_a_fault_aimed_at_a_role_no_node_has_is_refused(tmp_path, capsys):
     assert main(["run", "--target", "payments", "--faults", "kill@broker", "--store", str(tmp_path)]) == 2
     assert "no node of payments has the role 'broker'" in capsys.readouterr().err
+
+
+def test_cache_marker_charges_twice_after_a_pause_longer_than_its_marker(tmp_path):
+    r = run(tmp_path, "cache-marker", "pause-long@service", secs=20)
+    assert counts(r)["duplicated_effects"] > 0 and r["valid"] is False
+
+
+def test_idempotency_key_holds_across_two_processes_and_a_pause_longer_than_a_marker_would_live(tmp_path):
+    r = run(tmp_path, "idempotency-key", "pause-long@service,ack-loss@service", "--nodes", "2", secs=20)
+    c = counts(r)
+    assert r["valid"] is True and c["duplicated_effects"] == 0 and c["lost_effects"] == 0, c
+
+
+def test_the_docker_runtime_is_refused_until_there_is_an_image(tmp_path, capsys):
+    assert main(["run", "--target", "payments", "--runtime", "docker", "--store", str(tmp_path)]) == 2
+    assert "runs with --runtime local only" in capsys.readouterr().err

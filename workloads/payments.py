@@ -11,8 +11,9 @@ share of the rate, and retries an unknown outcome with the same key and body, ea
 - every BURST_EVERY-th charge is sent BURST times at once with one key, from as many logical processes
   (at most one charge may result).
 
-The provider's executed charges are the deliveries (read once by the drain) and the effects (read by the
-target): a double charge is a duplicated effect, an acknowledged payment never charged a lost one.
+The provider's executed charges are the deliveries (followed during the load by one consumer, then by the
+drain, at most READ_EVERY_S after each was executed) and the effects (read by the target at the end): a
+double charge is a duplicated effect, an acknowledged payment never charged a lost one.
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ ACCOUNTS = 8
 PROCESS_SPAN = 1_000_000  # a worker's process ids (harness.worker's stride)
 HELPER_BLOCK = 1000
 FAIL_CODES = (400, 402, 409, 422)  # definitely applied nothing
+READ_EVERY_S = 0.2  # how often the reader polls the provider's record
+READER, DRAIN_READER = "consumer-0", "drainer-0"  # the slots that read it
+READER_MARK = "provider-reader.next"  # in the run directory: how far the reader got
 
 
 @dataclass
@@ -114,31 +118,46 @@ class Payments:
         if role == "producer":
             return {"attempted": self._produce(ctx, cfg), "acked": ctx.writer.counts.get(("ok", "send"), 0)}
         if role == "consumer":
-            if ctx.drain and ctx.slot == "drainer-0":  # one reader of the provider's record; other drainers idle
-                self._read_provider(ctx)
-            while not ctx.stop():  # during the load there is nothing to consume: the provider is the record
+            # one reader follows the provider's record (the first consumer, then the first drainer, from where
+            # the reader before it stopped); other consumers idle: the provider is what is consumed
+            if ctx.slot in (READER, DRAIN_READER):
+                self._follow_provider(ctx)
+            while not ctx.stop():
                 time.sleep(0.1)
             return {"polls": ctx.writer.counts.get(("ok", "poll"), 0)}
         raise ValueError(f"the payments workload has no role {role!r}")
 
     @staticmethod
-    def _read_provider(ctx: WorkerContext) -> None:
-        """The provider's executed charges, once, as one poll whose messages are the charges."""
+    def _follow_provider(ctx: WorkerContext) -> None:
+        """Poll the provider's record every READ_EVERY_S until stopped, recording each new charge as a delivery
+        of its payment id, at about the time it was executed (so a report can place a second charge against
+        the faults). Where it got to is kept in the run directory for the drain's reader."""
         provider = [a for n, a in ctx.addresses.items() if "provider" in n.split("-")]
+        if not provider:
+            raise RuntimeError("no provider node: the payments workload needs a target with a `provider` node")
+        host, port = provider[0].rsplit(":", 1)
+        mark = ctx.run_dir / READER_MARK
+        seen = int(mark.read_text()) if mark.exists() else 0
         log = ctx.log
-        log.invoke("poll", {"consumer": "provider-reader"})
-        try:
-            host, port = provider[0].rsplit(":", 1)
-            conn = http.client.HTTPConnection(host, int(port), timeout=10)
-            conn.request("GET", "/charges")
-            charges = json.loads(conn.getresponse().read())["charges"]
-            conn.close()
-        except (IndexError, OSError, ValueError, KeyError, http.client.HTTPException) as e:
-            log.complete("info", "poll", None, f"{type(e).__name__}: {e}")
-            return
-        log.complete("ok", "poll", {"messages": [
-            {"id": c["payment_id"], "key": c.get("account"), "charge_id": c.get("charge_id"),
-             "idempotency_key": c.get("key")} for c in charges]})
+        while not ctx.stop():
+            log.invoke("poll", {"consumer": "provider-reader", "after": seen})
+            conn = http.client.HTTPConnection(host, int(port), timeout=2)
+            try:
+                conn.request("GET", f"/charges?after={seen}")
+                doc = json.loads(conn.getresponse().read())
+                charges, seen_next = doc["charges"], int(doc["next"])
+            except (OSError, ValueError, KeyError, http.client.HTTPException) as e:
+                log.complete("info", "poll", None, f"{type(e).__name__}: {e}")
+                time.sleep(READ_EVERY_S)
+                continue
+            finally:
+                conn.close()
+            log.complete("ok", "poll", {"messages": [
+                {"id": c["payment_id"], "key": c.get("account"), "charge_id": c.get("charge_id"),
+                 "idempotency_key": c.get("key")} for c in charges]})
+            seen = seen_next
+            mark.write_text(str(seen))
+            time.sleep(READ_EVERY_S)
 
     def _produce(self, ctx: WorkerContext, cfg: PaymentsConfig) -> int:
         threads_n = max(1, cfg.in_flight)

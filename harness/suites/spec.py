@@ -25,7 +25,7 @@ from harness.config import ConfigError, RunConfig
 
 # `onceproof run` options a suite may set, in [defaults] or in a case (hyphens allowed, as on the command line)
 OPTIONS = ("workload", "time", "rate", "runtime", "producers", "consumers", "quiet", "drain_deadline", "work_ms",
-           "nodes", "in_flight", "batch")
+           "nodes", "in_flight", "batch", "service_cmd")
 CASE_KEYS = ("name", "kind", "target", "profile", "faults", "seed", "seeds", "expect", "profiles", "find_rate",
              *OPTIONS)
 KINDS = ("run", "cost")  # a certification run per seed, or `onceproof cost` over the target's profiles

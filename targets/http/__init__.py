@@ -53,7 +53,7 @@ class Http(HttpClientsOnly):
     batch = 1
     needs = Needs(debian=(Debian("postgresql", "pg_ctlcluster"), Debian("util-linux", "setpriv")),
                   python=("psycopg",))
-    image = Image("http", "http.yml", no_layout)
+    image = Image("http", "http.yml", no_layout, local_only=True)
     abilities = Abilities(roles=NodeRoles(names_of("http"), client_facing), options=("service_cmd",),
                           default_faults=DEFAULT_FAULTS, cleanup=remove_cluster)
 

@@ -189,7 +189,7 @@ class Payments(HttpClientsOnly):
     batch = 1
     needs = Needs(debian=(Debian("postgresql", "pg_ctlcluster"), Debian("util-linux", "setpriv")),
                   python=("psycopg",))
-    image = Image("payments", "payments.yml", no_layout)
+    image = Image("payments", "payments.yml", no_layout, local_only=True)
     abilities = Abilities(roles=NodeRoles(names_of("payments"), client_facing), default_faults=DEFAULT_FAULTS,
                           cleanup=remove_cluster)
 

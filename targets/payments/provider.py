@@ -11,7 +11,7 @@ passes no key gets a new charge every time.
                    -> 201 {"charge_id", "payment_id", "key", "amount", "account", "replayed": false}
                    -> 200 {... "replayed": true} for a key it has executed
                    -> 400 for a body it cannot read
-    GET  /charges  -> 200 {"charges": [every executed charge, in order]}
+    GET  /charges[?after=N] -> 200 {"charges": [the executed charges after the first N, in order], "next": M}
     GET  /health   -> 200
 
 Run: `python -m targets.payments.provider PORT RECORDS_FILE [BIND]`.
@@ -82,10 +82,16 @@ def handler(ledger: Ledger) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             if self.path == "/health":
                 self._reply(200, {"ok": True})
-            elif self.path == "/charges":
+            elif self.path == "/charges" or self.path.startswith("/charges?after="):
+                try:
+                    after = int(self.path.partition("?after=")[2] or 0)
+                except ValueError:
+                    self._reply(400, {"error": "after must be a number"})
+                    return
                 with ledger.lock:
-                    charges = list(ledger.charges)
-                self._reply(200, {"charges": charges})
+                    charges = ledger.charges[after:]
+                    n = len(ledger.charges)
+                self._reply(200, {"charges": charges, "next": n})
             else:
                 self._reply(404, {"error": "not found"})
 
