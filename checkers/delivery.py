@@ -207,13 +207,23 @@ def explain(h: History, c: dict[str, Any], ids_by_class: dict[str, list[tuple[st
         lo = min(times) if times else 0
         hi = end if ("lost" in classes or "lost_effects" in classes or not times) else max(times)
         over = np.flatnonzero((f_start <= hi) & (f_stop >= lo)).tolist()
+        likely = None
+        if "lost" in classes or "lost_effects" in classes:
+            # a loss happens after the acknowledgement: the windows still open at or after it, in order; the
+            # first is the likely cause
+            acks = [x["complete_time"] for x in send_list if x["outcome"] == "ok" and x["complete_time"] is not None]
+            if acks:
+                over = [j for j in over if f_stop[j] >= min(acks)]
+            over.sort(key=lambda j: (f_start[j], j))
+            likely = over[0] if over else None
         entry: dict[str, Any] = {
             "classes": classes,
             "sends": send_list,
             "deliveries": del_list,
             "effects": None if applied is None else int(applied[code]),
             "faults": [{"fault": windows[j][0], "nodes": windows[j][1], "start": windows[j][2],
-                        "stop": windows[j][3], "unhealed": windows[j][5]} for j in over],
+                        "stop": windows[j][3], "unhealed": windows[j][5],
+                        **({"likely_cause": True} if j == likely else {})} for j in over],
         }
         if code in middle:
             entry["later_delivered"] = middle[code]
@@ -239,8 +249,12 @@ def check_delivery(h: History, guarantee: str = "exactly-once", explain_limit: i
     middle = _lost_middle(h, lost, c["delivered"])
     valid: bool | str = holds[guarantee]
     reason = None
-    if counts["attempted"] == 0:
+    warnings = []
+    if counts["attempted"] == 0 and counts["unexpected"] == 0:
         valid, reason = "unknown", "the history has no send operations, so no delivery can be judged"
+    elif counts["attempted"] == 0:  # the contract: a delivered id never sent is unexpected, whatever else is missing
+        warnings.append("no send operations were recorded: every delivered id is unexpected (was the producers' "
+                        "history left out?)")
     lists = {k: [i for i, _ in ids_by_class[k]] for k in LISTS}
     result: dict[str, Any] = {
         "valid": valid,
@@ -257,4 +271,6 @@ def check_delivery(h: History, guarantee: str = "exactly-once", explain_limit: i
     result["counts"]["lost_middle"] = len(result["lost_middle"])
     if reason:
         result["reason"] = reason
+    if warnings:
+        result["warnings"] = warnings
     return result

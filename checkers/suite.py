@@ -67,7 +67,7 @@ def check_history(h: History, guarantee: str = "exactly-once", explain_limit: in
         "history": h.source,
         "operations": len(h),
         "reasons": reasons,
-        "warnings": list(h.warnings),
+        "warnings": [*h.warnings, *delivery.get("warnings", [])],
         "faults": [
             {"fault": fault, "nodes": nodes, "start": start, "stop": stop, "unhealed": unhealed}
             for fault, nodes, start, stop, _, unhealed in h.fault_windows

@@ -69,6 +69,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"onceproof check: note: the history was read by numpy, not by the C fast path ({native.why()}); "
               "with a C compiler (`apt-get install gcc`) big histories read several times faster", file=sys.stderr)
     results = check_history(h, args.guarantee, explain_limit=args.explain_limit)
+    for w in results["warnings"][len(h.warnings):]:  # what the checkers could not judge
+        print(f"onceproof check: warning: {w}", file=sys.stderr)
     out = Path(args.out) if args.out else path.parent
     paths = write_reports(results, out)
     print(summarize(results))
@@ -138,6 +140,7 @@ def cmd_clean(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="onceproof", description="Certify message-delivery guarantees.")
+    p.add_argument("--version", action="version", version=version_line())
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     c = sub.add_parser("check", help="check a recorded history (contract history-v1)",
@@ -200,6 +203,19 @@ def build_parser() -> argparse.ArgumentParser:
     add_image_commands(sub)
     add_suite_commands(sub)
     return p
+
+
+def version_line() -> str:
+    """onceproof's version (the installed package's, from pyproject.toml) and the history contract it reads."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from checkers.suite import CONTRACT
+
+    try:
+        v = version("onceproof")
+    except PackageNotFoundError:
+        v = "unknown (not installed: run harness/bootstrap.sh)"
+    return f"onceproof {v} (history contract {CONTRACT})"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -114,3 +114,11 @@ def test_module_entry_point_and_exit_code(tmp_path):
                        cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 1, r.stderr
     assert "lost 1 (0 in the middle)" in r.stdout
+
+
+def test_version_names_the_package_and_the_contract(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("onceproof 0.") and "history contract history-v1" in out

@@ -203,3 +203,25 @@ def test_explain_limit(tmp_path):
     d = check_delivery(h, explain_limit=3)
     assert d["counts"]["lost"] == 10 and len(d["lost"]) == 10
     assert len(d["explanations"]) == 3
+
+
+def test_a_lost_message_names_the_first_fault_after_its_acknowledgement_as_the_likely_cause(tmp_path):
+    b = Builder()
+    b.send(0, "early")
+    b.poll(1, ["early"])
+    b.send(0, "a")
+    b.fault("start-fault", "kill", ["n1"])
+    b.fault("stop-fault", "kill", ["n1"])
+    b.fault("start-fault", "restart", ["n2"])
+    b.fault("stop-fault", "restart", ["n2"])
+    e = run(tmp_path, b)["explanations"]["a"]
+    assert [(f["fault"], f.get("likely_cause", False)) for f in e["faults"]] == [("kill", True), ("restart", False)]
+
+
+def test_deliveries_without_any_send_are_unexpected_and_say_why(tmp_path):
+    b = Builder()
+    b.poll(1, ["x", "y"])
+    d = run(tmp_path, b)
+    assert d["valid"] is False and d["unexpected"] == ["x", "y"]
+    assert "no send operations were recorded" in d["warnings"][0]
+

@@ -562,7 +562,9 @@ def _anomalies(r: dict, clock: _Clock) -> str:
         if eff is not None:
             counts.append(f"effects {_n(eff)}")
         fault_items = [f"{esc(_fault_label(f))} {clock.s(f.get('start'))}–{clock.s(f.get('stop'))}"
-                       + (" (never healed)" if f.get("unhealed") else "") for f in fs if isinstance(f, dict)]
+                       + (" (never healed)" if f.get("unhealed") else "")
+                       + (" <b>(likely cause: first after the ack)</b>" if f.get("likely_cause") else "")
+                       for f in fs if isinstance(f, dict)]
         rows.append([
             _id(i),
             badges,
