@@ -10,6 +10,8 @@ import gc
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import numpy as np
+
 from checkers.delivery import check_delivery
 from checkers.history import History
 from checkers.log import check_log
@@ -27,6 +29,24 @@ def combine(*valids: bool | str) -> bool | str:
     if any(v == "unknown" for v in valids):
         return "unknown"
     return True
+
+
+def blind_spots(h: History, delivery: dict[str, Any], log: dict[str, Any]) -> list[str]:
+    """What the checkers could not look at in this history, said rather than passed over in silence."""
+    out = []
+    if len(h) == 0:
+        return out
+    order = np.argsort(h.line, kind="stable")
+    back = int(np.count_nonzero(np.diff(h.time[order]) < 0))
+    if back:
+        out.append(f"times out of order: {back} line(s) earlier than the line before them (the checkers go by "
+                   "time; check the clock the history was written with)")
+    if not log.get("applicable", True):
+        out.append("no send or delivery carries a partition and offset: the log checker could not look for "
+                   "overwritten positions, reordering or skips")
+    if not delivery.get("effects_checked"):
+        out.append("no effects read: duplicated and lost effects (double charges) were not checked")
+    return out
 
 
 def check_history(h: History, guarantee: str = "exactly-once", explain_limit: int = 1000) -> dict[str, Any]:
@@ -53,6 +73,7 @@ def check_history(h: History, guarantee: str = "exactly-once", explain_limit: in
     finally:
         if was_enabled:
             gc.enable()
+    blind = blind_spots(h, delivery, log)
     valid = combine(delivery["valid"], log["valid"])
     reasons = []
     if len(h) == 0:
@@ -67,7 +88,7 @@ def check_history(h: History, guarantee: str = "exactly-once", explain_limit: in
         "history": h.source,
         "operations": len(h),
         "reasons": reasons,
-        "warnings": [*h.warnings, *delivery.get("warnings", [])],
+        "warnings": [*h.warnings, *delivery.get("warnings", []), *blind],
         "faults": [
             {"fault": fault, "nodes": nodes, "start": start, "stop": stop, "unhealed": unhealed}
             for fault, nodes, start, stop, _, unhealed in h.fault_windows

@@ -25,3 +25,22 @@ def test_checks_in_threads_give_the_same_results(tmp_path, monkeypatch):
     threaded = suite.check_history(read_history(tmp_path / "history.jsonl"), "exactly-once")
     assert json.dumps(threaded, sort_keys=True) == json.dumps(alone, sort_keys=True)
     assert alone["log"]["applicable"] and alone["log"]["counts"]["duplicates"] >= 1
+
+
+def test_warnings_say_what_the_checkers_could_not_look_at(tmp_path):
+    b = Builder()
+    b.send(0, "a")
+    b.poll(1, ["a"])
+    b.ops[-1]["time"] = 1  # a line written with an earlier time than the one before it
+    w = suite.check_history(read_history(b.write(tmp_path / "history.jsonl")))["warnings"]
+    assert any(x.startswith("times out of order: 1 line") for x in w)
+    assert any("no send or delivery carries a partition and offset" in x for x in w)
+    assert any(x.startswith("no effects read") for x in w)
+
+
+def test_no_warnings_when_everything_was_recorded(tmp_path):
+    b = Builder()
+    b.send(0, "a", partition=0, offset=0)
+    b.poll(1, [{"id": "a", "partition": 0, "offset": 0}])
+    b.effects("harness", {"a": 1})
+    assert suite.check_history(read_history(b.write(tmp_path / "history.jsonl")))["warnings"] == []
