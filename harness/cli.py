@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Sequence
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import targets
 import workloads
-from checkers import native
+from checkers import importers, native
 from checkers.history import HistoryError, read_history, resolve_history_path
 from checkers.suite import check_history
 from checkers.vocabulary import GUARANTEES, exit_code, verdict_word
@@ -50,10 +51,44 @@ def summarize(results: dict) -> str:
     return "\n".join(lines)
 
 
+def import_history(fmt: str, inputs: list[str], out: Path, prog: str) -> Path | None:
+    """Convert `inputs` (another tool's format) into the history file `out`; None after saying why not."""
+    from checkers import importers
+    from harness.files import atomic_write
+
+    missing = [i for i in inputs if not Path(i).is_file()]
+    if missing:
+        print(f"onceproof {prog}: error: no such file: {', '.join(missing)}", file=sys.stderr)
+        return None
+    try:
+        lines = [json.dumps(op, separators=(",", ":")) for op in importers.convert(fmt, [Path(i) for i in inputs])]
+    except ValueError as e:
+        print(f"onceproof {prog}: error: {e}", file=sys.stderr)
+        return None
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(out, "".join(line + "\n" for line in lines))  # all or nothing: never a half-written history
+    print(f"{prog}: {len(lines)} operations from {len(inputs)} {fmt} file(s) in {out}", file=sys.stderr)
+    return out
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """Another tool's history, as a contract-v1 history file."""
+    return 0 if import_history(args.format, args.inputs, Path(args.out), "import") else 2
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     from harness.report import write_reports
 
     t0 = time.perf_counter()
+    if args.from_format:
+        where = Path(args.out) if args.out else Path(args.path).resolve().parent
+        made = import_history(args.from_format, [args.path, *args.more], where / "history.jsonl", "check")
+        if made is None:
+            return 2
+        args.path = str(made)
+    elif args.more:
+        print("onceproof check: error: several inputs need --from FORMAT", file=sys.stderr)
+        return 2
     try:
         path = resolve_history_path(args.path)
         h = read_history(path)
@@ -146,6 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("check", help="check a recorded history (contract history-v1)",
                        description="Check a history: exit 0 valid, 1 invalid, 2 unknown or unusable input.")
     c.add_argument("path", metavar="PATH", help="a run directory holding history.jsonl, or a history file")
+    c.add_argument("more", nargs="*", metavar="INPUT", help="more inputs of --from's format")
+    c.add_argument("--from", dest="from_format", choices=importers.names(), metavar="FORMAT",
+                   help=f"PATH (and INPUTs) are another tool's history: {', '.join(importers.names())}; imported "
+                        "into history.jsonl in --out (default: PATH's directory), then checked")
     c.add_argument("--guarantee", "-g", choices=GUARANTEES, default="exactly-once",
                    help="the guarantee the system claims (default: exactly-once)")
     c.add_argument("--out", "-o", metavar="DIR", help="where to write results (default: the history's directory)")
@@ -153,6 +192,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="explain at most N messages of each anomaly class (default 1000)")
     c.add_argument("--quiet", "-q", action="store_true", help="no timing line and no notes")
     c.set_defaults(func=cmd_check)
+
+    im = sub.add_parser("import", help="another tool's history as a history-v1 file",
+                        description="Convert histories recorded by other tools: "
+                                    + "; ".join(f"{n}: {importers.description(n)}" for n in importers.names())
+                                    + ". Exit 0, or 2 naming the file and line it cannot read.")
+    im.add_argument("format", choices=importers.names(), metavar="FORMAT")
+    im.add_argument("inputs", nargs="+", metavar="INPUT")
+    im.add_argument("--out", required=True, metavar="FILE", help="the history file to write")
+    im.set_defaults(func=cmd_import)
 
     known = ", ".join(targets.names())
     r = sub.add_parser("run", help=f"a live certification run (no arguments: a short {DEFAULT_TARGET} "
