@@ -124,7 +124,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     faults = [f for f in (args.faults or "").split(",") if f and f != "none"] if args.faults is not None else None
     cfg = RunConfig()
     for name in ("target", "profile", "workload", "time", "rate", "seed", "store", "producers", "consumers",
-                 "quiet", "drain_deadline", "runtime", "nodes", "work_ms", "in_flight", "batch", "service_cmd"):
+                 "quiet", "drain_deadline", "runtime", "nodes", "work_ms", "in_flight", "batch", "service_cmd",
+                 "service_url", "provider_port"):
         value = getattr(args, name)
         if value is not None:
             setattr(cfg, name, value)
@@ -234,6 +235,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--nodes", type=int, metavar="N", help="nodes of the target (default: the target's)")
     r.add_argument("--service-cmd", metavar="CMD", help="--target http: your service, run as a node with PORT, "
                    "DATABASE_URL and PROVIDER_URL in its environment (docs/payments-contract.md)")
+    r.add_argument("--service-url", metavar="URL", help="--target http: a service you run yourself, reached through "
+                   "a forwarder node (network faults only); needs --provider-port")
+    r.add_argument("--provider-port", type=int, metavar="P", help="--target http --service-url: the local port "
+                   "where your service finds the provider (PROVIDER_URL=http://127.0.0.1:P), through its proxy")
     r.set_defaults(func=cmd_run)
 
     k = sub.add_parser("clean", help="remove containers and networks that crashed docker runs left behind",

@@ -15,7 +15,8 @@ DEFAULT_TARGET = "redis"  # the one place the harness names a system: what `once
 
 
 DEFAULT_FAULTS = ("ack-loss", "kill-consumer", "kill-producer", "restart")
-TARGET_OPTIONS = ("service_cmd",)  # run options only some targets read (Deployment.options)
+# run options only some targets read (Deployment.options)
+TARGET_OPTIONS = ("service_cmd", "service_url", "provider_port")
 
 
 def default_profile(t: Target) -> str:
@@ -48,6 +49,8 @@ class RunConfig:
     nodes: int | None = None  # nodes of the target; None: the target's default
     in_flight: int = 1  # sends in flight per producer process (logical processes in threads)
     service_cmd: str = ""  # a target's own service as a node (where the target reads it: Abilities.options)
+    service_url: str = ""  # ... or one running already, behind a forwarder node
+    provider_port: int = 0  # a fixed local port for the provider, for a service the harness does not start
     native: bool = False  # after the drain, run the target's own benchmark tool at this load (cost runs)
     batch: int | None = None  # messages a consumer takes per poll (per acknowledgement or transaction); the target's
 

@@ -146,7 +146,7 @@ class Run:
     @property
     def deployment(self) -> Deployment:
         return Deployment(list(self.infos.values()), self.profile, self.dir,
-                          {name: getattr(self.cfg, name) for name in TARGET_OPTIONS if getattr(self.cfg, name)})
+                          {name: str(getattr(self.cfg, name)) for name in TARGET_OPTIONS if getattr(self.cfg, name)})
 
     # --- phases ------------------------------------------------------------------------------------
 

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -51,3 +53,45 @@ def test_the_http_target_needs_a_service_command(tmp_path, capsys):
 def test_service_cmd_belongs_to_the_http_target(tmp_path, capsys):
     assert main(["run", "--target", "redis", "--service-cmd", "x", "--store", str(tmp_path)]) == 2
     assert "--service-cmd is not an option of target redis (targets that take it: http)" in capsys.readouterr().err
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _own_service(bug: bool) -> tuple[subprocess.Popen, int, int]:
+    """The user's service, started by the user before the run: it charges through the provider at a port it was
+    told, which the run then gives its provider (--provider-port)."""
+    port, provider = _free_port(), _free_port()
+    env = {**os.environ, "PORT": str(port), "PROVIDER_URL": f"http://127.0.0.1:{provider}", "STORE": "memory",
+           "BUG": "1" if bug else "0"}
+    proc = subprocess.Popen([sys.executable, str(TINY)], env=env)
+    return proc, port, provider
+
+
+@pytest.mark.parametrize("bug", [False, True], ids=["correct", "planted-bug"])
+def test_a_service_the_harness_does_not_start_is_certified_through_network_faults(tmp_path, bug):
+    proc, port, provider = _own_service(bug)
+    try:
+        rc = main(["run", "--target", "http", "--service-url", f"http://127.0.0.1:{port}", "--provider-port",
+                   str(provider), "--faults", "ack-loss@service,ack-loss@provider", "--time", "12", "--rate", "50",
+                   "--store", str(tmp_path)])
+    finally:
+        proc.kill()
+        proc.wait()
+    r = json.loads((tmp_path / "latest" / "results.json").read_text())
+    c = r["delivery"]["counts"]
+    if bug:
+        assert rc == 1 and c["duplicated_effects"] > 0
+    else:
+        assert rc == 0 and r["valid"] is True and c["acknowledged"] > 50, c
+
+
+def test_service_url_needs_the_provider_port(tmp_path, capsys):
+    assert main(["run", "--target", "http", "--service-url", "http://127.0.0.1:9", "--time", "3",
+                 "--store", str(tmp_path)]) != 0
+    assert "--service-url needs --provider-port" in capsys.readouterr().err

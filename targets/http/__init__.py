@@ -12,6 +12,8 @@ The profile is the guarantee your service claims: `exactly-once` (no payment cha
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from harness.imaging import Image
 from harness.needs import Debian, Needs, SetupError
 from targets.base import Abilities, Deployment, Drain, NodeInfo, NodeRoles, Profile, Runner, Target
@@ -26,6 +28,7 @@ from targets.payments import (
     no_layout,
     node_ready,
     provider_url,
+    python_argv,
     read_charges,
     remove_cluster,
     setup_db_and_provider,
@@ -37,6 +40,14 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
     Profile("at-least-once", "at-least-once", "Your service claims every payment the client was told succeeded "
             "is charged, perhaps more than once.", {}),
 )}
+
+
+def external_address(url: str) -> str:
+    """host:port of a service URL (http only: the workload speaks plain HTTP)."""
+    u = urlsplit(url)
+    if u.scheme != "http" or not u.hostname:
+        raise SetupError(f"--service-url {url!r}: expected http://HOST:PORT")
+    return f"{u.hostname}:{u.port or 80}"
 
 
 class Http(HttpClientsOnly):
@@ -54,21 +65,35 @@ class Http(HttpClientsOnly):
     needs = Needs(debian=(Debian("postgresql", "pg_ctlcluster"), Debian("util-linux", "setpriv")),
                   python=("psycopg",))
     image = Image("http", "http.yml", no_layout, local_only=True)
-    abilities = Abilities(roles=NodeRoles(names_of("http"), client_facing), options=("service_cmd",),
+    abilities = Abilities(roles=NodeRoles(names_of("http"), client_facing),
+                          options=("service_cmd", "service_url", "provider_port"),
                           default_faults=DEFAULT_FAULTS, cleanup=remove_cluster)
 
     def setup_nodes(self, d: Deployment, run: Runner) -> None:
-        if not d.options.get("service_cmd"):
-            raise SetupError("--target http needs --service-cmd \"CMD\": the command that starts your service "
-                             "(docs/payments-contract.md)")
+        o = d.options
+        if bool(o.get("service_cmd")) == bool(o.get("service_url")):
+            raise SetupError("--target http needs one of --service-cmd \"CMD\" (the harness starts your service) "
+                             "or --service-url URL with --provider-port P (you run it) (docs/payments-contract.md)")
+        if o.get("service_url") and not o.get("provider_port"):
+            raise SetupError("--service-url needs --provider-port P: your service must be charging through the "
+                             "run's provider at http://127.0.0.1:P")
+        if o.get("service_url"):
+            external_address(o["service_url"])  # a clear error now, not a node that never gets ready
         setup_db_and_provider(d)
 
     def node_argv(self, d: Deployment, node: NodeInfo) -> list[str]:
+        o = d.options
         argv = infrastructure_argv(d, node)
         if argv is not None:
+            if node.name.endswith("-provider") and o.get("provider_port"):  # a fixed address, through the proxy
+                return ["env", f"FORWARD_PORT={o['provider_port']}",
+                        f"FORWARD_TO={node.proxy_host}:{node.proxy_port}", *argv]
             return argv
+        if o.get("service_url"):  # the user's running service, behind a forwarder this node runs
+            return python_argv("targets.payments.forward", {}, str(node.port), node.bind,
+                               external_address(o["service_url"]))
         env = {"PORT": str(node.port), "DATABASE_URL": database_url(d), "PROVIDER_URL": provider_url(d)}
-        return ["env", *(f"{k}={v}" for k, v in env.items()), "sh", "-c", d.options["service_cmd"]]
+        return ["env", *(f"{k}={v}" for k, v in env.items()), "sh", "-c", o["service_cmd"]]
 
     def ready(self, node: NodeInfo) -> bool:
         return node_ready(node)

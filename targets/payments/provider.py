@@ -14,7 +14,9 @@ passes no key gets a new charge every time.
     GET  /charges[?after=N] -> 200 {"charges": [the executed charges after the first N, in order], "next": M}
     GET  /health   -> 200
 
-Run: `python -m targets.payments.provider PORT RECORDS_FILE [BIND]`.
+Run: `python -m targets.payments.provider PORT RECORDS_FILE [BIND]`. With FORWARD_PORT and FORWARD_TO in its
+environment it also relays connections on FORWARD_PORT to FORWARD_TO (its own proxy): a fixed address for a
+service the harness does not start (`--provider-port`).
 """
 
 from __future__ import annotations
@@ -122,6 +124,13 @@ def main(argv: list[str]) -> int:
         print("usage: python -m targets.payments.provider PORT RECORDS_FILE [BIND]", file=sys.stderr)
         return 2
     server = serve(int(argv[0]), Path(argv[1]), argv[2] if len(argv) == 3 else "127.0.0.1")
+    if os.environ.get("FORWARD_PORT"):
+        from targets.payments import forward
+
+        threading.Thread(target=forward.serve, daemon=True,
+                         args=(int(os.environ["FORWARD_PORT"]), "127.0.0.1", os.environ["FORWARD_TO"])).start()
+        print(f"provider: also on 127.0.0.1:{os.environ['FORWARD_PORT']}, through {os.environ['FORWARD_TO']}",
+              flush=True)
     print(f"provider: listening on {server.server_address}, charges in {argv[1]}", flush=True)
     server.serve_forever()
     return 0
