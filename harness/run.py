@@ -446,10 +446,10 @@ class Run:
 
     def _teardown(self) -> None:
         self.runtime.teardown()
-        cleanup = self.target.abilities.cleanup
-        if cleanup is not None and self.infos:
+        tidy = self.target.abilities.cleanup  # what the nodes kept outside the run directory
+        if tidy is not None and self.infos:
             try:
-                cleanup(self.deployment)
+                tidy(self.deployment)
             except Exception as e:
                 self.say(f"  warning: the target's cleanup failed: {type(e).__name__}: {e}")
         if self.toxiproxy is not None:

@@ -25,3 +25,13 @@ def docker_images(target: str) -> None:
         setup.install([target], progress=lambda *a: None)
         images.build_for([target], progress=lambda *a: None)
         _built.add(target)
+
+
+def require_setup(*targets: str) -> None:
+    """Install what the targets need (cached after the first time), or skip saying why it cannot be done."""
+    from harness import setup
+
+    try:
+        setup.install(list(targets), progress=lambda *a: None)
+    except Exception as e:  # whatever stops setup (no apt, no network), the tests cannot run
+        pytest.skip(f"{', '.join(targets)} cannot be set up here: {e}")

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
+from tests.conftest import require_setup
 
 pytestmark = pytest.mark.integration
 TINY = Path(__file__).resolve().parent / "fixtures" / "tiny_payments.py"
@@ -19,12 +20,7 @@ TINY = Path(__file__).resolve().parent / "fixtures" / "tiny_payments.py"
 
 @pytest.fixture(scope="module", autouse=True)
 def _installed():
-    from harness import setup
-
-    try:
-        setup.install(["http"], progress=lambda *a: None)
-    except Exception as e:
-        pytest.skip(f"PostgreSQL cannot be set up here: {e}")
+    require_setup("http")
 
 
 def certify(tmp_path: Path, cmd: str, faults: str) -> tuple[int, dict]:

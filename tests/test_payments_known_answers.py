@@ -9,18 +9,14 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
+from tests.conftest import require_setup
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module", autouse=True)
 def _payments_installed():
-    from harness import setup
-
-    try:
-        setup.install(["payments"], progress=lambda *a: None)
-    except Exception as e:
-        pytest.skip(f"PostgreSQL cannot be set up here: {e}")
+    require_setup("payments")
 
 
 def run(tmp_path: Path, profile: str, faults: str, *extra: str, secs: int = 15, seed: int = 1) -> dict:

@@ -8,6 +8,7 @@ passes their values in `ctx.settings`) and which checkers judge its histories (`
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,3 +74,20 @@ class Workload(Protocol):
     def run(self, role: str, ctx: WorkerContext) -> dict[str, Any]:
         """Do the role's work until `ctx.stop()`; returns the worker's stats (written beside its shard)."""
         ...
+
+
+class Pacer:
+    """Holds a loop to one step per `interval` seconds (0: no pause). After falling more than a second behind
+    (a fault held the step up) it starts again from now instead of bursting to catch up."""
+
+    def __init__(self, interval: float):
+        self.interval = interval
+        self.next = time.monotonic()
+
+    def wait(self) -> None:
+        self.next += self.interval
+        delay = self.next - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        elif delay < -1.0:
+            self.next = time.monotonic()

@@ -6,8 +6,11 @@ share of the rate, and retries an unknown outcome with the same key and body, ea
 - 2xx is `ok`; 400, 402, 409 and 422 are `fail` (this request applied nothing; after a 409, the key's first
   request is still running, so the client retries); 5xx, timeouts and dropped connections are `info`;
 - attempts go round-robin over the service's nodes, as a load balancer would;
-- every REUSE_EVERY-th charge is followed by the same key with another amount, which must get a 4xx and
-  change nothing (a service that executes it charges the payment twice: a duplicated effect);
+- every REUSE_EVERY-th charge is followed by its key with two other payloads, each of which must get a 4xx
+  and change nothing: the same payment id with another amount (a service that executes it charges the
+  payment twice: a duplicated effect), and a new payment id `<id>.reuse` (a service that answers 2xx without
+  charging it, replaying the first answer, told the client a payment succeeded that never happened: a lost
+  effect);
 - every BURST_EVERY-th charge is sent BURST times at once with one key, from as many logical processes
   (at most one charge may result).
 
@@ -26,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
-from workloads.base import ProcessLog, WorkerContext, Workload
+from workloads.base import Pacer, ProcessLog, WorkerContext, Workload
 
 REQUEST_TIMEOUT_S = 3.0  # longer than the reference service's own provider timeout (2 s): its 502 comes first
 RETRY_FOR_S = 20.0  # how long a client keeps retrying one charge (a killed service restarts within it)
@@ -177,7 +180,7 @@ class Payments:
             name = f"p{ctx.index}.{j}" if threads_n > 1 else f"p{ctx.index}"
             log = ProcessLog(ctx.writer, ctx.log.process + j * stride)
             client = Client(list(ctx.bootstrap))
-            next_t = time.monotonic()
+            pace = Pacer(interval)
             n = 0
             try:
                 while not ctx.stop():
@@ -188,16 +191,13 @@ class Payments:
                         self._burst(ctx, body, key, name, fresh)
                     else:
                         kind = charge(client, log, body, key, name, ctx.stop)
-                        if kind == "ok" and n % REUSE_EVERY == 0:  # the same key, another payload: a 4xx, no charge
+                        if kind == "ok" and n % REUSE_EVERY == 0:  # the key with other payloads: 4xx, no charge
                             charge(client, log, {**body, "amount": body["amount"] + 1}, key, name, ctx.stop,
                                    retry=False, extra={"reuse": True})
+                            charge(client, log, {**body, "id": f"{pid}.reuse", "amount": body["amount"] + 2}, key,
+                                   name, ctx.stop, retry=False, extra={"reuse": True})
                     n += 1
-                    next_t += interval
-                    delay = next_t - time.monotonic()
-                    if delay > 0:
-                        time.sleep(delay)
-                    elif delay < -1.0:
-                        next_t = time.monotonic()
+                    pace.wait()
             except BaseException as e:
                 errors.append(e)
             sent[j] = n

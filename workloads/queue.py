@@ -16,7 +16,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any, ClassVar, TypeVar
 
 from targets.base import ClientSpec, Consumer, Producer
-from workloads.base import ProcessLog, WorkerContext, Workload
+from workloads.base import Pacer, ProcessLog, WorkerContext, Workload
 
 
 @dataclass
@@ -40,8 +40,7 @@ def message_id(producer: str, n: int) -> str:
 def run_producer(client: Producer, log: ProcessLog, cfg: QueueConfig, producer: str, retries: int,
                  stop: Callable[[], bool], start_counter: int = 0) -> int:
     """Send messages at this producer's share of the rate until `stop()`; returns messages attempted."""
-    interval = cfg.producers / cfg.rate if cfg.rate > 0 else 0.0  # rate 0: as fast as the system answers
-    next_t = time.monotonic()
+    pace = Pacer(cfg.producers / cfg.rate if cfg.rate > 0 else 0.0)  # rate 0: as fast as the system answers
     n = start_counter
     while not stop():
         mid = message_id(producer, n)
@@ -57,12 +56,7 @@ def run_producer(client: Producer, log: ProcessLog, cfg: QueueConfig, producer: 
             if attempt < retries:
                 time.sleep(cfg.retry_backoff_s)
         n += 1
-        next_t += interval
-        delay = next_t - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        elif delay < -1.0:
-            next_t = time.monotonic()  # fell behind (a fault): don't burst to catch up
+        pace.wait()
     return n - start_counter
 
 

@@ -29,6 +29,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from targets.payments.jsonhttp import JsonHandler
+
 
 class Ledger:
     """Executed charges: appended and fsynced one line each, reloaded at start (a restart forgets nothing)."""
@@ -67,48 +69,31 @@ class Ledger:
 
 
 def handler(ledger: Ledger) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-        def _reply(self, code: int, body: dict[str, Any]) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+    class Handler(JsonHandler):
 
         def do_GET(self) -> None:
             if self.path == "/health":
-                self._reply(200, {"ok": True})
+                self.reply(200, {"ok": True})
             elif self.path == "/charges" or self.path.startswith("/charges?after="):
                 try:
                     after = int(self.path.partition("?after=")[2] or 0)
                 except ValueError:
-                    self._reply(400, {"error": "after must be a number"})
+                    self.reply(400, {"error": "after must be a number"})
                     return
                 with ledger.lock:
                     charges = ledger.charges[after:]
                     n = len(ledger.charges)
-                self._reply(200, {"charges": charges, "next": n})
+                self.reply(200, {"charges": charges, "next": n})
             else:
-                self._reply(404, {"error": "not found"})
+                self.reply(404, {"error": "not found"})
 
         def do_POST(self) -> None:
-            if self.path != "/charges":
-                self._reply(404, {"error": "not found"})
+            req = self.charge_request("payment_id")
+            if req is None:
                 return
-            try:
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
-                payment_id, account, amount = str(body["payment_id"]), str(body["account"]), int(body["amount"])
-            except (ValueError, KeyError, TypeError) as e:
-                self._reply(400, {"error": f"bad charge: {e}"})
-                return
+            payment_id, account, amount = req
             c, replayed = ledger.charge(payment_id, account, amount, self.headers.get("Idempotency-Key") or None)
-            self._reply(200 if replayed else 201, {**c, "replayed": replayed})
+            self.reply(200 if replayed else 201, {**c, "replayed": replayed})
 
     return Handler
 

@@ -36,6 +36,8 @@ from typing import Any
 
 import psycopg
 
+from targets.payments.jsonhttp import JsonHandler
+
 PROFILES = ("idempotency-key", "no-key", "cache-marker", "provider-in-txn")
 PROVIDER_TIMEOUT_S = 2.0
 SCHEMA_WAIT_S = 30.0
@@ -187,40 +189,23 @@ class Service:
 
 
 def handler(svc: Service) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-        def _reply(self, code: int, body: dict[str, Any]) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+    class Handler(JsonHandler):
 
         def do_GET(self) -> None:
-            self._reply(200, {"ok": True}) if self.path == "/health" else self._reply(404, {"error": "not found"})
+            self.reply(200, {"ok": True}) if self.path == "/health" else self.reply(404, {"error": "not found"})
 
         def do_POST(self) -> None:
-            if self.path != "/charges":
-                self._reply(404, {"error": "not found"})
+            req = self.charge_request("id")
+            if req is None:
                 return
-            try:
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
-                body = {"id": str(body["id"]), "account": str(body["account"]), "amount": int(body["amount"])}
-            except (ValueError, KeyError, TypeError) as e:
-                self._reply(400, {"error": f"bad charge: {e}"})
-                return
+            body = {"id": req[0], "account": req[1], "amount": req[2]}
             try:
                 code, out = svc.charge(body, self.headers.get("Idempotency-Key") or None)
             except ProviderUnknown as e:
                 code, out = 502, {"error": f"the provider's answer was lost: {e}"}
             except psycopg.Error as e:
                 code, out = 503, {"error": f"database: {type(e).__name__}: {e}"}
-            self._reply(code, out)
+            self.reply(code, out)
 
     return Handler
 
