@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from checkers.history import OUTCOMES, History
-from checkers.vocabulary import ANOMALIES, GUARANTEES, check_guarantee, failing_anomalies
+from checkers.vocabulary import ANOMALIES, GUARANTEES, check_guarantee, failing_anomalies, id_order
 from checkers.vocabulary import DELIVERY_COUNTS as COUNT_KEYS
 
 LISTS = ("lost", "unexpected", "aborted_read", "lost_effects")
@@ -84,8 +84,8 @@ def verdicts(counts: dict[str, int], effects: bool) -> dict[str, bool]:
 
 
 def _by_id(h: History, codes: np.ndarray) -> list[tuple[str, int]]:
-    """(id, code) pairs sorted by id."""
-    return sorted(zip(h.id_table.strings(codes), codes.tolist(), strict=True))
+    """(id, code) pairs in id order (natural: "788" before "1000")."""
+    return sorted(zip(h.id_table.strings(codes), codes.tolist(), strict=True), key=lambda p: id_order(p[0]))
 
 
 def _lost_middle(h: History, lost: np.ndarray, delivered: np.ndarray) -> dict[int, int]:
@@ -242,7 +242,8 @@ def check_delivery(h: History, guarantee: str = "exactly-once", explain_limit: i
     dups: dict[str, dict[str, int]] = {}
     for k in MAPS:
         codes, n = c[k]
-        pairs = sorted(zip(h.id_table.strings(codes), codes.tolist(), n.tolist(), strict=True))
+        pairs = sorted(zip(h.id_table.strings(codes), codes.tolist(), n.tolist(), strict=True),
+                       key=lambda p: id_order(p[0]))
         ids_by_class[k] = [(i, code) for i, code, _ in pairs]
         dups[k] = {i: m for i, _, m in pairs}
     lost = np.array([code for _, code in ids_by_class["lost"]], dtype=np.int64)

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from checkers.history import History, stable_argsort
-from checkers.vocabulary import LOG_KINDS, check_guarantee
+from checkers.vocabulary import LOG_KINDS, check_guarantee, id_order
 
 EXAMPLES = 5  # skipped offsets listed per skip
 RESET_OPS = ("assign", "subscribe")
@@ -160,7 +160,7 @@ def check_log(h: History, guarantee: str = "exactly-once", limit: int = 1000) ->
     inconsistent = []
     for k in bad_pos[:limit].tolist():
         inconsistent.append({"partition": part_of_rank[known_pr[k]], "offset": int(known_off[k]),
-                             "ids": sorted(h.id_table.strings(u_id[starts[k]:ends[k]]))})
+                             "ids": sorted(h.id_table.strings(u_id[starts[k]:ends[k]]), key=id_order)})
 
     # log duplicates: ids at more than one position
     per_id = np.bincount(u_id, minlength=h.n_ids)
@@ -168,7 +168,7 @@ def check_log(h: History, guarantee: str = "exactly-once", limit: int = 1000) ->
     duplicates = []
     if len(dup_codes):
         names = h.id_table.strings(dup_codes)
-        shown = dup_codes[sorted(range(len(names)), key=names.__getitem__)[:limit]]
+        shown = dup_codes[sorted(range(len(names)), key=lambda i: id_order(names[i]))[:limit]]
         name_of = dict(zip(dup_codes.tolist(), names, strict=True))
         mark = np.zeros(h.n_ids, dtype=bool)
         mark[shown] = True

@@ -7,6 +7,7 @@ everything that prints or writes results imports them from here instead of spell
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 GUARANTEES = ("at-most-once", "at-least-once", "exactly-once")
@@ -56,3 +57,12 @@ def check_guarantee(guarantee: str) -> None:
     """ValueError naming the valid guarantees when `guarantee` is not one of them."""
     if guarantee not in GUARANTEES:
         raise ValueError(f"unknown guarantee {guarantee!r}; valid: {', '.join(GUARANTEES)}")
+
+
+_RUNS = re.compile(r"(\d+)")
+
+
+def id_order(message_id: str) -> tuple[tuple[int, int, str], ...]:
+    """How results sort message ids: naturally, digits by their value ("p0-9" before "p0-10", "788" before
+    "1000"), the rest as text. Every id list in results.json and the reports is in this order."""
+    return tuple((0, int(t), "") if t.isdigit() else (1, 0, t) for t in _RUNS.split(message_id) if t)

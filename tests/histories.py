@@ -7,6 +7,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from checkers.vocabulary import id_order
+
 
 class Builder:
     """Appends contract-v1 operations with increasing times; `write` saves them as JSON Lines."""
@@ -102,7 +104,8 @@ def assert_matches_reference(delivery: dict[str, Any], ref: dict[str, Any]) -> N
               "unexpected", "aborted_read", "recovered", "unresolved", "lost_effects", "duplicated_effects"):
         assert delivery["counts"][k] == len(ref[k]), k
     for k in ("lost", "unexpected", "aborted_read", "lost_effects"):
-        assert delivery[k] == sorted(ref[k]), k
-    assert delivery["duplicated"] == dict(sorted(ref["duplicated"].items()))
-    assert delivery["duplicated_effects"] == dict(sorted(ref["duplicated_effects"].items()))
+        assert delivery[k] == sorted(ref[k], key=id_order), k
+    assert delivery["duplicated"] == dict(sorted(ref["duplicated"].items(), key=lambda kv: id_order(kv[0])))
+    assert delivery["duplicated_effects"] == dict(sorted(ref["duplicated_effects"].items(),
+                                                         key=lambda kv: id_order(kv[0])))
     assert delivery["holds"] == ref["holds"]

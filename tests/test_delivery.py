@@ -225,3 +225,11 @@ def test_deliveries_without_any_send_are_unexpected_and_say_why(tmp_path):
     assert d["valid"] is False and d["unexpected"] == ["x", "y"]
     assert "no send operations were recorded" in d["warnings"][0]
 
+
+
+def test_id_lists_sort_naturally(tmp_path):
+    b = Builder()
+    for i in ("1000", "788", "p0-10", "p0-9"):
+        b.send(0, i)
+    d = run(tmp_path, b)
+    assert d["lost"] == ["788", "1000", "p0-9", "p0-10"]
