@@ -139,13 +139,22 @@ def _check_range(x: Any, what: str) -> None:
         raise ValueError(f"{what} is out of range (a 64-bit integer)")
 
 
+def _message_id(x: Any, where: str) -> str:
+    """An id as the checkers keep it: a string, or an integer as its decimal string (788 and "788" are one
+    id: tools such as Kafka's verifiable producer count their messages)."""
+    if isinstance(x, str):
+        return x
+    if _is_int(x):
+        return str(x)
+    raise ValueError(f"{where} must be a string or an integer")
+
+
 def _check_message(m: Any, where: str) -> Message:
     if not isinstance(m, dict):
         raise ValueError(f"{where} must be an object")
     if "id" not in m:
         raise ValueError(f"{where}.id is missing")
-    if not isinstance(m["id"], str):
-        raise ValueError(f"{where}.id must be a string")
+    mid = _message_id(m["id"], f"{where}.id")
     part = m.get("partition")
     if part is not None and not (_is_int(part) or isinstance(part, str)):
         raise ValueError(f"{where}.partition must be an integer, a string or null")
@@ -158,7 +167,7 @@ def _check_message(m: Any, where: str) -> Message:
         red = False
     if not isinstance(red, bool):
         raise ValueError(f"{where}.redelivered must be true or false")
-    return Message(id=m["id"], partition=part, offset=off, redelivered=red)
+    return Message(id=mid, partition=part, offset=off, redelivered=red)
 
 
 def _check_value(f: str, typ: str, v: Any) -> Value | None:
@@ -168,18 +177,16 @@ def _check_value(f: str, typ: str, v: Any) -> Value | None:
             if typ == "invoke" or v is not None:
                 raise ValueError("field 'value' of a send must be an object with an 'id'")
             return None
-        if "id" not in v:
-            if typ == "invoke":
-                raise ValueError("field 'value.id' is missing")
-        elif not isinstance(v["id"], str):
-            raise ValueError("field 'value.id' must be a string")
+        if "id" not in v and typ == "invoke":
+            raise ValueError("field 'value.id' is missing")
+        mid = _message_id(v["id"], "field 'value.id'") if "id" in v else None
         part, off = v.get("partition"), v.get("offset")
         if part is not None and not (_is_int(part) or isinstance(part, str)):
             raise ValueError("field 'value.partition' must be an integer, a string or null")
         if off is not None and not _is_int(off):
             raise ValueError("field 'value.offset' must be an integer or null")
         _check_range(off, "field 'value.offset'")
-        return Value(id=v.get("id"), partition=part, offset=off, producer=v.get("producer"))
+        return Value(id=mid, partition=part, offset=off, producer=v.get("producer"))
     if f in ENTRY_OPS and typ != "ok":
         # entries of fail/info polls are not deliveries; keep them when well-formed, as the fast path does
         try:

@@ -95,7 +95,10 @@ def test_blank_lines_are_skipped_and_line_numbers_kept(tmp_path):
     ({"time": 1, "process": 0, "f": "send", "value": {"id": "a"}}, "field 'type' is missing"),
     ({"time": 1, "process": 0, "type": "invoke", "value": {"id": "a"}}, "field 'f' is missing"),
     ({"time": 1, "process": 0, "type": "invoke", "f": "send", "value": {}}, "field 'value.id' is missing"),
-    ({"time": 1, "process": 0, "type": "invoke", "f": "send", "value": {"id": 7}}, "'value.id' must be a string"),
+    ({"time": 1, "process": 0, "type": "invoke", "f": "send", "value": {"id": 7.5}},
+     "'value.id' must be a string or an integer"),
+    ({"time": 1, "process": 0, "type": "invoke", "f": "send", "value": {"id": True}},
+     "'value.id' must be a string or an integer"),
     ({"time": 1, "process": 0, "type": "invoke", "f": "send", "value": None}, "value"),
     ({"time": 1, "process": 0, "type": "invoke", "f": "send", "value": {"id": "a"}, "index": "x"}, "'index'"),
 ])
@@ -571,3 +574,19 @@ def test_fast_path_poll_entries_must_follow_each_other(tmp_path, monkeypatch, va
     p = write(tmp_path, lines)
     fast, slow = _read_both(p, monkeypatch)
     _assert_same_history(fast, slow)
+
+
+def test_integer_ids_are_their_decimal_strings(tmp_path):
+    """Tools that count their messages (Kafka's verifiable producer) log integer ids: 788 and "788" are one id."""
+    from checkers.suite import check_history
+
+    p = write(tmp_path, [
+        {"time": 1, "process": 0, "type": "invoke", "f": "send", "value": {"id": 788}},
+        {"time": 2, "process": 0, "type": "ok", "f": "send", "value": {"id": 788, "partition": 0, "offset": 4}},
+        {"time": 3, "process": 0, "type": "invoke", "f": "send", "value": {"id": "1000"}},
+        {"time": 4, "process": 0, "type": "ok", "f": "send", "value": {"id": "1000"}},
+        {"time": 5, "process": 1, "type": "invoke", "f": "poll", "value": None},
+        {"time": 6, "process": 1, "type": "ok", "f": "poll", "value": {"messages": [{"id": "788"}, {"id": 1000}]}},
+    ])
+    d = check_history(read_history(p))["delivery"]
+    assert d["counts"]["delivered"] == 2 and d["lost"] == [] and d["unexpected"] == []
