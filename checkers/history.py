@@ -2218,7 +2218,8 @@ def _pair_slow(h: History, rows: np.ndarray, pair: np.ndarray) -> None:
     if orphan < len(h):  # the first one in history order
         r = orphan
         raise HistoryError(f"{h.source}:{h.line[r]}: '{TYPES[types[r]]}' completion of '{h.fnames[fs[r]]}' "
-                           f"by process {h.processes[proc[r]]!r} has no open invoke")
+                           f"by process {h.processes[proc[r]]!r} has no open invoke (a history that records "
+                           "completions only is checked with --completions-only)")
 
 
 # --- entry points ---------------------------------------------------------------------------------

@@ -71,6 +71,18 @@ def import_history(fmt: str, inputs: list[str], out: Path, prog: str) -> Path | 
     return out
 
 
+def add_invokes(path: Path, out: Path) -> Path:
+    """`path` with an invoke before each orphan completion, written to `out` (the original stays as it is)."""
+    from checkers.completions import with_invokes
+    from harness.files import atomic_write
+
+    made = out / "history.with-invokes.jsonl"
+    out.mkdir(parents=True, exist_ok=True)
+    with open(path) as f:
+        atomic_write(made, "".join(line + "\n" for line in with_invokes(f)))
+    return made
+
+
 def cmd_import(args: argparse.Namespace) -> int:
     """Another tool's history, as a contract-v1 history file."""
     return 0 if import_history(args.format, args.inputs, Path(args.out), "import") else 2
@@ -91,6 +103,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         return 2
     try:
         path = resolve_history_path(args.path)
+        if args.completions_only:
+            path = add_invokes(path, Path(args.out) if args.out else path.parent)
         h = read_history(path)
     except HistoryError as e:
         print(f"onceproof check: error: {e}", file=sys.stderr)
@@ -104,6 +118,10 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"onceproof check: note: the history was read by numpy, not by the C fast path ({native.why()}); "
               "with a C compiler (`apt-get install gcc`) big histories read several times faster", file=sys.stderr)
     results = check_history(h, args.guarantee, explain_limit=args.explain_limit)
+    if args.completions_only:
+        results["completions_only"] = True
+        results["warnings"].append("--completions-only: each completion without an invoke was given one at its own "
+                                   f"time ({path.name}); operations have no duration")
     for w in results["warnings"][len(h.warnings):]:  # what the checkers could not judge
         print(f"onceproof check: warning: {w}", file=sys.stderr)
     out = Path(args.out) if args.out else path.parent
@@ -189,6 +207,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--guarantee", "-g", choices=GUARANTEES, default="exactly-once",
                    help="the guarantee the system claims (default: exactly-once)")
     c.add_argument("--out", "-o", metavar="DIR", help="where to write results (default: the history's directory)")
+    c.add_argument("--completions-only", action="store_true",
+                   help="the history records completions only: give each completion without an invoke one at its "
+                        "own time (written beside the results as history.with-invokes.jsonl)")
     c.add_argument("--explain-limit", type=int, default=1000, metavar="N",
                    help="explain at most N messages of each anomaly class (default 1000)")
     c.add_argument("--quiet", "-q", action="store_true", help="no timing line and no notes")

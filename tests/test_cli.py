@@ -122,3 +122,18 @@ def test_version_names_the_package_and_the_contract(capsys):
     assert e.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith("onceproof 0.") and "history contract history-v1" in out
+
+
+def test_completions_only_gives_each_completion_its_invoke(tmp_path, capsys):
+    lines = [{"time": 2, "process": 0, "type": "ok", "f": "send", "value": {"id": "a"}},
+             {"time": 4, "process": 0, "type": "fail", "f": "send", "value": {"id": "b"}},
+             {"time": 6, "process": 1, "type": "ok", "f": "poll", "value": {"messages": [{"id": "a"}]}}]
+    (tmp_path / "history.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    assert main(["check", str(tmp_path)]) == 2
+    assert "checked with --completions-only" in capsys.readouterr().err
+    assert main(["check", str(tmp_path), "--completions-only"]) == 0
+    r = json.loads((tmp_path / "results.json").read_text())
+    assert r["completions_only"] is True and any("--completions-only" in w for w in r["warnings"])
+    assert r["delivery"]["counts"]["acknowledged"] == 1 and r["delivery"]["counts"]["failed"] == 1
+    made = (tmp_path / "history.with-invokes.jsonl").read_text().splitlines()
+    assert [json.loads(x)["type"] for x in made] == ["invoke", "ok", "invoke", "fail", "invoke", "ok"]
