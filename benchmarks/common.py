@@ -24,6 +24,12 @@ def start_nodes(target: Target, profile: Profile, n: int, runtime: LocalRuntime,
                 run_dir: Path) -> Deployment:
     """`n` nodes of `target` with the profile's settings, each behind its own proxy, ready and prepared, in
     the order harness/run.py uses (proxies, setup_nodes, node_argv, ready, prepare)."""
+    return start_cluster(target, profile, n, runtime, toxiproxy, run_dir)[0]
+
+
+def start_cluster(target: Target, profile: Profile, n: int, runtime: LocalRuntime, toxiproxy: ToxiproxyServer,
+                  run_dir: Path) -> tuple[Deployment, dict[str, Any]]:
+    """As start_nodes, with the nodes' handles by name (to kill or restart one)."""
     infos = []
     for i in range(1, n + 1):
         data = run_dir / "nodes" / f"{target.name}-{i}"
@@ -34,17 +40,17 @@ def start_nodes(target: Target, profile: Profile, n: int, runtime: LocalRuntime,
         infos.append(info)
     d = Deployment(infos, profile, run_dir)
     target.setup_nodes(d, lambda argv, timeout: runtime.run_once(target.image.role, argv, timeout))
-    nodes = []
+    nodes = {}
     for info in infos:
         home = run_dir / "nodes" / info.name
         spec = NodeSpec(name=info.name, argv=target.node_argv(d, info), data_dir=home,
                         log_path=home / f"{info.name}.log", ports={"client": info.port, **info.extra_ports},
                         ready=functools.partial(_ready, target, info))
-        nodes.append(runtime.node(spec).start())
-    for node in nodes:
+        nodes[info.name] = runtime.node(spec).start()
+    for node in nodes.values():
         node.wait_ready(target.ready_timeout)
     target.prepare(d)
-    return d
+    return d, nodes
 
 
 def harness_rate(runtime: LocalRuntime, phase_dir: Path, target: str, profile: str, bootstrap: list[str],

@@ -175,6 +175,7 @@ def explain(h: History, c: dict[str, Any], ids_by_class: dict[str, list[tuple[st
     end = int(h.time.max())
     applied = c["applied"]
     procs, parts = h.processes, h.partitions
+    taken = _positions_taken(h, [code_of[i] for i, cl in chosen.items() if "lost" in cl or "lost_effects" in cl])
     out: dict[str, dict] = {}
     for i, classes in chosen.items():
         code = code_of[i]
@@ -208,6 +209,7 @@ def explain(h: History, c: dict[str, Any], ids_by_class: dict[str, list[tuple[st
         hi = end if ("lost" in classes or "lost_effects" in classes or not times) else max(times)
         over = np.flatnonzero((f_start <= hi) & (f_stop >= lo)).tolist()
         likely = None
+        takers: dict[int, int] = {}  # id code -> ack time of an id acknowledged at this one's position
         if "lost" in classes or "lost_effects" in classes:
             # a loss happens after the acknowledgement: the windows still open at or after it, in order; the
             # first is the likely cause
@@ -216,6 +218,9 @@ def explain(h: History, c: dict[str, Any], ids_by_class: dict[str, list[tuple[st
                 over = [j for j in over if f_stop[j] >= min(acks)]
             over.sort(key=lambda j: (f_start[j], j))
             likely = over[0] if over else None
+            # where the log shows it: another acknowledged id at this id's position, and the window of its ack
+            for other, t in taken.get(code, []):
+                takers.setdefault(other, t)
         entry: dict[str, Any] = {
             "classes": classes,
             "sends": send_list,
@@ -223,12 +228,40 @@ def explain(h: History, c: dict[str, Any], ids_by_class: dict[str, list[tuple[st
             "effects": None if applied is None else int(applied[code]),
             "faults": [{"fault": windows[j][0], "nodes": windows[j][1], "start": windows[j][2],
                         "stop": windows[j][3], "unhealed": windows[j][5],
-                        **({"likely_cause": True} if j == likely else {})} for j in over],
+                        **({"likely_cause": True} if j == likely else {}),
+                        **_taken_in(j, takers, f_start, f_stop, h)} for j in over],
         }
         if code in middle:
             entry["later_delivered"] = middle[code]
         out[i] = entry
     return out
+
+
+def _positions_taken(h: History, lost: list[int]) -> dict[int, list[tuple[int, int]]]:
+    """For each lost id (code) acknowledged at a position (partition, offset): the other ids acknowledged at
+    that same position, with their ack times. One pass over the sends, whatever the number of lost ids."""
+    s = h.send_cols
+    if not lost or not len(s.id):
+        return {}
+    ok = (s.outcome == _OK) & (s.offset >= 0) & (s.part >= 0)
+    key = np.where(ok, (s.part.astype(np.int64) << 40) | s.offset.astype(np.int64), -1)
+    mine = np.isin(s.id, np.array(lost, dtype=np.int64)) & ok
+    wanted = np.unique(key[mine])
+    at = np.flatnonzero(np.isin(key, wanted) & ok)
+    by_key: dict[int, list[tuple[int, int]]] = {}
+    for k, c, t in zip(key[at].tolist(), s.id[at].tolist(), s.complete_time[at].tolist(), strict=True):
+        by_key.setdefault(k, []).append((c, t))
+    out: dict[int, list[tuple[int, int]]] = {}
+    for k, c in zip(key[mine].tolist(), s.id[mine].tolist(), strict=True):
+        out.setdefault(c, []).extend((o, t) for o, t in by_key.get(k, []) if o != c)
+    return out
+
+
+def _taken_in(j: int, takers: dict[int, int], f_start: np.ndarray, f_stop: np.ndarray,
+              h: History) -> dict[str, Any]:
+    """The ids acknowledged at the lost id's position during window j, if any (`offset_taken_by`)."""
+    ids = [c for c, t in takers.items() if f_start[j] <= t <= f_stop[j]]
+    return {"offset_taken_by": h.id_table.strings(np.array(ids, dtype=np.int64))} if ids else {}
 
 
 def check_delivery(h: History, guarantee: str = "exactly-once", explain_limit: int = 1000) -> dict[str, Any]:

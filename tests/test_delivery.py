@@ -233,3 +233,17 @@ def test_id_lists_sort_naturally(tmp_path):
         b.send(0, i)
     d = run(tmp_path, b)
     assert d["lost"] == ["788", "1000", "p0-9", "p0-10"]
+
+
+def test_a_lost_message_names_the_window_in_which_its_position_went_to_another_id(tmp_path):
+    b = Builder()
+    b.send(0, "a", partition=0, offset=5)
+    b.fault("start-fault", "pause", ["n2"])
+    b.fault("stop-fault", "pause", ["n2"])
+    b.fault("start-fault", "kill", ["n1"])
+    b.send(1, "b", partition=0, offset=5)  # the new leader gave a's offset to b
+    b.fault("stop-fault", "kill", ["n1"])
+    b.poll(2, [{"id": "b", "partition": 0, "offset": 5}])
+    faults = run(tmp_path, b)["explanations"]["a"]["faults"]
+    assert [(f["fault"], f.get("likely_cause", False), f.get("offset_taken_by")) for f in faults] == [
+        ("pause", True, None), ("kill", False, ["b"])]

@@ -86,3 +86,40 @@ def test_a_line_that_is_not_a_jepsen_operation_names_file_and_line(tmp_path, cap
     assert main(["import", "jepsen-edn", str(src), "--out", str(out)]) == 2
     assert f"{src}:11: field :time is missing" in capsys.readouterr().err
     assert not out.exists()  # nothing half-written
+
+
+FIXTURE = Path(__file__).resolve().parent / "fixtures" / "kafka-verifiable"
+
+
+def test_kafka_verifiable_logs_from_a_leader_kill_lose_exactly_the_ids_an_independent_count_loses(tmp_path):
+    """Real logs (tests/fixtures/kafka-verifiable/record.py: acks=1, slow replication, the leader of partition 0
+    SIGKILLed mid-run): the checker's lost ids are the acknowledged values the consumer never read."""
+    producer, consumer = FIXTURE / "producer.log", FIXTURE / "consumer.log"
+    acked, consumed = set(), set()
+    for line in producer.read_text().splitlines():
+        if line.startswith("{") and (e := json.loads(line))["name"] == "producer_send_success":
+            acked.add(e["value"])
+    for line in consumer.read_text().splitlines():
+        if line.startswith("{") and (e := json.loads(line))["name"] == "record_data":
+            consumed.add(e["value"])
+    rc = main(["check", "--from", "kafka-verifiable", str(consumer), str(producer), "--out", str(tmp_path),
+               "--guarantee", "at-least-once"])
+    r = json.loads((tmp_path / "results.json").read_text())
+    assert set(r["delivery"]["lost"]) == acked - consumed
+    assert rc == (1 if acked - consumed else 0)
+    assert r["log"]["applicable"] is True
+
+
+def test_kafka_verifiable_send_errors_that_mean_not_written_are_fail(tmp_path):
+    from checkers.importers.kafka_verifiable import outcome
+
+    assert outcome("org.apache.kafka.common.errors.NotLeaderOrFollowerException") == "fail"
+    assert outcome("org.apache.kafka.common.errors.TimeoutException") == "info"
+    assert outcome("org.apache.kafka.common.errors.NotEnoughReplicasAfterAppendException") == "info"
+
+
+def test_a_consumer_log_without_verbose_records_is_refused(tmp_path, capsys):
+    log = tmp_path / "consumer.log"
+    log.write_text('{"timestamp":1,"name":"records_consumed","count":2,"partitions":[]}\n')
+    assert main(["import", "kafka-verifiable", str(log), "--out", str(tmp_path / "h.jsonl")]) == 2
+    assert "--verbose" in capsys.readouterr().err

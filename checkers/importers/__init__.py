@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-FORMATS = {"jepsen-edn": "checkers.importers.jepsen_edn"}
+FORMATS = {"jepsen-edn": "checkers.importers.jepsen_edn", "kafka-verifiable": "checkers.importers.kafka_verifiable"}
 
 
 class FormatError(ValueError):

@@ -564,6 +564,8 @@ def _anomalies(r: dict, clock: _Clock) -> str:
         fault_items = [f"{esc(_fault_label(f))} {clock.s(f.get('start'))}–{clock.s(f.get('stop'))}"
                        + (" (never healed)" if f.get("unhealed") else "")
                        + (" <b>(likely cause: first after the ack)</b>" if f.get("likely_cause") else "")
+                       + (f" (its position taken by {esc(', '.join(f['offset_taken_by']))})"
+                          if f.get("offset_taken_by") else "")
                        for f in fs if isinstance(f, dict)]
         rows.append([
             _id(i),
