@@ -91,7 +91,7 @@ def test_unknown_names_are_refused_before_anything_starts(tmp_path, capsys):
     for args, word in ((["--target", "nope"], "valid targets: "),
                        (["--profile", "twice"], "valid profiles: at-most-once"),
                        (["--faults", "kill,meteor"], "valid faults: ack-loss"),
-                       (["--workload", "ledgerx"], "valid workloads: queue")):
+                       (["--workload", "ledgerx"], "valid workloads: payments, queue")):
         assert main(["run", *args, "--store", str(tmp_path)]) == 2
         assert word in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
