@@ -39,9 +39,9 @@ from common import harness_rate, start_nodes  # benchmarks/common.py, beside thi
 
 from harness.runtime import LocalRuntime, cleanup
 from harness.toxiproxy import ToxiproxyServer
-from targets.kafka import PARTITIONS, _broker_settings, bench, cluster
+from targets.kafka import PARTITIONS, _broker_settings, bench, create_perf_topic
 from targets.kafka import TARGET as target
-from targets.kafka.bench import PERF_TOPIC, RECORD_SIZE, producer_performance
+from targets.kafka.bench import RECORD_SIZE, producer_performance
 from targets.kafka.jars import kafka_cds_archive, kafka_classpath
 
 MODES = {  # ProducerPerformance's producer properties beyond acks and idempotence
@@ -100,7 +100,7 @@ def main() -> int:
         bootstrap = d.bootstrap
         broker = _broker_settings(profiles[0], args.nodes)
         rf = min(3, args.nodes)
-        cluster.create_topic(bootstrap, PERF_TOPIC, PARTITIONS, rf, broker["min.insync.replicas"])
+        create_perf_topic(d)
         print(f"{args.nodes} Kafka node(s) ready and prepared in {time.monotonic() - t0:.1f}s; broker settings "
               f"{broker}; topics {PARTITIONS} partitions, replication {rf}")
         print(f"every client (harness and tool) connects through the proxies: {','.join(bootstrap)}")

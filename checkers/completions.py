@@ -10,8 +10,10 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-CLIENT_OPS = ("send", "poll", "ack", "assign", "subscribe")
-COMPLETIONS = ("ok", "fail", "info")
+from checkers.history import CLIENT_OPS, TYPES
+
+PAIRED = (*CLIENT_OPS, "assign", "subscribe")  # the operations of a client that come in invoke/completion pairs
+COMPLETIONS = TYPES[1:]
 
 
 def with_invokes(lines: Iterable[str]) -> Iterator[str]:
@@ -26,7 +28,7 @@ def with_invokes(lines: Iterable[str]) -> Iterator[str]:
         except ValueError:
             yield text  # the reader will name it
             continue
-        if isinstance(op, dict) and op.get("f") in CLIENT_OPS and op.get("process") != "nemesis":
+        if isinstance(op, dict) and op.get("f") in PAIRED and op.get("process") != "nemesis":
             p = json.dumps(op.get("process"))
             if op.get("type") == "invoke":
                 open_ops[p] = open_ops.get(p, 0) + 1

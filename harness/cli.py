@@ -53,7 +53,6 @@ def summarize(results: dict) -> str:
 
 def import_history(fmt: str, inputs: list[str], out: Path, prog: str) -> Path | None:
     """Convert `inputs` (another tool's format) into the history file `out`; None after saying why not."""
-    from checkers import importers
     from harness.files import atomic_write
 
     missing = [i for i in inputs if not Path(i).is_file()]

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from harness.schedule import Window
+from targets.base import has_role
 
 if TYPE_CHECKING:
     from harness.runtime.base import Node, Proxies
@@ -204,11 +205,6 @@ def split_fault(name: str) -> tuple[str, str | None]:
 def fault_of(name: str) -> Fault:
     """The fault a (possibly aimed) name stands for."""
     return FAULTS[split_fault(name)[0]]
-
-
-def has_role(node: str, role: str) -> bool:
-    """A node has a role when it is named so or a dash-separated part of its name is (payments-db: db)."""
-    return node == role or role in node.split("-")
 
 
 def candidates(name: str, nodes: list[str]) -> list[str]:

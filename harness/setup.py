@@ -54,6 +54,12 @@ def optional_requirements(targets: Iterable[str] | None = None) -> list[Requirem
     return [f.requirement() for f in _optional_needs(targets)]
 
 
+def print_optional(targets: Iterable[str]) -> None:
+    """A line per optional need: present with its version, or missing with why and the fix."""
+    for r in optional_requirements(targets):
+        print(f"optional: {r.name} {'present, ' + r.detail if r.present else 'missing (' + r.detail + '): ' + r.fix}")
+
+
 def requirements(targets: Iterable[str] | None = None) -> list[Requirement]:
     """What the targets (default: all) need, present or not. Raises SetupError for an unknown target."""
     debs = _debian_needs(targets)
@@ -118,8 +124,7 @@ def cmd_setup(args: argparse.Namespace) -> int:
         print(f"onceproof setup: error: {e}", file=sys.stderr)
         return 1
     print(format_table(reqs))
-    for r in optional_requirements(_parse_targets(args)):
-        print(f"optional: {r.name} {'present, ' + r.detail if r.present else 'missing (' + r.detail + '): ' + r.fix}")
+    print_optional(_parse_targets(args))
     return 0
 
 
@@ -132,8 +137,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         return 2
     print(f"targets: {', '.join(names)}")
     print(format_table(reqs))
-    for r in optional_requirements(names):
-        print(f"optional: {r.name} {'present, ' + r.detail if r.present else 'missing (' + r.detail + '): ' + r.fix}")
+    print_optional(names)
     print(_docker_status(names))
     from checkers import native
 

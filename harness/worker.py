@@ -19,9 +19,7 @@ from typing import Any
 import targets
 import workloads
 from harness.history import HistoryWriter, NullWriter
-from workloads.base import ProcessLog, WorkerContext
-
-PROCESS_ID_STRIDE = 1_000_000  # worker k's logical processes are k * STRIDE + 0, 1, 2, ...
+from workloads.base import PROCESS_SPAN, ProcessLog, WorkerContext
 
 
 def worker_spec(role: str, index: int, run_dir: Path, start_ns: int, target: str, profile: str,
@@ -61,7 +59,7 @@ def main(argv: list[str]) -> int:
     with writer as w:
         ctx = WorkerContext(role=role, index=index, target=target, profile=target.profiles[spec["profile"]],
                             bootstrap=spec["bootstrap"], run_dir=run_dir, slot=spec["slot"], drain=spec["drain"],
-                            log=ProcessLog(w, (index + 1) * PROCESS_ID_STRIDE), writer=w,
+                            log=ProcessLog(w, (index + 1) * PROCESS_SPAN), writer=w,
                             settings=spec["settings"], stop=lambda: stopping["flag"],
                             addresses=spec.get("addresses") or {})
         stats = workload.run(role, ctx)

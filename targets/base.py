@@ -188,6 +188,11 @@ class NodeRoles:
     client_facing: Callable[[str], bool]
 
 
+def has_role(node: str, role: str) -> bool:
+    """A node has a role when it is named so or a dash-separated part of its name is (payments-db: db)."""
+    return node == role or role in node.split("-")
+
+
 def node_names(t: Target, n: int) -> list[str]:
     """The names of a run's `n`-node cluster: the target's roles, or `<target>-1`..`<target>-n`."""
     roles = t.abilities.roles
@@ -278,4 +283,4 @@ class Target(Protocol):
 
 __all__ = ["Abilities", "BenchFigure", "BenchLoad", "ClientSpec", "Consumer", "Delivery", "Deployment", "Drain",
            "Image", "ImageBuild", "Layout", "Needs", "NodeInfo", "NodeRoles", "Outcome", "Producer", "Profile",
-           "RecordAck", "Runner", "Target", "Work", "node_names"]
+           "RecordAck", "Runner", "Target", "Work", "has_role", "node_names"]

@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Protocol
 from targets.base import Profile, Target
 
 ROLES = ("producer", "consumer")
+PROCESS_SPAN = 1_000_000  # the process ids of one worker: worker k's logical processes are k * SPAN + 0, 1, ...
 
 
 class Writer(Protocol):

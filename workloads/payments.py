@@ -29,7 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
-from workloads.base import Pacer, ProcessLog, WorkerContext, Workload
+from targets.base import has_role
+from workloads.base import PROCESS_SPAN, Pacer, ProcessLog, WorkerContext, Workload
 
 REQUEST_TIMEOUT_S = 3.0  # longer than the reference service's own provider timeout (2 s): its 502 comes first
 RETRY_FOR_S = 20.0  # how long a client keeps retrying one charge (a killed service restarts within it)
@@ -38,7 +39,6 @@ REUSE_EVERY = 10
 BURST_EVERY = 10
 BURST = 3
 ACCOUNTS = 8
-PROCESS_SPAN = 1_000_000  # a worker's process ids (harness.worker's stride)
 HELPER_BLOCK = 1000
 FAIL_CODES = (400, 402, 409, 422)  # definitely applied nothing
 READ_EVERY_S = 0.2  # how often the reader polls the provider's record
@@ -68,7 +68,6 @@ class Client:
     def __init__(self, services: list[str]):
         self.services = services
         self.turn = 0
-        self.conn: http.client.HTTPConnection | None = None
 
     def post(self, body: dict[str, Any], key: str) -> tuple[int | None, Any, str | None]:
         host, port = self.services[self.turn % len(self.services)].rsplit(":", 1)
@@ -135,7 +134,7 @@ class Payments:
         """Poll the provider's record every READ_EVERY_S until stopped, recording each new charge as a delivery
         of its payment id, at about the time it was executed (so a report can place a second charge against
         the faults). Where it got to is kept in the run directory for the drain's reader."""
-        provider = [a for n, a in ctx.addresses.items() if "provider" in n.split("-")]
+        provider = [a for n, a in ctx.addresses.items() if has_role(n, "provider")]
         if not provider:
             raise RuntimeError("no provider node: the payments workload needs a target with a `provider` node")
         host, port = provider[0].rsplit(":", 1)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any, ClassVar, TypeVar
 
 from targets.base import ClientSpec, Consumer, Producer
-from workloads.base import Pacer, ProcessLog, WorkerContext, Workload
+from workloads.base import PROCESS_SPAN, Pacer, ProcessLog, WorkerContext, Workload
 
 
 @dataclass
@@ -101,7 +101,6 @@ def run_consumer(client: Consumer, log: ProcessLog, cfg: QueueConfig, name: str,
         handle({"consumer": name}, lambda: client.poll(cfg.batch, cfg.block_ms))
 
 
-PROCESS_SPAN = 1_000_000  # the process ids a worker may use (harness.worker's stride): split among its threads
 CLIENT_SETUP_S = 60.0  # how long a worker keeps trying to set up its client (a cluster still electing, ...)
 
 C = TypeVar("C")

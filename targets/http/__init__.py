@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 from harness.imaging import Image
 from harness.needs import Debian, Needs, SetupError
-from targets.base import Abilities, Deployment, Drain, NodeInfo, NodeRoles, Profile, Runner, Target
+from targets.base import Abilities, Deployment, Drain, NodeInfo, NodeRoles, Profile, Runner, Target, has_role
 from targets.payments import (
     DEFAULT_FAULTS,
     FAULTS,
@@ -85,7 +85,7 @@ class Http(HttpClientsOnly):
         o = d.options
         argv = infrastructure_argv(d, node)
         if argv is not None:
-            if node.name.endswith("-provider") and o.get("provider_port"):  # a fixed address, through the proxy
+            if has_role(node.name, "provider") and o.get("provider_port"):  # a fixed address, through the proxy
                 return ["env", f"FORWARD_PORT={o['provider_port']}",
                         f"FORWARD_TO={node.proxy_host}:{node.proxy_port}", *argv]
             return argv

@@ -148,11 +148,15 @@ def read_effects(d: Deployment) -> dict[str, int]:
     return counts
 
 
-def _native_bench(d: Deployment, load: BenchLoad) -> BenchFigure:
-    """ProducerPerformance on a topic of its own, made as the harness's are."""
+def create_perf_topic(d: Deployment) -> None:
+    """ProducerPerformance's topic, apart from the harness's and made as they are."""
     rf = min(3, len(d.nodes))
     cluster.create_topic(d.bootstrap, bench.PERF_TOPIC, PARTITIONS, rf,
                          _broker_settings(d.profile, len(d.nodes))["min.insync.replicas"])
+
+
+def _native_bench(d: Deployment, load: BenchLoad) -> BenchFigure:
+    create_perf_topic(d)
     return bench.kafka_producer_performance(d, load)
 
 

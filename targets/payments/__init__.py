@@ -31,6 +31,7 @@ from targets.base import (
     Profile,
     Runner,
     Target,
+    has_role,
 )
 from targets.payments import postgres
 
@@ -73,12 +74,12 @@ def names_of(target: str) -> Callable[[int], list[str]]:
 
 
 def client_facing(name: str) -> bool:
-    return "service" in name.split("-")
+    return has_role(name, "service")
 
 
 def by_role(d: Deployment, role: str) -> NodeInfo:
-    """The node whose name ends in -<role> (payments-db, http-db)."""
-    return next(n for n in d.nodes if n.name.endswith(f"-{role}"))
+    """The node of a role (payments-db, http-db: db)."""
+    return next(n for n in d.nodes if has_role(n.name, role))
 
 
 def database_url(d: Deployment) -> str:
@@ -135,17 +136,17 @@ def provider_argv(node: NodeInfo) -> list[str]:
 
 def infrastructure_argv(d: Deployment, node: NodeInfo) -> list[str] | None:
     """The database's or the provider's command line; None for a service node."""
-    if node.name.endswith("-db"):
+    if has_role(node.name, "db"):
         assert node.data_dir is not None
         return postgres.argv(node.data_dir, node.port, node.bind)
-    if node.name.endswith("-provider"):
+    if has_role(node.name, "provider"):
         return provider_argv(node)
     return None
 
 
 def node_ready(node: NodeInfo) -> bool:
     """The database answers a query; the provider or a service answers GET /health."""
-    return postgres.ready(node.host, node.port) if node.name.endswith("-db") else http_ready(node)
+    return postgres.ready(node.host, node.port) if has_role(node.name, "db") else http_ready(node)
 
 
 def read_charges(d: Deployment) -> dict[str, int]:

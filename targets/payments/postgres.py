@@ -80,7 +80,3 @@ def ready(host: str, port: int) -> bool:
         return True
     except psycopg.Error:
         return False
-
-
-def installed() -> bool:
-    return (BIN / "postgres").exists() and shutil.which("setpriv") is not None
