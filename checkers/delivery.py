@@ -244,16 +244,16 @@ def _positions_taken(h: History, lost: list[int]) -> dict[int, list[tuple[int, i
     if not lost or not len(s.id):
         return {}
     ok = (s.outcome == _OK) & (s.offset >= 0) & (s.part >= 0)
-    key = np.where(ok, (s.part.astype(np.int64) << 40) | s.offset.astype(np.int64), -1)
-    mine = np.isin(s.id, np.array(lost, dtype=np.int64)) & ok
-    wanted = np.unique(key[mine])
-    at = np.flatnonzero(np.isin(key, wanted) & ok)
-    by_key: dict[int, list[tuple[int, int]]] = {}
-    for k, c, t in zip(key[at].tolist(), s.id[at].tolist(), s.complete_time[at].tolist(), strict=True):
-        by_key.setdefault(k, []).append((c, t))
+    mine = np.flatnonzero(np.isin(s.id, np.array(lost, dtype=np.int64)) & ok)
+    # the sends at one of those offsets (in any partition: few), then exactly at a lost id's position
+    at = np.flatnonzero(ok & np.isin(s.offset, s.offset[mine]))
+    by_key: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    for p, o, c, t in zip(s.part[at].tolist(), s.offset[at].tolist(), s.id[at].tolist(),
+                          s.complete_time[at].tolist(), strict=True):
+        by_key.setdefault((p, o), []).append((c, t))
     out: dict[int, list[tuple[int, int]]] = {}
-    for k, c in zip(key[mine].tolist(), s.id[mine].tolist(), strict=True):
-        out.setdefault(c, []).extend((o, t) for o, t in by_key.get(k, []) if o != c)
+    for p, o, c in zip(s.part[mine].tolist(), s.offset[mine].tolist(), s.id[mine].tolist(), strict=True):
+        out.setdefault(c, []).extend((other, t) for other, t in by_key.get((p, o), []) if other != c)
     return out
 
 

@@ -247,3 +247,18 @@ def test_a_lost_message_names_the_window_in_which_its_position_went_to_another_i
     faults = run(tmp_path, b)["explanations"]["a"]["faults"]
     assert [(f["fault"], f.get("likely_cause", False), f.get("offset_taken_by")) for f in faults] == [
         ("pause", True, None), ("kill", False, ["b"])]
+
+
+def test_a_position_is_its_partition_and_offset_whatever_the_offset(tmp_path):
+    """Offsets beyond 2**40 in other partitions are other positions (they once shared a packed key)."""
+    big = 10**15
+    b = Builder()
+    b.send(0, "a", partition=3, offset=big)
+    b.fault("start-fault", "kill", ["n1"])
+    b.send(1, "b", partition=0, offset=big)
+    b.send(1, "c", partition=3, offset=big)
+    b.fault("stop-fault", "kill", ["n1"])
+    b.poll(2, [{"id": "c", "partition": 3, "offset": big}])
+    e = run(tmp_path, b)["explanations"]
+    assert e["a"]["faults"][0]["offset_taken_by"] == ["c"]
+    assert "offset_taken_by" not in e["b"]["faults"][0]
