@@ -1,6 +1,6 @@
 """How fast is `onceproof check` on a big history, against a naive checker?
 
-    python benchmarks/check_speed.py [--messages N] [--out DIR] [--seed S]
+    python benchmarks/check_speed.py [--messages N] [--out DIR] [--seed S] [--repeat K] [--compare-with DIR]
 
 1. generates (deterministically from the seed) a contract-v1 history of N messages, about 3N operations;
 2. runs a naive baseline checker (json.loads per line, Python sets and dicts) over it;
@@ -9,6 +9,11 @@
    and exits 1 on any mismatch;
 5. prints sizes, times, the ratio baseline/onceproof and peak memory, with PASS/FAIL lines for the
    targets "ratio >= 5" and "peak < 2048 MB" (informational: they do not change the exit status).
+
+With --compare-with DIR (another checkout of onceproof, such as `git worktree add DIR HEAD~1`), that
+checkout's `onceproof check` runs on the same history in the same run, alternating with this one's
+(--repeat times each, default 5, each of them first in turn), is cross-checked the same way, and the
+two medians are compared.
 
 Every step runs in its own child process and is reaped with os.wait4, so each gets its own
 ru_maxrss. This launcher stays small on purpose: Linux carries the parent's RSS high-water mark
@@ -22,6 +27,7 @@ import json
 import os
 import random
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -329,11 +335,11 @@ def _child_baseline(args: argparse.Namespace) -> int:
 # --- 3. timing, memory, cross-check, report ------------------------------------------------------
 
 
-def run_child(cmd: list[str], log: Path) -> tuple[int, float, float]:
-    """Run `cmd` from the repo root; return (exit code, wall seconds, peak RSS in MB) of that child alone."""
+def run_child(cmd: list[str], log: Path, cwd: Path = REPO) -> tuple[int, float, float]:
+    """Run `cmd` from a checkout's root; return (exit code, wall seconds, peak RSS in MB) of that child alone."""
     with open(log, "wb") as fh:
         t0 = time.perf_counter()
-        p = subprocess.Popen(cmd, cwd=REPO, stdout=fh, stderr=subprocess.STDOUT)
+        p = subprocess.Popen(cmd, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT)
         _, status, usage = os.wait4(p.pid, 0)
         wall = time.perf_counter() - t0
     p.returncode = os.waitstatus_to_exitcode(status)  # reaped by wait4; tell Popen
@@ -343,7 +349,7 @@ def run_child(cmd: list[str], log: Path) -> tuple[int, float, float]:
 def _reader_path() -> str:
     """Which canonical path the reader used (canon.c or numpy), asked of a child: this launcher
     stays small (see the module's docstring)."""
-    r = subprocess.run([sys.executable, "-c", "from checkers import native; print(native.status())"],
+    r = subprocess.run([sys.executable, "-c", "from checkers.history import native; print(native.status())"],
                        cwd=REPO, capture_output=True, text=True)
     return r.stdout.strip() or f"unknown ({r.stderr.strip()[-200:]})"
 
@@ -368,7 +374,10 @@ def compare(base: dict, delivery: dict) -> list[str]:
         if oc.get(k) != base["counts"][k]:
             problems.append(f"counts.{k}: baseline {base['counts'][k]}, onceproof {oc.get(k)}")
     for k in (*LIST_KEYS, *MAP_KEYS):
-        if k in delivery and delivery[k] != base[k]:
+        ours, theirs = delivery.get(k), base[k]
+        if k in LIST_KEYS and ours is not None:  # the same ids; each side lists them in its own order
+            ours, theirs = sorted(ours), sorted(theirs)
+        if k in delivery and ours != theirs:
             problems.append(f"{k}: the ids differ (baseline {len(base[k])}, onceproof {len(delivery[k])})")
     return problems
 
@@ -383,6 +392,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=1, help="generator seed (default 1)")
     ap.add_argument("--reuse", action="store_true",
                     help="reuse the history in --out when it was generated with the same messages and seed")
+    ap.add_argument("--repeat", type=int, default=None,
+                    help="run onceproof's check this many times and report the median (default 1; 5 when comparing)")
+    ap.add_argument("--compare-with", metavar="DIR",
+                    help="another onceproof checkout whose check runs on the same history in the same run, "
+                         "alternating with this one's")
     hidden = argparse.SUPPRESS  # the child-process modes below
     ap.add_argument("--_generate", dest="child", action="store_const", const="generate", help=hidden)
     ap.add_argument("--_baseline", dest="child", action="store_const", const="baseline", help=hidden)
@@ -395,6 +409,8 @@ def main(argv: list[str] | None = None) -> int:
         return _child_baseline(args)
     if args.messages < 1:
         ap.error("--messages must be at least 1")
+    if args.repeat is not None and args.repeat < 1:
+        ap.error("--repeat must be at least 1")
 
     load_start = os.getloadavg()[0]
     out = Path(args.out).resolve()
@@ -428,16 +444,34 @@ def main(argv: list[str] | None = None) -> int:
     if rc != 0:
         return _die(f"the baseline failed (exit {rc})", out / "baseline.log")
 
-    print("onceproof check ...", flush=True)
-    check_out = out / "check"
-    cmd = [sys.executable, "-m", "harness.cli", "check", str(hist), "--out", str(check_out), "-q"]
-    rc, op_wall, op_mb = run_child(cmd, out / "onceproof.log")
-    if rc not in (0, 1):  # 1 = invalid, expected: the history carries anomalies
-        return _die(f"`onceproof check` exited {rc}", out / "onceproof.log")
-
+    repeat = args.repeat or (5 if args.compare_with else 1)
+    checkouts = [("onceproof", REPO)]
+    if args.compare_with:
+        other = Path(args.compare_with).resolve()
+        if not (other / "harness" / "cli.py").is_file():
+            return _die(f"--compare-with {other}: not an onceproof checkout (no harness/cli.py)")
+        checkouts.append(("other", other))
     base = json.loads(base_result.read_text())
-    results = json.loads((check_out / "results.json").read_text())
-    problems = compare(base, results.get("delivery", {}))
+    runs: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in checkouts}
+    problems: dict[str, list[str]] = {}
+    rc = 0
+    for i in range(repeat):
+        # alternating, the first one in turn: a slow spell of the machine hits both alike
+        for name, repo in (checkouts if i % 2 == 0 else checkouts[::-1]):
+            print(f"{name} check ({repo}) {i + 1}/{repeat} ...", flush=True)
+            check_out = out / ("check" if name == "onceproof" else f"check-{name}")
+            cmd = [sys.executable, "-m", "harness.cli", "check", str(hist), "--out", str(check_out), "-q"]
+            code, wall, mb = run_child(cmd, out / f"{name}.log", cwd=repo)
+            if code not in (0, 1):  # 1 = invalid, expected: the history carries anomalies
+                return _die(f"`onceproof check` of {repo} exited {code}", out / f"{name}.log")
+            runs[name].append((wall, mb))
+            if name == "onceproof":
+                rc = code
+            results = json.loads((check_out / "results.json").read_text())
+            problems[name] = compare(base, results.get("delivery", {}))
+    walls = {name: sorted(w for w, _ in r) for name, r in runs.items()}
+    op_wall = statistics.median(walls["onceproof"])
+    op_mb = max(mb for _, mb in runs["onceproof"])
     floor_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     load_end = os.getloadavg()[0]
 
@@ -449,28 +483,39 @@ def main(argv: list[str] | None = None) -> int:
     print("counts              " + ", ".join(f"{k} {c[k]}" for k in COUNT_KEYS))
     print(f"baseline            {base['seconds']:>12.2f} s   (json.loads + sets, in-process; "
           f"{base_wall:.2f}s with interpreter start)")
-    print(f"onceproof check     {op_wall:>12.2f} s   (whole command: start, imports, read, check, reports)")
+    print(f"onceproof check     {op_wall:>12.2f} s   (whole command: start, imports, read, check, reports"
+          + (f"; median of {repeat}: " + ", ".join(f"{w:.2f}" for w in walls["onceproof"]) if repeat > 1 else "")
+          + ")")
     print(f"ratio               {ratio:>12.2f} x   (baseline / onceproof)")
     print(f"onceproof peak RSS  {op_mb:>12,.0f} MB")
     print(f"reader fast path    {_reader_path():>12}")
     print(f"baseline peak RSS   {base_mb:>12,.0f} MB")
     print(f"(no child's peak can read below this launcher's own, {floor_mb:.0f} MB, carried over at exec)")
-    print(f"verdict             {results.get('valid')!s:>12}   (exit {rc}; results in {check_out})")
+    print(f"verdict             {'False' if rc else 'True':>12}   (exit {rc}; results in {out / 'check'})")
+    if args.compare_with:
+        other_wall = statistics.median(walls["other"])
+        print(f"other checkout      {other_wall:>12.2f} s   ({args.compare_with}; median of {repeat}: "
+              + ", ".join(f"{w:.2f}" for w in walls["other"]) + ")")
+        print(f"other peak RSS      {max(mb for _, mb in runs['other']):>12,.0f} MB")
+        print(f"this / other        {other_wall / op_wall:>12.2f} x   (above 1: this checkout is faster)")
     print(f"load average        {load_start:>12.2f} -> {load_end:.2f}   ({os.cpu_count()} CPUs; "
           "other work on the machine skews the times)")
     print()
     ratio_ok, peak_ok = ratio >= TARGET_RATIO, op_mb < TARGET_PEAK_MB
     print(f"target ratio >= {TARGET_RATIO:g}:       {'PASS' if ratio_ok else 'FAIL'} ({ratio:.2f}x)")
     print(f"target peak < {TARGET_PEAK_MB:g} MB:   {'PASS' if peak_ok else 'FAIL'} ({op_mb:,.0f} MB)")
-    if problems:
-        print()
-        print("!" * 78)
-        print("COUNTS MISMATCH between onceproof and the baseline:")
-        for p in problems:
-            print(f"  {p}")
-        print("!" * 78)
+    bad = {name: p for name, p in problems.items() if p}
+    if bad:
+        for name, found in bad.items():
+            print()
+            print("!" * 78)
+            print(f"COUNTS MISMATCH between {name} and the baseline:")
+            for p in found:
+                print(f"  {p}")
+            print("!" * 78)
         return 1
-    print("cross-check: onceproof's delivery counts and anomaly ids equal the baseline's")
+    print("cross-check: " + " and ".join(f"{name}'s" for name in problems)
+          + " delivery counts and anomaly ids equal the baseline's")
     return 0
 
 
