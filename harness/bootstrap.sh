@@ -49,7 +49,7 @@ fi
 if ! command -v cc >/dev/null 2>&1; then
     { [ "$(id -u)" = 0 ] && apt_install gcc libc6-dev; } || say "no C compiler: the reader uses its numpy path"
 fi
-.venv/bin/python -c 'from checkers import native; native.available() or print("bootstrap: reader fast path:", native.status())' >&2
+.venv/bin/python -c 'from checkers.history import native; native.available() or print("bootstrap: reader fast path:", native.status())' >&2
 if [ "$want_test" = 1 ]; then
     command -v chromium >/dev/null 2>&1 || apt_install chromium
     sh harness/start-docker.sh || say "no docker engine: the docker runtime's tests will be skipped"

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import targets
 import workloads
-from checkers import importers, native
-from checkers.history import HistoryError, read_history, resolve_history_path
+from checkers import importers
+from checkers.history import HistoryError, native, read_history, resolve_history_path
 from checkers.suite import check_history
 from checkers.vocabulary import GUARANTEES, exit_code, verdict_word
 from harness.config import DEFAULT_TARGET

@@ -139,7 +139,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     print(format_table(reqs))
     print_optional(names)
     print(_docker_status(names))
-    from checkers import native
+    from checkers.history import native
 
     print(f"history reader fast path (optional): {native.status()}")
     return 0 if all(r.present for r in reqs) else 1

@@ -36,7 +36,7 @@ def test_valid_exits_0_and_writes_results_beside_the_history(tmp_path, capsys):
 
 def test_a_big_check_without_the_c_fast_path_says_how_to_get_it(tmp_path, capsys, monkeypatch):
     import harness.cli as cli
-    from checkers import native
+    from checkers.history import native
 
     history(tmp_path)
     monkeypatch.setattr(cli, "SLOW_READ_NOTE_OPS", 1)

@@ -1,5 +1,5 @@
 /* The canonical fast path of the history reader, in C: the same language and the same columns as
- * `_canon_parse_numpy` in history.py, one pass over the bytes instead of a few dozen numpy passes.
+ * `parse_numpy` in canon.py, one pass over the bytes instead of a few dozen numpy passes.
  *
  * A canonical line is compact JSON with the harness's key order:
  *   {"time":N,"process":N,"type":"T","f":"F","value":V}
@@ -13,7 +13,7 @@
  * newline; a literal compare may read up to its length past it (and fails there: no literal holds a
  * newline), so the caller leaves LIT_PAD bytes after the last line.
  *
- * Built by checkers/native.py with the system's C compiler; no header beyond the compiler's own.
+ * Built by checkers/history/native.py with the system's C compiler; no header beyond the compiler's own.
  */
 #include <stdint.h>
 

@@ -120,7 +120,7 @@ def _ptr(a: np.ndarray) -> int:
 
 
 def canon_parse(a: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> dict:
-    """`_canon_parse` of history.py by canon.c, over the block's bytes `a` (uint8, contiguous; every
+    """`canon.parse` by canon.c, over the block's bytes `a` (uint8, contiguous; every
     line ends with a newline at ends[i], and LIT_PAD bytes follow the last). The caller checks
     `available()` first."""
     lib = _load()
@@ -160,7 +160,7 @@ def canon_parse(a: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> dict:
 def counts(raw: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """An effects read's raw `counts` (valid JSON) as the ids' positions and lengths in `raw` and the
     counts, when it is a plain object of ids without escapes to integers of at most 18 digits; else
-    None (see `_plain_counts` in history.py, which reads the same objects to the same values)."""
+    None (see `extract.plain_counts`, which reads the same objects to the same values)."""
     lib = _load()
     assert lib is not None
     cap = len(raw) // 4 + 1  # an entry takes at least 4 bytes: "":0
