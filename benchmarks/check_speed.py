@@ -337,13 +337,19 @@ def _child_baseline(args: argparse.Namespace) -> int:
 
 def run_child(cmd: list[str], log: Path, cwd: Path = REPO) -> tuple[int, float, float]:
     """Run `cmd` from a checkout's root; return (exit code, wall seconds, peak RSS in MB) of that child alone."""
+    code, wall, mb, _ = run_child_cpu(cmd, log, cwd)
+    return code, wall, mb
+
+
+def run_child_cpu(cmd: list[str], log: Path, cwd: Path = REPO) -> tuple[int, float, float, tuple[float, float]]:
+    """`run_child`, and the child's (user, system) CPU seconds."""
     with open(log, "wb") as fh:
         t0 = time.perf_counter()
         p = subprocess.Popen(cmd, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT)
         _, status, usage = os.wait4(p.pid, 0)
         wall = time.perf_counter() - t0
     p.returncode = os.waitstatus_to_exitcode(status)  # reaped by wait4; tell Popen
-    return p.returncode, wall, usage.ru_maxrss / 1024  # ru_maxrss is in kB on Linux
+    return p.returncode, wall, usage.ru_maxrss / 1024, (usage.ru_utime, usage.ru_stime)  # ru_maxrss: kB
 
 
 def _reader_path() -> str:
@@ -453,6 +459,7 @@ def main(argv: list[str] | None = None) -> int:
         checkouts.append(("other", other))
     base = json.loads(base_result.read_text())
     runs: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in checkouts}
+    cpus: dict[str, list[tuple[float, float]]] = {name: [] for name, _ in checkouts}
     problems: dict[str, list[str]] = {}
     rc = 0
     for i in range(repeat):
@@ -461,10 +468,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name} check ({repo}) {i + 1}/{repeat} ...", flush=True)
             check_out = out / ("check" if name == "onceproof" else f"check-{name}")
             cmd = [sys.executable, "-m", "harness.cli", "check", str(hist), "--out", str(check_out), "-q"]
-            code, wall, mb = run_child(cmd, out / f"{name}.log", cwd=repo)
+            code, wall, mb, cpu = run_child_cpu(cmd, out / f"{name}.log", cwd=repo)
             if code not in (0, 1):  # 1 = invalid, expected: the history carries anomalies
                 return _die(f"`onceproof check` of {repo} exited {code}", out / f"{name}.log")
             runs[name].append((wall, mb))
+            cpus[name].append(cpu)
             if name == "onceproof":
                 rc = code
             results = json.loads((check_out / "results.json").read_text())
@@ -497,7 +505,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"other checkout      {other_wall:>12.2f} s   ({args.compare_with}; median of {repeat}: "
               + ", ".join(f"{w:.2f}" for w in walls["other"]) + ")")
         print(f"other peak RSS      {max(mb for _, mb in runs['other']):>12,.0f} MB")
-        print(f"this / other        {other_wall / op_wall:>12.2f} x   (above 1: this checkout is faster)")
+        print(f"this / other        {other_wall / op_wall:>12.2f} x   (medians; best of each: "
+              f"{min(walls['other']) / min(walls['onceproof']):.2f} x; above 1: this checkout is faster)")
+        for name in ("onceproof", "other"):
+            user = statistics.median(u for u, _ in cpus[name])
+            system = statistics.median(s for _, s in cpus[name])
+            print(f"{name + ' CPU':<20}{user:>12.2f} s user, {system:.2f} s system (medians; the system time "
+                  "is mostly page faults, which the machine makes noisy)")
     print(f"load average        {load_start:>12.2f} -> {load_end:.2f}   ({os.cpu_count()} CPUs; "
           "other work on the machine skews the times)")
     print()
