@@ -167,9 +167,9 @@ class Assembler:
         if self.index:
             has = np.zeros(n, dtype=bool)
             given = line - 1
-            for r0, k, (h, idx) in self.index:
-                has[r0:r0 + k] = h
-                given[r0:r0 + k] = np.where(h, idx, given[r0:r0 + k])
+            for r0, k, (has_index, idx) in self.index:
+                has[r0:r0 + k] = has_index
+                given[r0:r0 + k] = np.where(has_index, idx, given[r0:r0 + k])
             if not bool(np.all(given[1:] >= given[:-1])):  # put the operations in index order
                 reordered = True
                 order = stable_argsort(given)
@@ -177,9 +177,9 @@ class Assembler:
                 inv[order] = np.arange(n)
                 line, time, tcode, proc, fcode, given = (a[order] for a in (line, time, tcode, proc, fcode, given))
                 # process codes follow first appearance in history order, as they do without an index
-                first = np.full(len(self.procs.values), n, dtype=np.int64)
-                np.minimum.at(first, proc, np.arange(n))
-                rank = np.argsort(np.argsort(first, kind="stable"), kind="stable")
+                first_row = np.full(len(self.procs.values), n, dtype=np.int64)
+                np.minimum.at(first_row, proc, np.arange(n))
+                rank = np.argsort(np.argsort(first_row, kind="stable"), kind="stable")
                 proc = rank[proc]
                 self.procs.values = [self.procs.values[i] for i in np.argsort(rank).tolist()]
                 sorder = stable_argsort(inv[send["row"]])

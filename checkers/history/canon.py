@@ -121,11 +121,10 @@ class _Win:
 
     def eq(self, o: int, s: bytes) -> np.ndarray:
         """Where the bytes at offset o are s."""
-        ok = None
+        ok = np.ones(self.k, dtype=bool)
         for j, val, mask in _lit_parts(s):
             x = self.word(o + j)
-            e = x == val if mask == _ALL_BYTES else (x & mask) == val
-            ok = e if ok is None else ok & e
+            ok &= x == val if mask == _ALL_BYTES else (x & mask) == val
         return ok
 
     def num(self, o: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -359,7 +358,7 @@ def split_block(c: Canon, b0: int, b1: int, ends: np.ndarray) -> list[tuple[int,
     """The block [b0, b1) of whole lines (`ends`: its newlines) as consecutive byte ranges: runs of
     canonical lines with their columns (as `decode_piece` makes them), and runs of other lines
     (None) for the msgspec path."""
-    whole = [(b0, b1, None)]
+    whole: list[tuple[int, int, Piece | None]] = [(b0, b1, None)]
     if not len(ends):
         return whole
     starts = np.empty(len(ends), dtype=np.int64)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from itertools import chain
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import numpy as np
@@ -93,6 +93,7 @@ class Piece(Columns, kw_only=True, gc=False):
 class Chunk(Columns, kw_only=True, gc=False):
     """A chunk's columns, ready for the assembler."""
 
+    procs: list[Any]  # a chunk always codes its processes
     effects: list[tuple[int, np.ndarray, np.ndarray]]  # (row, id codes into `ids`, counts)
     ids: DistinctIds
     pairs: Pairs
@@ -149,7 +150,7 @@ def join_pieces(pieces: list[tuple[int, Piece]], newlines: int) -> Chunk:
         for p in parts:
             if p.procs is None:
                 p.proc, p.procs = int_codes(p.proc)
-        proc, procs = _recode(parts, lambda p: p.procs, lambda p: p.proc)
+        proc, procs = _recode(parts, lambda p: cast(list[Any], p.procs), lambda p: p.proc)
     f, fnames = _recode(parts, lambda p: p.fnames, lambda p: p.f)
     index = None
     if any(p.index is not None for p in parts):

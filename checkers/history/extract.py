@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from itertools import chain, compress
 from operator import itemgetter
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import numpy as np
@@ -126,9 +126,9 @@ def extract(ops: list[Op] | list[AnyOp], raw: bytes) -> Piece:
         v = values[r]
         if v.__class__ is not Value or v.counts is None:
             raise Suspect
-        ids, c = _effect_counts(v.counts)
+        read_ids, c = _effect_counts(v.counts)
         effects.append((r, c))
-        eff_ids.append(ids)
+        eff_ids.append(read_ids)
     faults = []
     for r in np.flatnonzero(mask("start-fault", "stop-fault") & (types != 0)).tolist():
         v = values[r]
@@ -146,8 +146,9 @@ def extract(ops: list[Op] | list[AnyOp], raw: bytes) -> Piece:
         eff = list(chain.from_iterable(e if isinstance(e, list) else unpack(e) for e in eff_ids))
         ids = PieceIds(invokes=inv_ids, entries=m_ids, effects=eff)
     else:
-        width = max([words.shape[1]] + [e.shape[1] for e in eff_ids])
-        eff_w = np.concatenate([pad(e, width) for e in eff_ids]) if eff_ids else np.zeros((0, 1), dtype=U64)
+        packed = cast(list[np.ndarray], eff_ids)  # (none is a list of strings here)
+        width = max([words.shape[1]] + [e.shape[1] for e in packed])
+        eff_w = np.concatenate([pad(e, width) for e in packed]) if packed else np.zeros((0, 1), dtype=U64)
         ids = PieceIds(invokes=words[:len(inv_ids)], entries=words[len(inv_ids):], effects=eff_w)
     return Piece(n=n, time=time, type=types, proc=proc, procs=procs, f=fc, fnames=fu, index=index, send=send,
                  msg=msg, parts=pu, faults=faults, effects=effects, ids=ids)

@@ -51,51 +51,39 @@ def _read_keys(path: str, spans: list[tuple[int, int, bool]], stamp: tuple[int, 
     return send, msg
 
 
-# (plain classes, not dataclasses: generating dataclass methods costs import time on every run)
+# (msgspec structs, not dataclasses: generating dataclass methods costs import time on every run)
 
 
-class SendCols:
+class SendCols(msgspec.Struct, kw_only=True, gc=False):
     """One entry per send invoke, in history order."""
 
-    __slots__ = (
-        "complete_line",  # -1 when open
-        "complete_time",  # -1 when open
-        "id",  # id code (History.id_table)
-        "invoke_line",
-        "invoke_time",
-        "offset",  # offset of the completion, -1 none
-        "outcome",  # code into OUTCOMES: 0 open, 1 ok, 2 fail, 3 info
-        "part",  # partition code of the completion (History.partitions), -1 none
-        "proc",  # process code of the invoke
-        "producer",  # `value.producer` of the invoke (str or None); None when no send has one
-        "row",  # row of the invoke
-    )
-
-    def __init__(self, **cols: Any) -> None:
-        for k, v in cols.items():
-            setattr(self, k, v)
+    row: np.ndarray  # row of the invoke
+    id: np.ndarray  # id code (History.id_table)
+    proc: np.ndarray  # process code of the invoke
+    invoke_time: np.ndarray
+    invoke_line: np.ndarray
+    outcome: np.ndarray  # code into OUTCOMES: 0 open, 1 ok, 2 fail, 3 info
+    complete_time: np.ndarray  # -1 when open
+    complete_line: np.ndarray  # -1 when open
+    part: np.ndarray  # partition code of the completion (History.partitions), -1 none
+    offset: np.ndarray  # offset of the completion, -1 none
+    producer: np.ndarray | None  # `value.producer` of the invoke (str or None); None when no send has one
 
 
-class MessageCols:
+class MessageCols(msgspec.Struct, kw_only=True, gc=False):
     """One entry per message entry of poll completions (or only of ok polls: the deliveries)."""
 
-    __slots__ = (
-        "id",  # id code
-        "key",  # position among the keys of poll entries in file order
-        "line",
-        "offset",  # -1 none
-        "op",  # row of the poll completion
-        "part",  # partition code, -1 none
-        "proc",
-        "redelivered",
-        "seq",  # position in the poll
-        "time",
-        "type",  # type code of the poll
-    )
-
-    def __init__(self, **cols: Any) -> None:
-        for k, v in cols.items():
-            setattr(self, k, v)
+    op: np.ndarray  # row of the poll completion
+    seq: np.ndarray  # position in the poll
+    id: np.ndarray  # id code
+    part: np.ndarray  # partition code, -1 none
+    offset: np.ndarray  # -1 none
+    redelivered: np.ndarray
+    key: np.ndarray  # position among the keys of poll entries in file order
+    type: np.ndarray  # type code of the poll
+    line: np.ndarray
+    time: np.ndarray
+    proc: np.ndarray
 
     def __len__(self) -> int:
         return len(self.op)
@@ -104,7 +92,7 @@ class MessageCols:
         """The entries where `sel` (a boolean mask) is true."""
         if bool(sel.all()):
             return self
-        return MessageCols(**{k: getattr(self, k)[sel] for k in self.__slots__})
+        return MessageCols(**{k: getattr(self, k)[sel] for k in self.__struct_fields__})
 
 
 class History:

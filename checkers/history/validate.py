@@ -95,7 +95,7 @@ def check_value(f: str, typ: str, v: Any) -> Value | None:
             if not _is_int(n) or n < 0:
                 raise ValueError(f"field 'value.counts[{k!r}]' must be a non-negative integer")
             _check_range(n, f"field 'value.counts[{k!r}]'")
-        return Value(counts=counts)
+        return Value(counts=counts)  # type: ignore[arg-type]  # (a dict here; raw JSON from msgspec)
     if f in ("start-fault", "stop-fault") and typ != "invoke":
         if not isinstance(v, dict) or not isinstance(v.get("fault"), str):
             raise ValueError(f"field 'value.fault' (a string) is missing from {f}")
