@@ -17,7 +17,7 @@ from checkers.history.codes import Table, stable_argsort
 from checkers.history.contract import HistoryError
 from checkers.history.ids import IdTable
 from checkers.history.model import History, object_array
-from checkers.history.pairing import Pairs, pair_all, pair_slow, raise_bad_f
+from checkers.history.pairing import Pairs, pair_all, pair_irregular, raise_bad_f
 
 
 class _Buffer:
@@ -215,11 +215,7 @@ class Assembler:
         if self.irregular.any():
             rows = np.flatnonzero(self.irregular[h.proc])
             pair[rows] = -1
-            pair_slow(h, rows, pair)
-            got = rows[pair[rows] >= 0]
-            wrong = got[h.fcode[got] != h.fcode[pair[got]]]
-            if len(wrong):
-                first_bad = min(first_bad, int(wrong.min()))
+            first_bad = pair_irregular(h, rows, pair, first_bad)
         raise_bad_f(h, pair, first_bad)
         return pair
 

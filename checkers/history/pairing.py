@@ -119,14 +119,18 @@ def pair_all(h: History) -> np.ndarray:
         if len(wrong):
             first_bad = int(min(rows[wrong].min(), rows[wrong - 1].min()))
     if irr.any():
-        slow = rows[irr]
-        pair_slow(h, slow, pair)
-        got = slow[pair[slow] >= 0]
-        wrong = got[h.fcode[got] != h.fcode[pair[got]]]
-        if len(wrong):
-            first_bad = min(first_bad, int(wrong.min()))
+        first_bad = pair_irregular(h, rows[irr], pair, first_bad)
     raise_bad_f(h, pair, first_bad)
     return pair
+
+
+def pair_irregular(h: History, rows: np.ndarray, pair: np.ndarray, first_bad: int) -> int:
+    """Stack matching (`pair_slow`) of `rows`, the operations of irregular processes; returns the first row
+    of a pair of two different operations, `first_bad` or earlier."""
+    pair_slow(h, rows, pair)
+    got = rows[pair[rows] >= 0]
+    wrong = got[h.fcode[got] != h.fcode[pair[got]]]
+    return min(first_bad, int(wrong.min())) if len(wrong) else first_bad
 
 
 def raise_bad_f(h: History, pair: np.ndarray, first_bad: int) -> None:
