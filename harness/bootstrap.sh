@@ -45,7 +45,7 @@ if ! uptodate "$stamp$extras" && ! uptodate "$stamp[test]"; then
     .venv/bin/python -m pip install -q --disable-pip-version-check -e ".$extras"
     touch "$stamp$extras"
 fi
-# the history reader's C fast path (checkers/canon.c): optional, the reader falls back to numpy
+# the history reader's C fast path (checkers/history/canon.c): optional, the reader falls back to numpy
 if ! command -v cc >/dev/null 2>&1; then
     { [ "$(id -u)" = 0 ] && apt_install gcc libc6-dev; } || say "no C compiler: the reader uses its numpy path"
 fi

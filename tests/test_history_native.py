@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import checkers.history as hist
-from checkers.history import native
+from checkers.history import canon, extract, native
 
 needs_native = pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None,
                                   reason="no C compiler: the reader uses its numpy path")
@@ -70,11 +70,11 @@ def _mutate(line: str, rnd: random.Random) -> str:
 
 def _both(text: str):
     data = text.encode()
-    buf = bytearray(data + bytes(hist.canon.PAD))
-    c = hist.canon.Canon(buf, len(data))
+    buf = bytearray(data + bytes(canon.PAD))
+    c = canon.Canon(buf, len(data))
     ends = np.flatnonzero(c.a[:c.n] == 10)
     starts = np.r_[0, ends[:-1] + 1].astype(np.int64)
-    return native.canon_parse(c.a, starts, ends), hist.canon.parse_numpy(c, starts, ends)
+    return native.canon_parse(c.a, starts, ends), canon.parse_numpy(c, starts, ends)
 
 
 def _assert_same(a: dict, b: dict) -> None:
@@ -202,7 +202,7 @@ def test_native_effect_counts_read_like_numpy(seed):
     rnd = random.Random(seed)
     for _ in range(50):
         raw = _counts_json(rnd)
-        a, b = hist.extract.plain_counts(raw), hist.extract.plain_counts_numpy(raw)
+        a, b = extract.plain_counts(raw), extract.plain_counts_numpy(raw)
         assert (a is None) == (b is None), raw
         if a is not None:
             assert a[0].tolist() == b[0].tolist() and a[1].tolist() == b[1].tolist(), raw

@@ -16,10 +16,12 @@ a file goes through them:
 - `extract`: decoded operations into compact columns; `ids` packs message ids into 64-bit words,
   hashes and deduplicates them with numpy; `codes` gives small values integer codes.
 - `chunk`: the typed `Piece` and `Chunk` these steps hand each other, and the join of a chunk's
-  pieces; `pairing` pairs invokes and completions inside a chunk.
+  pieces; `pairing` pairs invokes and completions, inside a chunk and (stack matching, or a history
+  put in `index` order) across the whole history.
 - `assemble`: the parent merges the chunks, in file order, into global codes (every message id of the
   history has ONE code in `History.id_table`) and joins the pairs across chunk boundaries.
-- `model`: `History`, numpy columns for the checkers and pandas views built on first use.
+- `model`: `History`, numpy columns for the checkers and pandas views built on first use (`keys`
+  reads the keys from the file when a view asks for them).
 - `read`: `read_history`, the entry point.
 """
 

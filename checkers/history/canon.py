@@ -23,9 +23,9 @@ import numpy as np
 
 from checkers.history import native
 from checkers.history.chunk import Entries, Piece, PieceIds, Sends
-from checkers.history.codes import int_codes
+from checkers.history.codes import int_codes, known_codes
 from checkers.history.contract import KNOWN_OPS, TYPES
-from checkers.history.ids import LOW_BYTES, U64
+from checkers.history.ids import U64, gather
 
 _CANON_MAX_RUNS = 16  # a block with more runs of other lines than this goes to msgspec whole
 _CANON_MAX_ITEMS = 64  # ids of one ack read by the fast path; more: msgspec
@@ -345,13 +345,12 @@ def parse_numpy(c: Canon, starts: np.ndarray, ends: np.ndarray) -> dict[str, Any
     return out
 
 
-def _pack_at(c: Canon, starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
-    """`pack` of strings inside a padded block."""
-    width = max(1, -(-int(lens.max()) // 8)) if len(lens) else 1
-    out = np.empty((len(lens), width), dtype=U64)
-    for j in range(width):
-        out[:, j] = c.view(8)[starts + 8 * j].view("<u8") & LOW_BYTES[np.clip(lens - 8 * j, 0, 8)]
-    return out
+def canonical_share(lines: bytes) -> float:
+    """The share of these whole lines that canon.c takes (to choose threads or processes for a file)."""
+    a = np.frombuffer(lines + bytes(native.LIT_PAD + 1), np.uint8)
+    ends = np.flatnonzero(a[:len(lines)] == 10)
+    starts = np.r_[0, ends[:-1] + 1]
+    return float(native.canon_parse(a, starts, ends)["good"].mean())
 
 
 def split_block(c: Canon, b0: int, b1: int, ends: np.ndarray) -> list[tuple[int, int, Piece | None]]:
@@ -376,8 +375,9 @@ def split_block(c: Canon, b0: int, b1: int, ends: np.ndarray) -> list[tuple[int,
     s_rows, s_part, s_off, s_at, s_len = (x[keep] for x in r["send"])
     s_inv = r["tcode"][s_rows] == 0
     m_rows, m_seq, m_at, m_len, m_part, m_off, m_red = r["msg"]
-    inv_words = _pack_at(c, s_at[s_inv], s_len[s_inv])
-    m_words = _pack_at(c, m_at, m_len)
+    at = c.view(8).view("<u8")  # (the padding after the lines is longer than any canonical string)
+    inv_words = gather(at, s_at[s_inv], s_len[s_inv])
+    m_words = gather(at, m_at, m_len)
     inv_rows = s_rows[s_inv]
     tcode = r["tcode"].astype(np.int8)
     out: list[tuple[int, int, Piece | None]] = []
@@ -390,15 +390,12 @@ def split_block(c: Canon, b0: int, b1: int, ends: np.ndarray) -> list[tuple[int,
         sa, sb = np.searchsorted(s_rows, (a, b)).tolist()
         ia, ib = np.searchsorted(inv_rows, (a, b)).tolist()
         ma, mb = np.searchsorted(m_rows, (a, b)).tolist()
-        fc = r["fcode"][a:b]
-        present = np.flatnonzero(np.bincount(fc, minlength=len(_CANON_F)))
-        dense = np.zeros(len(_CANON_F), dtype=np.int64)
-        dense[present] = np.arange(len(present))
+        fc, fnames = known_codes(r["fcode"][a:b], _CANON_F)
         pc, pu = int_codes(np.concatenate([s_part[sa:sb], m_part[ma:mb]]))
         ns = sb - sa
         out.append((lo, hi, Piece(
-            n=b - a, time=r["time"][a:b], proc=r["proc"][a:b], procs=None, type=tcode[a:b], f=dense[fc],
-            fnames=[_CANON_F[i] for i in present.tolist()], index=None,
+            n=b - a, time=r["time"][a:b], proc=r["proc"][a:b], procs=None, type=tcode[a:b], f=fc,
+            fnames=fnames, index=None,
             send=Sends(rows=s_rows[sa:sb] - a, offset=s_off[sa:sb], part=pc[:ns]),
             msg=Entries(rows=m_rows[ma:mb] - a, seq=m_seq[ma:mb], offset=m_off[ma:mb], redelivered=m_red[ma:mb],
                         part=pc[ns:]),

@@ -60,7 +60,7 @@ class PieceIds(msgspec.Struct, kw_only=True, gc=False):
 
     @property
     def exact(self) -> bool:
-        return isinstance(self.invokes, list)
+        return any(isinstance(g, list) for g in (self.invokes, self.entries, self.effects))
 
 
 class Columns(msgspec.Struct, kw_only=True, gc=False):
@@ -76,7 +76,7 @@ class Columns(msgspec.Struct, kw_only=True, gc=False):
     index: tuple[np.ndarray, np.ndarray] | None  # (has an index, the index) when some operation gives one
     send: Sends
     msg: Entries
-    parts: list[Any]  # partitions by code (None: a chunk's code for "no partition")
+    parts: list[Any]  # partitions by code (a piece's may hold None; a chunk codes "no partition" as -1)
     faults: list[tuple[int, str, Any]]  # (row, fault, nodes) of start-fault/stop-fault completions
     newlines: int = 0  # newlines in the bytes it covers (the next piece's first line follows)
     lines: np.ndarray | None = None  # each operation's line (relative); None: one operation per line

@@ -54,10 +54,14 @@ def op_codes(ops: list[Op] | list[AnyOp]) -> tuple[np.ndarray, list[str]]:
         codes = np.fromiter([_F_CODE[o.f] for o in ops], np.int64, len(ops))
     except KeyError:  # an operation of another name
         return codes_of([o.f for o in ops])
-    present = np.flatnonzero(np.bincount(codes, minlength=len(_F_CODE)))
-    dense = np.zeros(len(_F_CODE), dtype=np.int64)
+    return known_codes(codes, KNOWN_OPS)
+
+
+def known_codes(codes: np.ndarray, names: tuple[str, ...]) -> tuple[np.ndarray, list[str]]:
+    """Codes into `names` made dense: codes into the names present, and those names."""
+    present = np.flatnonzero(np.bincount(codes, minlength=len(names)))
+    dense = np.zeros(len(names), dtype=np.int64)
     dense[present] = np.arange(len(present))
-    names = list(_F_CODE)
     return dense[codes], [names[i] for i in present.tolist()]
 
 
@@ -81,6 +85,8 @@ def ints(values: list[Any]) -> np.ndarray:
         return np.fromiter(values, np.int64, len(values))
     except TypeError:
         return np.fromiter([-1 if v is None else v for v in values], np.int64, len(values))
+
+
 def stable_argsort(keys: np.ndarray, with_sorted: bool = False) -> Any:
     """np.argsort(keys, kind="stable") for int64 keys, as one sort of packed (key, position) pairs
     when they fit in 63 bits (much faster than an argsort); with `with_sorted`, (order, keys[order])."""

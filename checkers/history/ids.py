@@ -58,7 +58,13 @@ def pack(raw: bytes, starts: np.ndarray, lens: np.ndarray) -> np.ndarray | None:
         return None
     # the 8 bytes at every offset of the blob, as one unaligned uint64 view (padded: no read overruns)
     padded = raw + bytes(8 * width)
-    at = np.ndarray((len(padded) - 7,), dtype="<u8", buffer=padded, strides=(1,))
+    return gather(np.ndarray((len(padded) - 7,), dtype="<u8", buffer=padded, strides=(1,)), starts, lens)
+
+
+def gather(at: np.ndarray, starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
+    """The strings at `starts` with `lens` as zero-padded rows of uint64 words; `at` is the 8 bytes at
+    every offset of a buffer with enough zeros after its last string, as one unaligned uint64 view."""
+    width = max(1, -(-int(lens.max()) // 8)) if len(lens) else 1
     out = np.empty((len(lens), width), dtype=U64)
     for j in range(width):
         out[:, j] = at[starts + 8 * j] & LOW_BYTES[np.clip(lens - 8 * j, 0, 8)]

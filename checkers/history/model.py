@@ -9,52 +9,20 @@ for them reads them from the file.
 
 from __future__ import annotations
 
-import os
 from functools import cached_property
 from typing import Any
 
 import msgspec
 import numpy as np
 
-from checkers.history.contract import ENTRY_OPS, NEMESIS, OUTCOMES, TYPES, HistoryError
+from checkers.history.contract import NEMESIS, OUTCOMES, TYPES
 from checkers.history.ids import IdTable
-from checkers.history.validate import check_value
-
-
-def _read_keys(path: str, spans: list[tuple[int, int, bool]], stamp: tuple[int, int]) -> tuple[list, list]:
-    """Keys of send operations and of poll entries (the ones the reader keeps), in file order."""
-    st = os.stat(path)
-    if (st.st_size, st.st_mtime_ns) != stamp:
-        raise HistoryError(f"{path}: the file changed since it was read (keys are read from it on demand)")
-    dec = msgspec.json.Decoder()
-    send: list[Any] = []
-    msg: list[Any] = []
-    with open(path, "rb") as fh:
-        for start, end, _ in spans:
-            fh.seek(start)
-            for raw in fh.read(end - start).split(b"\n"):
-                if not raw.strip():
-                    continue
-                try:
-                    obj = dec.decode(raw)
-                except msgspec.DecodeError:  # the truncated last line, which the reader ignored too
-                    continue
-                f, typ, v = obj.get("f"), obj.get("type"), obj.get("value")
-                if f == "send":
-                    send.append(v.get("key") if isinstance(v, dict) else None)
-                elif f in ENTRY_OPS and typ != "invoke" and isinstance(v, dict) and "messages" in v:
-                    try:
-                        check_value(f, "ok", v)  # entries of fail/info polls are kept only when well-formed
-                    except ValueError:
-                        continue
-                    msg += [m.get("key") for m in v["messages"]]
-    return send, msg
-
+from checkers.history.keys import read_keys
 
 # (msgspec structs, not dataclasses: generating dataclass methods costs import time on every run)
 
 
-class SendCols(msgspec.Struct, kw_only=True, gc=False):
+class SendCols(msgspec.Struct, kw_only=True, gc=False, eq=False):
     """One entry per send invoke, in history order."""
 
     row: np.ndarray  # row of the invoke
@@ -70,7 +38,7 @@ class SendCols(msgspec.Struct, kw_only=True, gc=False):
     producer: np.ndarray | None  # `value.producer` of the invoke (str or None); None when no send has one
 
 
-class MessageCols(msgspec.Struct, kw_only=True, gc=False):
+class MessageCols(msgspec.Struct, kw_only=True, gc=False, eq=False):
     """One entry per message entry of poll completions (or only of ok polls: the deliveries)."""
 
     op: np.ndarray  # row of the poll completion
@@ -255,7 +223,7 @@ class History:
     def _keys(self) -> tuple[np.ndarray, np.ndarray]:
         """Keys of send operations and of poll entries, in file order (read from the file: no checker
         needs them, so the reader does not keep them)."""
-        send, msg = _read_keys(self.source, self._spans, self._stamp)
+        send, msg = read_keys(self.source, self._spans, self._stamp)
         return object_array(send), object_array(msg)
 
     @staticmethod

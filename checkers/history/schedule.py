@@ -19,9 +19,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import NamedTuple
 
-import numpy as np
-
-from checkers.history import native, tuning
+from checkers.history import canon, native, tuning
 from checkers.history.chunk import Chunk, Failure
 from checkers.history.decode import decode_chunk
 
@@ -100,10 +98,7 @@ def mostly_canonical(path: Path, size: int) -> bool:
             cut = sample.rfind(b"\n")
             if (first <= 0 and at != 0) or cut < first:
                 continue  # no whole line here (one long line: the effects read, say)
-            a = np.frombuffer(sample[first:cut + 1] + bytes(native.LIT_PAD + 1), np.uint8)
-            ends = np.flatnonzero(a[:cut + 1 - first] == 10)
-            starts = np.r_[0, ends[:-1] + 1]
-            if float(native.canon_parse(a, starts, ends)["good"].mean()) < 0.9:
+            if canon.canonical_share(sample[first:cut + 1]) < 0.9:
                 return False
     return True
 

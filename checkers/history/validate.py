@@ -1,8 +1,8 @@
 """The slow path: validate one line and say exactly what is wrong with it.
 
 A piece that the typed decoders reject (or whose values the contract still rejects) is decoded again
-line by line here, so the error names the line and the field. It accepts exactly what the fast paths
-accept, to the same values.
+line by line here, so the error names the line and the field. Where a fast path takes a line, this
+gives the same values; it also takes what they leave to it (blank lines, string processes, integer ids).
 """
 
 from __future__ import annotations
