@@ -154,12 +154,16 @@ class Run:
         return node_names(self.target, self.cfg.nodes or self.target.node_counts[0])
 
     @property
+    def proxy_addresses(self) -> dict[str, str]:
+        """Every node's proxy (host:port), by node name."""
+        return {name: f"{n.proxy_host}:{n.proxy_port}" for name, n in self.infos.items()}
+
+    @property
     def client_bootstrap(self) -> list[str]:
         """The proxies clients talk to: every node's, or only the client-facing ones' where the nodes have
         roles (a service's, not its database's)."""
         roles = self.target.abilities.roles
-        return [f"{n.proxy_host}:{n.proxy_port}" for n in self.infos.values()
-                if roles is None or roles.client_facing(n.name)]
+        return [a for name, a in self.proxy_addresses.items() if roles is None or roles.client_facing(name)]
 
     def _start_nodes(self) -> None:
         """Toxiproxy first, so each node can advertise its proxy; then the nodes, ready, prepared."""
@@ -196,7 +200,7 @@ class Run:
         self.worker_index += 1
         spec = worker_spec(role, index, self.dir, self.start_ns, self.target.name, self.profile.name,
                            self.client_bootstrap, self.workload.name, self.workload_settings(), drain=drain,
-                           slot=slot, addresses={n: f"{i.proxy_host}:{i.proxy_port}" for n, i in self.infos.items()})
+                           slot=slot, addresses=self.proxy_addresses)
         wdir = self.dir / "workers"
         wdir.mkdir(exist_ok=True)
         spec_path = wdir / f"{role}-{index}.json"

@@ -15,21 +15,18 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from harness.imaging import Image
-from harness.needs import Debian, Needs, SetupError
-from targets.base import Abilities, Deployment, Drain, NodeInfo, NodeRoles, Profile, Runner, Target, has_role
+from harness.needs import SetupError
+from targets.base import Abilities, Deployment, NodeInfo, NodeRoles, Profile, Runner, Target, has_role
 from targets.payments import (
     DEFAULT_FAULTS,
-    FAULTS,
-    HttpClientsOnly,
+    PaymentsCluster,
     client_facing,
     database_url,
     infrastructure_argv,
     names_of,
     no_layout,
-    node_ready,
     provider_url,
     python_argv,
-    read_charges,
     remove_cluster,
     setup_db_and_provider,
 )
@@ -50,20 +47,12 @@ def external_address(url: str) -> str:
     return f"{u.hostname}:{u.port or 80}"
 
 
-class Http(HttpClientsOnly):
+class Http(PaymentsCluster):
     """The user's service (`--service-cmd`), its database and the provider."""
 
     name = "http"
     profiles = PROFILES
-    faults = FAULTS
-    workloads = ("payments",)
-    node_counts = (1, 2)
-    ports: tuple[str, ...] = ()
     ready_timeout = 60.0  # a user's service may take its time to start
-    drain = Drain(quiet=1.0, deadline=30.0)
-    batch = 1
-    needs = Needs(debian=(Debian("postgresql", "pg_ctlcluster"), Debian("util-linux", "setpriv")),
-                  python=("psycopg",))
     image = Image("http", "http.yml", no_layout, local_only=True)
     abilities = Abilities(roles=NodeRoles(names_of("http"), client_facing),
                           options=("service_cmd", "service_url", "provider_port"),
@@ -94,15 +83,6 @@ class Http(HttpClientsOnly):
                                external_address(o["service_url"]))
         env = {"PORT": str(node.port), "DATABASE_URL": database_url(d), "PROVIDER_URL": provider_url(d)}
         return ["env", *(f"{k}={v}" for k, v in env.items()), "sh", "-c", o["service_cmd"]]
-
-    def ready(self, node: NodeInfo) -> bool:
-        return node_ready(node)
-
-    def prepare(self, d: Deployment) -> None:
-        pass
-
-    def read_effects(self, d: Deployment) -> dict[str, int]:
-        return read_charges(d)
 
 
 TARGET: Target = Http()

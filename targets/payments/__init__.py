@@ -144,11 +144,6 @@ def infrastructure_argv(d: Deployment, node: NodeInfo) -> list[str] | None:
     return None
 
 
-def node_ready(node: NodeInfo) -> bool:
-    """The database answers a query; the provider or a service answers GET /health."""
-    return postgres.ready(node.host, node.port) if has_role(node.name, "db") else http_ready(node)
-
-
 def read_charges(d: Deployment) -> dict[str, int]:
     """The provider's executed charges per payment id, from its durable record."""
     provider = by_role(d, "provider")
@@ -166,8 +161,29 @@ def no_layout() -> Layout:
     raise SetupError("the payments targets have no container image yet: run them with --runtime local")
 
 
-class HttpClientsOnly:
-    """The payments workload speaks HTTP to the documented contract itself; the queue clients do not apply."""
+class PaymentsCluster:
+    """What the payments targets share: a database, the provider and service nodes, the payments workload (which
+    speaks HTTP to the documented contract itself: the queue clients do not apply), the provider's record as
+    the effect store. A target adds its name, profiles, image, abilities and how its service nodes start."""
+
+    faults = FAULTS
+    workloads = ("payments",)
+    node_counts = (1, 2)  # service processes
+    ports: tuple[str, ...] = ()
+    drain = Drain(quiet=1.0, deadline=30.0)  # the drain reads the provider's record once
+    batch = 1
+    needs = Needs(debian=(Debian("postgresql", "pg_ctlcluster"), Debian("util-linux", "setpriv")),
+                  python=("psycopg",))
+
+    def ready(self, node: NodeInfo) -> bool:
+        """The database answers a query; the provider or a service answers GET /health."""
+        return postgres.ready(node.host, node.port) if has_role(node.name, "db") else http_ready(node)
+
+    def prepare(self, d: Deployment) -> None:
+        pass  # services make their schema at start
+
+    def read_effects(self, d: Deployment) -> dict[str, int]:
+        return read_charges(d)
 
     def producer(self, c: ClientSpec) -> Producer:
         raise NotImplementedError("the payments targets serve the payments workload only")
@@ -176,20 +192,12 @@ class HttpClientsOnly:
         raise NotImplementedError("the payments targets serve the payments workload only")
 
 
-class Payments(HttpClientsOnly):
+class Payments(PaymentsCluster):
     """The reference payments service, its database and the provider."""
 
     name = "payments"
     profiles = PROFILES
-    faults = FAULTS
-    workloads = ("payments",)
-    node_counts = (1, 2)  # service processes
-    ports: tuple[str, ...] = ()
     ready_timeout = 30.0
-    drain = Drain(quiet=1.0, deadline=30.0)  # the drain reads the provider's record once
-    batch = 1
-    needs = Needs(debian=(Debian("postgresql", "pg_ctlcluster"), Debian("util-linux", "setpriv")),
-                  python=("psycopg",))
     image = Image("payments", "payments.yml", no_layout, local_only=True)
     abilities = Abilities(roles=NodeRoles(names_of("payments"), client_facing), default_faults=DEFAULT_FAULTS,
                           cleanup=remove_cluster)
@@ -206,15 +214,6 @@ class Payments(HttpClientsOnly):
             "PORT": str(node.port), "BIND": node.bind, "DATABASE_URL": database_url(d),
             "PROVIDER_URL": provider_url(d), "PROFILE": d.profile.name, "WORK_MS": str(s["work_ms"]),
             "MARKER_TTL_S": str(s["marker_ttl_s"])})
-
-    def ready(self, node: NodeInfo) -> bool:
-        return node_ready(node)
-
-    def prepare(self, d: Deployment) -> None:
-        pass  # the services make their schema at start
-
-    def read_effects(self, d: Deployment) -> dict[str, int]:
-        return read_charges(d)
 
 
 TARGET: Target = Payments()
