@@ -51,3 +51,15 @@ def test_target_has_its_compose_file_and_known_answers(name):
     assert t.image.compose == f"{name}.yml" and (COMPOSE / t.image.compose).is_file()
     assert compose_image(t.image.role, t.image.compose)[1]
     assert (ROOT / "tests" / f"test_{name}_known_answers.py").is_file()
+
+
+def test_the_payments_service_spends_its_bookkeeping_in_slices_a_pause_can_stop(monkeypatch):
+    """One long sleep ends during a SIGSTOP, so the paused charge would finish at once after the resume; in
+    short slices the rest of the work still takes its time (cache-marker's known answer under pause-long)."""
+    from targets.payments import service
+
+    slept: list[float] = []
+    monkeypatch.setattr(service.time, "sleep", slept.append)
+    service.work(0.012)
+    assert slept[:2] == [service.WORK_SLICE_S] * 2 and sum(slept) == pytest.approx(0.012)
+    assert max(slept) <= service.WORK_SLICE_S

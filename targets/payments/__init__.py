@@ -39,6 +39,10 @@ ROOT = Path(__file__).resolve().parents[2]  # the project, on the nodes' PYTHONP
 CHARGES = "charges.jsonl"  # the provider's records, in its node directory
 WORK_MS = 20  # the service's bookkeeping between the provider's answer and the commit
 MARKER_TTL_S = 2.0  # cache-marker's in-flight marker: shorter than pause-long (6-8 s)
+# cache-marker's bookkeeping. Its double charge under pause-long needs the pause to land inside a charge, after
+# the marker and before the cached answer; with 20 ms that was about half of each 40 ms cycle, and whether a
+# run's two pauses hit it depended on where startup put the producers' phase (a CI run missed both).
+MARKER_WORK_MS = 250
 
 _S = {"work_ms": WORK_MS, "marker_ttl_s": MARKER_TTL_S}
 PROFILES: dict[str, Profile] = {p.name: p for p in (
@@ -53,7 +57,8 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
     Profile("cache-marker", "exactly-once",
             "An in-process marker with a 2 s TTL outside the database transaction and an in-process response "
             "cache, as idempotency middleware does by default; no key to the provider. A second service process "
-            "has its own markers, and a pause longer than the TTL lets a retry run the charge again.", dict(_S),
+            "has its own markers, and a pause longer than the TTL lets a retry run the charge again.",
+            dict(_S, work_ms=MARKER_WORK_MS),
             expected_unsafe_under=("ack-loss", "pause-long")),
     Profile("provider-in-txn", "exactly-once",
             "The key row is claimed first in the transaction and the response stored, but the provider is called "

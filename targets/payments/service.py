@@ -6,8 +6,8 @@ wild: patterns.md §1). A real process the harness starts as a node, so kill, pa
     GET  /health
 
 Environment: PORT, DATABASE_URL, PROVIDER_URL, PROFILE (one of PROFILES), WORK_MS (bookkeeping between
-the provider's answer and the commit; default 20), MARKER_TTL_S (cache-marker's in-flight marker; default 2),
-BIND (default 127.0.0.1).
+the provider's answer and the commit, spent in 5 ms slices so a pause stops it; default 20), MARKER_TTL_S
+(cache-marker's in-flight marker; default 2), BIND (default 127.0.0.1).
 
 Every profile charges through the provider and writes a ledger row in one transaction that is open while
 the provider is called. They differ in what guards a retry:
@@ -41,6 +41,7 @@ from targets.payments.jsonhttp import JsonHandler
 PROFILES = ("idempotency-key", "no-key", "cache-marker", "provider-in-txn")
 PROVIDER_TIMEOUT_S = 2.0
 SCHEMA_WAIT_S = 30.0
+WORK_SLICE_S = 0.005
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS idempotency_keys (
@@ -71,6 +72,16 @@ class Reply(Exception):
 
 class ProviderUnknown(Exception):
     """The provider's answer never came: whether it charged is unknown."""
+
+
+def work(seconds: float) -> None:
+    """Spend the bookkeeping's time in short slices. A pause (SIGSTOP) then stops it part-way, as it would stop
+    real work, and the rest still takes its time after the resume; one long sleep would have ended during the
+    pause, so the paused request would finish at once and race its own retry."""
+    slices, rest = divmod(seconds, WORK_SLICE_S)
+    for _ in range(int(slices)):
+        time.sleep(WORK_SLICE_S)
+    time.sleep(rest)
 
 
 def fingerprint(body: dict[str, Any]) -> str:
@@ -124,7 +135,7 @@ class Service:
                 if self.profile in ("idempotency-key", "provider-in-txn"):
                     self._guard(conn, body, key)
                 c = self.call_provider(body, key if self.profile == "idempotency-key" else None)
-                time.sleep(self.work_s)  # the ledger's bookkeeping: the window between the charge and the commit
+                work(self.work_s)  # the ledger's bookkeeping: the window between the charge and the commit
                 code, out = 201, {"payment_id": body["id"], "charge_id": c["charge_id"], "amount": body["amount"]}
                 conn.execute("INSERT INTO ledger (payment_id, account, amount, charge_id, idempotency_key) "
                              "VALUES (%s, %s, %s, %s, %s)",
@@ -174,7 +185,7 @@ class Service:
             conn = self.conn()
             with conn.transaction():
                 c = self.call_provider(body, None)
-                time.sleep(self.work_s)
+                work(self.work_s)
                 conn.execute("INSERT INTO ledger (payment_id, account, amount, charge_id, idempotency_key) "
                              "VALUES (%s, %s, %s, %s, %s)",
                              (body["id"], body["account"], body["amount"], c["charge_id"], key))
