@@ -1,9 +1,10 @@
-"""What the provider and the reference service share: a quiet HTTP/1.1 handler that answers JSON."""
+"""What the provider and the reference service share: a quiet HTTP/1.1 handler that answers JSON, and the
+threaded server it runs in."""
 
 from __future__ import annotations
 
 import json
-from http.server import BaseHTTPRequestHandler
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 
@@ -32,3 +33,13 @@ class JsonHandler(BaseHTTPRequestHandler):
         except (ValueError, KeyError, TypeError) as e:
             self.reply(400, {"error": f"bad charge: {e}"})
             return None
+
+
+class JsonServer(ThreadingHTTPServer):
+    """A thread per connection, with a production server's listen backlog. socketserver's default of 5 made
+    a paused service unreachable for the rest of a run once its clients queued more connections than that
+    (`--in-flight 4`, pause-long): the kernel dropped their handshakes, and the retries, which time out
+    together, overflowed it again."""
+
+    request_queue_size = 1024
+    daemon_threads = True

@@ -25,11 +25,11 @@ import json
 import os
 import sys
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
-from targets.payments.jsonhttp import JsonHandler
+from targets.payments.jsonhttp import JsonHandler, JsonServer
 
 
 class Ledger:
@@ -98,10 +98,8 @@ def handler(ledger: Ledger) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def serve(port: int, records: Path, bind: str = "127.0.0.1") -> ThreadingHTTPServer:
-    server = ThreadingHTTPServer((bind, port), handler(Ledger(records)))
-    server.daemon_threads = True
-    return server
+def serve(port: int, records: Path, bind: str = "127.0.0.1") -> JsonServer:
+    return JsonServer((bind, port), handler(Ledger(records)))
 
 
 def main(argv: list[str]) -> int:

@@ -31,12 +31,12 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import psycopg
 
-from targets.payments.jsonhttp import JsonHandler
+from targets.payments.jsonhttp import JsonHandler, JsonServer
 
 PROFILES = ("idempotency-key", "no-key", "cache-marker", "provider-in-txn")
 PROVIDER_TIMEOUT_S = 2.0
@@ -240,8 +240,7 @@ def main() -> int:
                 print(f"payments service: no database after {SCHEMA_WAIT_S:.0f}s: {e}", file=sys.stderr)
                 return 1
             time.sleep(0.3)
-    server = ThreadingHTTPServer((env.get("BIND", "127.0.0.1"), port), handler(svc))
-    server.daemon_threads = True
+    server = JsonServer((env.get("BIND", "127.0.0.1"), port), handler(svc))
     print(f"payments service ({svc.profile}): listening on {server.server_address}", flush=True)
     server.serve_forever()
     return 0
