@@ -12,7 +12,7 @@ what explains it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -23,6 +23,20 @@ from checkers.vocabulary import DELIVERY_COUNTS as COUNT_KEYS
 LISTS = ("lost", "unexpected", "aborted_read", "lost_effects")
 MAPS = ("duplicated", "duplicated_effects")
 _OK, _FAIL = OUTCOMES.index("ok"), OUTCOMES.index("fail")
+
+
+class Details(Protocol):
+    """What a history's values say beyond the columns, for explanations. Given for histories of API requests
+    (checkers.idempotency.Requests): there the system acts before it answers, so a loss is the answer's, and
+    only faults that overlapped the request can explain it."""
+
+    def send_detail(self, i: int) -> dict[str, Any]:
+        """Fields to add to the explanation of send `i` (an index into `send_cols`)."""
+        ...
+
+    def delivery_detail(self, j: int) -> dict[str, Any]:
+        """Fields to add to the explanation of delivery `j` (an index into `delivery_cols`)."""
+        ...
 
 
 def classify(h: History) -> dict[str, Any]:
@@ -156,8 +170,10 @@ def _groups(codes: np.ndarray, chosen: np.ndarray) -> dict[int, np.ndarray]:
 
 
 def explain(h: History, c: dict[str, Any], ids_by_class: dict[str, list[tuple[str, int]]],
-            middle: dict[int, int], limit: int) -> dict[str, dict]:
-    """What explains each anomalous message: its sends, deliveries, effects and overlapping faults."""
+            middle: dict[int, int], limit: int, details: Details | None = None) -> dict[str, dict]:
+    """What explains each anomalous message: its sends, deliveries, effects and overlapping faults. With
+    `details` (API requests), a loss's faults are those that overlapped its requests up to the last answer,
+    and none is called its likely cause."""
     chosen: dict[str, list[str]] = {}
     code_of: dict[str, int] = {}
     for cls in ANOMALIES:
@@ -183,25 +199,26 @@ def explain(h: History, c: dict[str, Any], ids_by_class: dict[str, list[tuple[st
         send_list, del_list = [], []
         sel = s_groups.get(code)
         if sel is not None:
-            for proc, it, il, oc, ct, cl, part, off in zip(
-                    s.proc[sel].tolist(), s.invoke_time[sel].tolist(), s.invoke_line[sel].tolist(),
+            for k, proc, it, il, oc, ct, cl, part, off in zip(
+                    sel.tolist(), s.proc[sel].tolist(), s.invoke_time[sel].tolist(), s.invoke_line[sel].tolist(),
                     s.outcome[sel].tolist(), s.complete_time[sel].tolist(), s.complete_line[sel].tolist(),
                     s.part[sel].tolist(), s.offset[sel].tolist(), strict=True):
                 send_list.append({
                     "process": procs[proc], "invoke_time": it, "invoke_line": il, "outcome": OUTCOMES[oc],
                     "complete_time": None if ct < 0 else ct, "complete_line": None if cl < 0 else cl,
                     "partition": None if part < 0 else parts[part], "offset": None if off < 0 else off,
+                    **(details.send_detail(k) if details is not None else {}),
                 })
                 times += [it, ct]
         sel = d_groups.get(code)
         if sel is not None:
-            for proc, t, line, part, off, red in zip(
-                    d.proc[sel].tolist(), d.time[sel].tolist(), d.line[sel].tolist(), d.part[sel].tolist(),
-                    d.offset[sel].tolist(), d.redelivered[sel].tolist(), strict=True):
+            for k, proc, t, line, part, off, red in zip(
+                    sel.tolist(), d.proc[sel].tolist(), d.time[sel].tolist(), d.line[sel].tolist(),
+                    d.part[sel].tolist(), d.offset[sel].tolist(), d.redelivered[sel].tolist(), strict=True):
                 del_list.append({
                     "process": procs[proc], "time": t, "line": line,
                     "partition": None if part < 0 else parts[part], "offset": None if off < 0 else off,
-                    "redelivered": red,
+                    "redelivered": red, **(details.delivery_detail(k) if details is not None else {}),
                 })
                 times.append(t)
         times = [t for t in times if t >= 0]
@@ -210,7 +227,15 @@ def explain(h: History, c: dict[str, Any], ids_by_class: dict[str, list[tuple[st
         over = np.flatnonzero((f_start <= hi) & (f_stop >= lo)).tolist()
         likely = None
         takers: dict[int, int] = {}  # id code -> ack time of an id acknowledged at this one's position
-        if "lost" in classes or "lost_effects" in classes:
+        if details is not None and ("lost" in classes or "lost_effects" in classes):
+            # an API acts before it answers: what the answer said was decided by its end, so only the faults
+            # that overlapped the requests up to the last answer can explain it (no window is the likely cause)
+            acks = [x["complete_time"] for x in send_list if x["outcome"] == "ok" and x["complete_time"] is not None]
+            first = min((x["invoke_time"] for x in send_list), default=lo)
+            last = max(acks, default=end)
+            over = sorted((j for j in np.flatnonzero((f_start <= last) & (f_stop >= first)).tolist()),
+                          key=lambda j: (f_start[j], j))
+        elif "lost" in classes or "lost_effects" in classes:
             # a loss happens after the acknowledgement: the windows still open at or after it, in order; the
             # first is the likely cause
             acks = [x["complete_time"] for x in send_list if x["outcome"] == "ok" and x["complete_time"] is not None]
@@ -264,8 +289,11 @@ def _taken_in(j: int, takers: dict[int, int], f_start: np.ndarray, f_stop: np.nd
     return {"offset_taken_by": h.id_table.strings(np.array(ids, dtype=np.int64))} if ids else {}
 
 
-def check_delivery(h: History, guarantee: str = "exactly-once", explain_limit: int = 1000) -> dict[str, Any]:
-    """The `delivery` section of results.json for a claimed guarantee."""
+def check_delivery(h: History, guarantee: str = "exactly-once", explain_limit: int = 1000,
+                   details: Details | None = None) -> dict[str, Any]:
+    """The `delivery` section of results.json for a claimed guarantee. `details`, for histories of API
+    requests, adds what their values say to the explanations; lost in the middle (a queue's notion: later
+    messages of the same producer delivered) is then not computed."""
     check_guarantee(guarantee)
     c = classify(h)
     effects = c["applied"] is not None
@@ -280,7 +308,7 @@ def check_delivery(h: History, guarantee: str = "exactly-once", explain_limit: i
         ids_by_class[k] = [(i, code) for i, code, _ in pairs]
         dups[k] = {i: m for i, _, m in pairs}
     lost = np.array([code for _, code in ids_by_class["lost"]], dtype=np.int64)
-    middle = _lost_middle(h, lost, c["delivered"])
+    middle = _lost_middle(h, lost, c["delivered"]) if details is None else {}
     valid: bool | str = holds[guarantee]
     reason = None
     warnings = []
@@ -299,10 +327,12 @@ def check_delivery(h: History, guarantee: str = "exactly-once", explain_limit: i
         "effects_checked": effects,
         "holds": holds,
         "lost_middle": [i for i, code in ids_by_class["lost"] if middle.get(code, 0) > 0],
-        "explanations": explain(h, c, ids_by_class, middle, explain_limit),
+        "explanations": explain(h, c, ids_by_class, middle, explain_limit, details),
         "explain_limit": explain_limit,
     }
     result["counts"]["lost_middle"] = len(result["lost_middle"])
+    if details is not None:
+        result["api"] = True  # sends are requests to a system that acts before it answers
     if reason:
         result["reason"] = reason
     if warnings:

@@ -14,9 +14,10 @@ import numpy as np
 
 from checkers.delivery import check_delivery
 from checkers.history import History
+from checkers.idempotency import Requests, check_idempotency, is_api
 from checkers.log import check_log
 from checkers.perf import check_perf
-from checkers.vocabulary import check_guarantee
+from checkers.vocabulary import GUARANTEES, check_guarantee
 
 CONTRACT = "history-v1"
 PARALLEL_MIN_OPS = 500_000  # smaller histories are checked in one thread
@@ -31,7 +32,7 @@ def combine(*valids: bool | str) -> bool | str:
     return True
 
 
-def blind_spots(h: History, delivery: dict[str, Any], log: dict[str, Any]) -> list[str]:
+def blind_spots(h: History, delivery: dict[str, Any], log: dict[str, Any], api: bool = False) -> list[str]:
     """What the checkers could not look at in this history, said rather than passed over in silence."""
     out = []
     if len(h) == 0:
@@ -41,7 +42,7 @@ def blind_spots(h: History, delivery: dict[str, Any], log: dict[str, Any]) -> li
     if back:
         out.append(f"times out of order: {back} line(s) earlier than the line before them (the checkers go by "
                    "time; check the clock the history was written with)")
-    if not log.get("applicable", True):
+    if not log.get("applicable", True) and not api:  # API requests have no positions to look for
         out.append("no send or delivery carries a partition and offset: the log checker could not look for "
                    "overwritten positions, reordering or skips")
     if not delivery.get("effects_checked"):
@@ -52,6 +53,7 @@ def blind_spots(h: History, delivery: dict[str, Any], log: dict[str, Any]) -> li
 def check_history(h: History, guarantee: str = "exactly-once", explain_limit: int = 1000) -> dict[str, Any]:
     """results.json for `h` under the claimed `guarantee`."""
     check_guarantee(guarantee)
+    reqs = Requests(h) if is_api(h) else None
     was_enabled = gc.isenabled()
     gc.disable()  # the checkers make few objects but the history holds many: no point rescanning them
     try:
@@ -64,17 +66,18 @@ def check_history(h: History, guarantee: str = "exactly-once", explain_limit: in
                 sends.result()
                 log_f = pool.submit(check_log, h, guarantee, limit=explain_limit)
                 perf_f = pool.submit(check_perf, h)
-                delivery = check_delivery(h, guarantee, explain_limit=explain_limit)
+                delivery = check_delivery(h, guarantee, explain_limit=explain_limit, details=reqs)
                 log, perf = log_f.result(), perf_f.result()
         else:
-            delivery = check_delivery(h, guarantee, explain_limit=explain_limit)
+            delivery = check_delivery(h, guarantee, explain_limit=explain_limit, details=reqs)
             log = check_log(h, guarantee, limit=explain_limit)
             perf = check_perf(h)
     finally:
         if was_enabled:
             gc.enable()
-    blind = blind_spots(h, delivery, log)
-    valid = combine(delivery["valid"], log["valid"])
+    idem = check_idempotency(h, guarantee, reqs, limit=explain_limit)
+    blind = blind_spots(h, delivery, log, api=reqs is not None)
+    valid = combine(delivery["valid"], log["valid"], idem["valid"])
     reasons = []
     if len(h) == 0:
         valid = "unknown"
@@ -89,11 +92,14 @@ def check_history(h: History, guarantee: str = "exactly-once", explain_limit: in
         "operations": len(h),
         "reasons": reasons,
         "warnings": [*h.warnings, *delivery.get("warnings", []), *blind],
+        # which guarantees the history satisfies, by every checker that judges guarantees
+        "holds": {g: bool(delivery["holds"][g] and idem["holds"][g]) for g in GUARANTEES},
         "faults": [
             {"fault": fault, "nodes": nodes, "start": start, "stop": stop, "unhealed": unhealed}
             for fault, nodes, start, stop, _, unhealed in h.fault_windows
         ],
         "delivery": delivery,
         "log": log,
+        "idempotency": idem,
         "perf": perf,
     }

@@ -17,6 +17,10 @@ DELIVERY_COUNTS = ("attempted", "acknowledged", "failed", "indeterminate", "deli
                    "unexpected", "aborted_read", "recovered", "unresolved", "lost_effects", "duplicated_effects")
 ANOMALIES = ("lost", "duplicated", "unexpected", "aborted_read", "lost_effects", "duplicated_effects")
 
+# The idempotency checker's anomaly classes (docs/payments-contract.md): what an API's answers must not be.
+IDEMPOTENCY_ANOMALIES = ("key_reuse_accepted",)
+IDEMPOTENCY_COUNTS = ("requests", "keys", "reused", *IDEMPOTENCY_ANOMALIES)
+
 # The log checker's kinds: the first two fail a run, the last two are reported only.
 LOG_KINDS = ("inconsistent_offsets", "duplicates", "nonmonotonic", "skips")
 LOG_FAILING = ("inconsistent_offsets", "duplicates")
@@ -51,6 +55,29 @@ def failing_anomalies(guarantee: str, effects: bool) -> frozenset[str]:
     if guarantee not in GUARANTEES:
         kinds.update(ANOMALIES)
     return frozenset(kinds)
+
+
+def failing_idempotency(guarantee: str) -> frozenset[str]:
+    """The idempotency anomalies that break `guarantee`: the key is an exactly-once claim's mechanism, so a key
+    that did not guard a reused payload breaks that claim; claims of less report it without failing."""
+    return frozenset(IDEMPOTENCY_ANOMALIES) if guarantee not in ("at-most-once", "at-least-once") else frozenset()
+
+
+def counts_of(results: dict[str, Any]) -> dict[str, Any]:
+    """A results dict's counts in one mapping: the delivery checker's, and the idempotency checker's anomalies
+    where it applied (what suite expectations and comparisons read)."""
+    counts = dict((results.get("delivery") or {}).get("counts") or {})
+    idem = results.get("idempotency") or {}
+    if idem.get("applicable"):
+        counts.update({k: (idem.get("counts") or {}).get(k, 0) for k in IDEMPOTENCY_ANOMALIES})
+    return counts
+
+
+def holds_of(results: dict[str, Any]) -> dict[str, Any]:
+    """Which guarantees a results dict's history satisfies: by every checker that judges guarantees (`holds`),
+    or by the delivery checker alone in results written before there was more than one."""
+    holds = results.get("holds")
+    return dict(holds) if isinstance(holds, dict) else dict((results.get("delivery") or {}).get("holds") or {})
 
 
 def check_guarantee(guarantee: str) -> None:

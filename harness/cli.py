@@ -14,7 +14,7 @@ import workloads
 from checkers import importers
 from checkers.history import HistoryError, native, read_history, resolve_history_path
 from checkers.suite import check_history
-from checkers.vocabulary import GUARANTEES, exit_code, verdict_word
+from checkers.vocabulary import GUARANTEES, exit_code, holds_of, verdict_word
 from harness.config import DEFAULT_TARGET
 from harness.runtime import RUNTIMES
 
@@ -33,13 +33,19 @@ def summarize(results: dict) -> str:
     lines.append("sends: attempted {attempted}, acknowledged {acknowledged}, failed {failed}, "
                  "indeterminate {indeterminate} (recovered {recovered}, unresolved {unresolved})".format(**c))
     lines.append("deliveries: delivered {delivered} distinct ids".format(**c))
-    anomalies = [f"lost {c['lost']} ({c.get('lost_middle', 0)} in the middle)", f"duplicated {c['duplicated']}",
+    lost = f"lost {c['lost']}" + ("" if d.get("api") else f" ({c.get('lost_middle', 0)} in the middle)")
+    anomalies = [lost, f"duplicated {c['duplicated']}",
                  f"unexpected {c['unexpected']}", f"aborted_read {c['aborted_read']}"]
     if d.get("effects_checked"):
         anomalies += [f"lost_effects {c['lost_effects']}", f"duplicated_effects {c['duplicated_effects']}"]
     lines.append("anomalies: " + ", ".join(anomalies))
-    holds = d.get("holds", {})
+    holds = holds_of(results)
     lines.append("guarantees held: " + (", ".join(g for g in GUARANTEES if holds.get(g)) or "none"))
+    idem = results.get("idempotency") or {}
+    if idem.get("applicable"):
+        ic = idem.get("counts", {})
+        lines.append(f"idempotency keys: {ic.get('requests', 0)} requests, {ic.get('reused', 0)} reused a key with "
+                     f"another payload, {ic.get('key_reuse_accepted', 0)} of them answered 2xx (key_reuse_accepted)")
     log = results.get("log", {})
     if log.get("applicable"):
         lc = log.get("counts", {})

@@ -15,10 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from checkers.vocabulary import verdict_name
+from checkers.vocabulary import counts_of, verdict_name
 
 SHOWN = ("lost", "duplicated", "duplicated_effects")  # the counts a cell shows
-ABBREV = {"lost": "lost", "duplicated": "dup", "duplicated_effects": "dup fx", "lost_effects": "lost fx"}
+ABBREV = {"lost": "lost", "duplicated": "dup", "duplicated_effects": "dup fx", "lost_effects": "lost fx",
+          "key_reuse_accepted": "reuse 2xx"}
 
 
 class CompareError(Exception):
@@ -72,7 +73,7 @@ def entry_from_results(results: dict[str, Any], run_dir: Path) -> Entry:
         target=str(cfg.get("target", "?")), profile=str(cfg.get("profile", "?")),
         faults=tuple(cfg.get("faults") or ()), seed=int(cfg.get("seed", 0)),
         verdict=verdict_name(results.get("valid")),
-        counts=dict((results.get("delivery") or {}).get("counts") or {}), guarantee=str(results.get("guarantee", "")),
+        counts=counts_of(results), guarantee=str(results.get("guarantee", "")),
         time=cfg.get("time"), report=run_dir / "report.html" if (run_dir / "report.html").exists() else None,
         schedule=schedule_digest(run_dir))
 
@@ -227,7 +228,8 @@ def matrix(entries: list[Entry]) -> tuple[list[tuple[str, str]], list[str], dict
 
 
 def _counts_text(e: Entry) -> str:
-    shown = (*SHOWN, "lost_effects") if e.counts.get("lost_effects") else SHOWN  # lost effects only when any
+    # lost effects and accepted key reuses only when any
+    shown = (*SHOWN, *(k for k in ("lost_effects", "key_reuse_accepted") if e.counts.get(k)))
     return " · ".join(f"{ABBREV[k]} {e.counts.get(k, 0):,}" for k in shown)
 
 

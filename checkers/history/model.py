@@ -17,7 +17,7 @@ import numpy as np
 
 from checkers.history.contract import NEMESIS, OUTCOMES, TYPES
 from checkers.history.ids import IdTable
-from checkers.history.keys import read_keys
+from checkers.history.keys import mentions, read_keys, read_values
 
 # (msgspec structs, not dataclasses: generating dataclass methods costs import time on every run)
 
@@ -224,6 +224,18 @@ class History:
         """Keys of send operations and of poll entries, in file order (read from the file: no checker
         needs them, so the reader does not keep them)."""
         send, msg = read_keys(self.source, self._spans, self._stamp)
+        return object_array(send), object_array(msg)
+
+    def mentions(self, needle: bytes) -> bool:
+        """Whether the history's file holds `needle` anywhere (say, a field's name): cheap, decodes nothing."""
+        return mentions(self.source, needle)
+
+    @cached_property
+    def values(self) -> tuple[np.ndarray, np.ndarray]:
+        """The whole values of send operations (indexed like `send["row"]`: invokes and completions, in file
+        order) and of message entries (indexed by `MessageCols.key`), read from the file: for checkers of
+        small histories that need more of a value than the columns hold (idempotency keys, status codes)."""
+        send, msg = read_values(self.source, self._spans, self._stamp)
         return object_array(send), object_array(msg)
 
     @staticmethod

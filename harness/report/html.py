@@ -15,7 +15,15 @@ import json
 import math
 from typing import Any
 
-from checkers.vocabulary import ANOMALIES, GUARANTEES, LOG_FAILING, LOG_KINDS, verdict_word
+from checkers.vocabulary import (
+    ANOMALIES,
+    GUARANTEES,
+    IDEMPOTENCY_ANOMALIES,
+    LOG_FAILING,
+    LOG_KINDS,
+    holds_of,
+    verdict_word,
+)
 
 MAX_ROWS = 300  # rows per table
 MAX_ITEMS = 8  # sends / deliveries / faults listed in one cell
@@ -318,11 +326,14 @@ def _header(r: dict, clock: _Clock) -> str:
     if meta:
         parts.append('<p class="meta">' + " · ".join(meta) + "</p>")
     checks = []
-    for name in ("delivery", "log"):
+    for name in ("delivery", "log", "idempotency"):
         sec = r.get(name)
         if isinstance(sec, dict) and "valid" in sec:
+            if name == "idempotency" and not sec.get("applicable", True):
+                continue  # a queue's history: nothing to say
             if name == "log" and not sec.get("applicable", True):
-                checks.append(f"{name}: not applicable")
+                if not (r.get("delivery") or {}).get("api"):  # API requests never have positions
+                    checks.append(f"{name}: not applicable")
             else:
                 checks.append(f"{name}: {verdict_word(sec.get('valid'))}")
     if checks:
@@ -340,7 +351,7 @@ def _guarantees(r: dict) -> str:
     d = r.get("delivery")
     if not isinstance(d, dict) or not isinstance(d.get("holds"), dict):
         return ""
-    holds, claimed = d["holds"], r.get("guarantee")
+    holds, claimed = holds_of(r), r.get("guarantee")
     cards = []
     for g in GUARANTEES:
         h = holds.get(g)
@@ -355,7 +366,11 @@ def _guarantees(r: dict) -> str:
     log = r.get("log")
     if isinstance(log, dict) and log.get("applicable") and log.get("valid") is False:
         note += " The log checker found violations too (see below); they also fail the run."
-    return ('<section><h2>Guarantees (delivery checker)</h2><div class="cards">' + "".join(cards)
+    idem = r.get("idempotency")
+    if isinstance(idem, dict) and idem.get("applicable") and idem.get("valid") is False:
+        note += (" The idempotency checker found answers the key contract forbids (see below); they fail the "
+                 "run's claim.")
+    return ('<section><h2>Guarantees</h2><div class="cards">' + "".join(cards)
             + f'</div><p class="note">{esc(note)}</p></section>')
 
 
@@ -383,9 +398,11 @@ def _counts(r: dict) -> str:
         row("  unresolved", "unresolved", note="indeterminate, never delivered"),
         row("delivered", "delivered", note="distinct ids in ok polls"),
     ]
-    anomalies = [
-        row("lost", "lost", True, "acknowledged, never delivered"),
-        row("  lost in the middle", "lost_middle", True, "later messages of the same producer were delivered"),
+    anomalies = [row("lost", "lost", True, "acknowledged, never delivered")]
+    if not d.get("api"):  # a queue's notion: API requests have no order of a producer's messages to lose within
+        anomalies.append(row("  lost in the middle", "lost_middle", True,
+                             "later messages of the same producer were delivered"))
+    anomalies += [
         row("duplicated", "duplicated", True, "delivered more than once"),
         row("unexpected", "unexpected", True, "delivered, never sent"),
         row("aborted_read", "aborted_read", True, "delivered, but every send failed"),
@@ -395,6 +412,11 @@ def _counts(r: dict) -> str:
                       row("duplicated_effects", "duplicated_effects", True, "applied more than once")]
     else:
         anomalies.append([esc("effects"), '<span class="na">n/a</span>', esc("no effect-store read")])
+    idem = r.get("idempotency")
+    if isinstance(idem, dict) and idem.get("applicable"):
+        v = (idem.get("counts") or {}).get("key_reuse_accepted", 0)
+        anomalies.append([esc("key_reuse_accepted"), f'<span class="{"bad" if v else ""}">{_n(v)}</span>',
+                          esc("requests: a key with another payload answered 2xx")])
     return ('<section><h2>Counts</h2><div class="grid2"><div><h3>Sends and deliveries</h3>'
             + _table(head, sends, "counts") + "</div><div><h3>Anomalies</h3>"
             + _table(head, anomalies, "counts") + "</div></div></section>")
@@ -497,7 +519,51 @@ def _send_item(s: dict, clock: _Clock) -> str:
         text += " → never completed"
     if s.get("partition") is not None or s.get("offset") is not None:
         text += f' <span class="na">p{esc(s.get("partition"))}@{esc(s.get("offset"))}</span>'
+    return text + _request_detail(s, clock)
+
+
+# what an API request's explanation shows of its value and answer, and an execution's of its record:
+# (field, label, how: "code", "bold", "time" or plain)
+REQUEST_FIELDS = (("idempotency_key", "key", "code"), ("amount", "amount", ""), ("status", "answered", "bold"),
+                  ("charge_id", "charge", "code"))
+EXECUTION_FIELDS = (("charge_id", "charge", "code"), ("amount", "amount", ""), ("idempotency_key", "key", "code"),
+                    ("executed_at", "executed at", "time"))
+
+
+def _fields(item: dict, shown: tuple[tuple[str, str, str], ...], clock: _Clock) -> str:
+    """The fields of `shown` that `item` has, each after its label, joined by middle dots."""
+    parts = []
+    for key, label, how in shown:
+        v = item.get(key)
+        if v is None:
+            continue
+        cell = {"code": f"<code>{esc(v)}</code>", "bold": f"<b>{esc(v)}</b>", "time": clock.s(v)}.get(how, esc(v))
+        parts.append(f"{esc(label)} {cell}")
+    return (" · " + " · ".join(parts)) if parts else ""
+
+
+def _request_detail(s: dict, clock: _Clock) -> str:
+    """An API request's key, payload markers and answer (status, charge), and what a 2xx answer named when that
+    was not a charge of this request's payload."""
+    text = _fields(s, REQUEST_FIELDS, clock)
+    if s.get("reuse"):
+        text += ' <span class="badge soft">the key again, another payload</span>'
+    if s.get("burst"):
+        text += ' <span class="badge soft">burst: one key sent at once</span>'
+    r = s.get("replays")
+    if isinstance(r, dict):
+        text += f"<div><b>{esc(_named_charge(r))}</b></div>"
     return text
+
+
+def _named_charge(r: dict) -> str:
+    """What a 2xx answer's charge id was, when not a charge of the request's own payload."""
+    if r.get("payment") is None:
+        return f"its charge {r.get('charge_id')} is in no execution the history records"
+    executed = r.get("executed") or {}
+    what = ", ".join(f"{k} {v}" for k, v in executed.items() if k != "id")
+    return (f"replays charge {r.get('charge_id')}, executed for payment {r['payment']}"
+            + (f" ({what})" if what else "") + ": no charge of this request's payload")
 
 
 def _delivery_item(d: dict, clock: _Clock) -> str:
@@ -507,7 +573,7 @@ def _delivery_item(d: dict, clock: _Clock) -> str:
         text += f' <span class="na">p{esc(d.get("partition"))}@{esc(d.get("offset"))}</span>'
     if d.get("redelivered"):
         text += ' <span class="badge soft">redelivered</span>'
-    return text
+    return text + _fields(d, EXECUTION_FIELDS, clock)
 
 
 def _id(i: Any) -> str:
@@ -529,9 +595,12 @@ def _anomalies(r: dict, clock: _Clock) -> str:
         if i not in classes and isinstance(e, dict):
             classes[i] = list(e.get("classes") or [])
     middle = set(d.get("lost_middle") or [])
-    head = "<section><h2>Anomalous messages</h2>"
+    api = bool(d.get("api"))
+    head = f"<section><h2>Anomalous {'payments (by id)' if api else 'messages'}</h2>"
     if not classes:
-        return head + '<p class="note">None: every acknowledged message was delivered exactly once.</p></section>'
+        return head + ('<p class="note">None: every payment the client was told succeeded was executed exactly '
+                       "once, and none other was.</p></section>" if api else
+                       '<p class="note">None: every acknowledged message was delivered exactly once.</p></section>')
     dups, dfx = d.get("duplicated") or {}, d.get("duplicated_effects") or {}
     rows = []
     ids = list(classes)
@@ -577,11 +646,81 @@ def _anomalies(r: dict, clock: _Clock) -> str:
         ])
     th = [("id", ""), ("anomaly", ""), ("sends (process, outcome, invoke → completion)", ""),
           ("deliveries (consumer, time)", ""), ("counts", ""), ("overlapping faults", "")]
+    if api:
+        th[2:4] = [("requests (process, outcome, invoke → answer)", ""),
+                   ("executions (read from the provider's record)", "")]
+        th[5] = ("faults that overlapped it (from its first request to its last answer, or to its last "
+                 "execution when charged twice)", "")
     note = _cap_note(min(len(ids), MAX_ROWS), len(ids), "anomalous messages", "every id")
     limit = d.get("explain_limit")
     lim = (f'<p class="note">Times are seconds since the first operation. Up to {_n(limit)} messages '
            "per anomaly class are explained.</p>" if limit is not None else "")
     return head + _table(th, rows) + note + lim + "</section>"
+
+
+def _payload(p: Any) -> str:
+    if not isinstance(p, dict):
+        return esc(p)
+    return ", ".join(f"{esc(k)} <code>{esc(v)}</code>" for k, v in p.items())
+
+
+def reuse_sentence(e: dict, clock: _Clock) -> str:
+    """One accepted reuse of a key in words (plain text): the key, both payloads, the answer and what it named."""
+    req, first = e.get("request") or {}, e.get("first") or {}
+    differs = ", ".join(f"{k} {first.get('payload', {}).get(k)!r} → {req.get('payload', {}).get(k)!r}"
+                        for k in e.get("differs_in") or [])
+    text = (f"Key {e.get('key')} was first used for payment {first.get('id')} (line {first.get('invoke_line')}"
+            + (f", answered {first['status']}" if first.get("status") is not None else "")
+            + (f" with charge {first['charge_id']}" if first.get("charge_id") is not None else "")
+            + f"), then sent again with another payload ({differs}) at {clock.s(req.get('invoke_time'))} "
+            f"(line {req.get('invoke_line')}) and answered {req.get('status', 'ok')}"
+            + (f" with charge {req['charge_id']}" if req.get("charge_id") is not None else "") + ".")
+    named = e.get("answer_names")
+    if isinstance(named, dict):
+        if named.get("payment") is None:
+            text += f" No execution in the history carries charge {named.get('charge_id')}."
+        elif named.get("of_this_payload"):
+            text += (f" That charge was executed for this payload at {clock.s(named.get('time'))}: the key "
+                     "guarded nothing.")
+        else:
+            ex = ", ".join(f"{k} {v!r}" for k, v in (named.get("executed") or {}).items() if k != "id")
+            text += (f" That charge was executed for payment {named['payment']}" + (f" ({ex})" if ex else "")
+                     + ": the answer replayed it, so the client was told a charge of its payload happened that "
+                     "never did.")
+    faults = e.get("faults") or []
+    text += (" Faults during the request: " + "; ".join(_fault_label(f) for f in faults) + "."
+             if faults else " No fault overlapped the request.")
+    return text
+
+
+def _idempotency(r: dict, clock: _Clock) -> str:
+    sec = r.get("idempotency")
+    if not isinstance(sec, dict) or not sec.get("applicable"):
+        return ""
+    c = sec.get("counts") or {}
+    word = verdict_word(sec.get("valid") is not False)
+    rows = [[esc("requests"), _n(c.get("requests", 0)), esc("sends with an idempotency key")],
+            [esc("keys"), _n(c.get("keys", 0)), ""],
+            [esc("reused with another payload"), _n(c.get("reused", 0)),
+             esc("a request whose payload differs from its key's first (must get a 4xx)")]]
+    for k in IDEMPOTENCY_ANOMALIES:
+        v = c.get(k, 0)
+        rows.append([esc(k), f'<span class="{"bad" if v else ""}">{_n(v)}</span>',
+                     esc("answered 2xx anyway: fails an exactly-once claim")])
+    parts = [f"<section><h2>Idempotency keys: {word}</h2>",
+             _table([("", ""), ("requests", "num"), ("", "")], rows, "counts")]
+    items = [e for e in sec.get("key_reuse_accepted") or [] if isinstance(e, dict)]
+    if items:
+        trs = []
+        for e in items[:MAX_ROWS]:
+            req, first = e.get("request") or {}, e.get("first") or {}
+            trs.append([_id(e.get("key")), _payload(first.get("payload")),
+                        _payload(req.get("payload")), esc(reuse_sentence(e, clock))])
+        parts.append("<h3>A key reused with another payload, answered 2xx</h3>"
+                     + _table([("key", ""), ("first payload", ""), ("reused with", ""), ("what happened", "")], trs)
+                     + _cap_note(len(trs), c.get("key_reuse_accepted", len(items)), "accepted reuses"))
+    parts.append("</section>")
+    return "".join(parts)
 
 
 def _cell(v: Any) -> str:
@@ -605,6 +744,8 @@ def _log(r: dict) -> str:
     log = r.get("log")
     if not isinstance(log, dict):
         return ""
+    if not log.get("applicable") and (r.get("delivery") or {}).get("api"):
+        return ""  # API requests have no partitions and offsets: nothing to say
     if not log.get("applicable"):
         return ('<section><h2>Log (partitions and offsets)</h2><p class="note">Not applicable: no operation '
                 "recorded both a partition and an offset.</p></section>")
@@ -649,7 +790,8 @@ def render(results: dict[str, Any]) -> str:
     clock = _Clock(t0)
     word = verdict_word(r.get("valid"))
     sections = [
-        _header(r, clock), _guarantees(r), _counts(r), _perf(r), _faults(r, clock), _anomalies(r, clock), _log(r),
+        _header(r, clock), _guarantees(r), _counts(r), _perf(r), _faults(r, clock), _anomalies(r, clock),
+        _idempotency(r, clock), _log(r),
     ]
     title = f"onceproof: {word} ({r.get('guarantee', '?')})"
     return (

@@ -4,6 +4,8 @@
   (``<error>``) when the verdict is unknown;
 - log: fails on log violations, is skipped when the history records no
   partitions/offsets;
+- idempotency (histories of API requests only): fails when a key reused with another payload got a 2xx and
+  exactly-once is claimed;
 - perf: always passes; its summary goes to ``<system-out>``.
 
 A checker missing from the results gets an ``<error>`` when the overall verdict
@@ -19,7 +21,15 @@ import re
 import xml.etree.ElementTree as ET
 from typing import Any
 
-from checkers.vocabulary import ANOMALIES, LOG_FAILING, LOG_KINDS, failing_anomalies, verdict_word
+from checkers.vocabulary import (
+    ANOMALIES,
+    IDEMPOTENCY_ANOMALIES,
+    IDEMPOTENCY_COUNTS,
+    LOG_FAILING,
+    LOG_KINDS,
+    failing_anomalies,
+    verdict_word,
+)
 
 MAX_IDS = 50  # ids listed per anomaly class in a failure's details
 _INVALID_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
@@ -86,6 +96,21 @@ def _log_case(log: dict, guarantee: str) -> tuple[str, str | None, str, str]:
     return "error", "log verdict unknown", "", summary
 
 
+def _idempotency_case(sec: dict, guarantee: str) -> tuple[str, str | None, str, str]:
+    """Only for histories of API requests with idempotency keys (the section is applicable)."""
+    c = sec.get("counts") or {}
+    summary = ", ".join(f"{k} {c.get(k, 0)}" for k in IDEMPOTENCY_COUNTS)
+    if sec.get("valid") is not False:
+        return "pass", None, "", summary
+    kinds = [k for k in IDEMPOTENCY_ANOMALIES if c.get(k)]
+    msg = f"{guarantee} violated: " + ", ".join(f"{k} {c[k]}" for k in kinds)
+    lines = [msg, summary]
+    for k in kinds:
+        for item in (sec.get(k) or [])[:MAX_IDS]:
+            lines.append(f"{k}: {json.dumps(item, ensure_ascii=False, default=str)}")
+    return "failure", msg, "\n".join(lines), summary
+
+
 def _perf_case(perf: dict) -> tuple[str, str | None, str, str]:
     s = perf.get("summary") or {}
     out = []
@@ -123,6 +148,9 @@ def render(results: dict[str, Any]) -> str:
         else:
             res = ("skipped", f"{name} checker did not run", "", "")
         cases.append((name, res))
+    idem = r.get("idempotency")
+    if isinstance(idem, dict) and idem.get("applicable"):
+        cases.insert(2, ("idempotency", _idempotency_case(idem, g)))
 
     suite = ET.Element("testsuite", {
         "name": "onceproof",

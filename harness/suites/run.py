@@ -10,7 +10,7 @@ import traceback
 from pathlib import Path
 from typing import Any, TextIO
 
-from checkers.vocabulary import verdict_name
+from checkers.vocabulary import counts_of, holds_of, verdict_name
 from harness.certify import Interrupted, RunFailed, certify
 from harness.suites.results import FORMAT, digest, write_all
 from harness.suites.spec import Item, Suite
@@ -36,7 +36,7 @@ def outcome(item: Item, out: Path, results: dict[str, Any] | None, run_dir: Path
             error: str | None = None) -> dict[str, Any]:
     """suite.json's record of one run."""
     c = item.case
-    counts = (results or {}).get("delivery", {}).get("counts", {}) if results else {}
+    counts = counts_of(results) if results else {}
     verdict = "error" if results is None else verdict_name(results.get("valid"))
     unmet = ([f"the harness could not run it: {error}"] if results is None
              else c.expect.unmet(verdict, counts))
@@ -44,7 +44,7 @@ def outcome(item: Item, out: Path, results: dict[str, Any] | None, run_dir: Path
         "index": item.index, "case": c.name, "seed": item.seed, "target": c.target, "profile": c.profile,
         "guarantee": (results or {}).get("guarantee", ""), "faults": list(c.faults), "options": c.options,
         "expect": c.expect.as_dict(), "expect_text": str(c.expect), "verdict": verdict, "met": not unmet,
-        "unmet": unmet, "counts": counts, "holds": (results or {}).get("delivery", {}).get("holds", {}),
+        "unmet": unmet, "counts": counts, "holds": holds_of(results or {}),
         "reasons": (results or {}).get("reasons", []), "error": error,
         "run_dir": os.path.relpath(run_dir, out) if run_dir is not None else None,
         "duration_s": round(duration, 1),

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import targets
-from checkers.vocabulary import ANOMALIES, DELIVERY_COUNTS, VERDICT_NAMES
+from checkers.vocabulary import ANOMALIES, DELIVERY_COUNTS, IDEMPOTENCY_ANOMALIES, VERDICT_NAMES
 from harness.config import ConfigError, RunConfig
 
 # `onceproof run` options a suite may set, in [defaults] or in a case (hyphens allowed, as on the command line)
@@ -29,7 +29,7 @@ OPTIONS = ("workload", "time", "rate", "runtime", "producers", "consumers", "qui
 CASE_KEYS = ("name", "kind", "target", "profile", "faults", "seed", "seeds", "expect", "profiles", "find_rate",
              *OPTIONS)
 KINDS = ("run", "cost")  # a certification run per seed, or `onceproof cost` over the target's profiles
-COUNTABLE = tuple(dict.fromkeys((*DELIVERY_COUNTS, *ANOMALIES, "lost_middle")))
+COUNTABLE = tuple(dict.fromkeys((*DELIVERY_COUNTS, *ANOMALIES, "lost_middle", *IDEMPOTENCY_ANOMALIES)))
 _CONDITION = re.compile(r"^\s*(>=|<=|==|>|<|=)?\s*(\d+)\s*$")
 
 
