@@ -200,7 +200,8 @@ class Run:
         self.worker_index += 1
         spec = worker_spec(role, index, self.dir, self.start_ns, self.target.name, self.profile.name,
                            self.client_bootstrap, self.workload.name, self.workload_settings(), drain=drain,
-                           slot=slot, addresses=self.proxy_addresses)
+                           slot=slot, addresses=self.proxy_addresses,
+                           direct={name: f"{n.host}:{n.port}" for name, n in self.infos.items()})
         wdir = self.dir / "workers"
         wdir.mkdir(exist_ok=True)
         spec_path = wdir / f"{role}-{index}.json"

@@ -24,14 +24,18 @@ from workloads.base import PROCESS_SPAN, ProcessLog, WorkerContext
 
 def worker_spec(role: str, index: int, run_dir: Path, start_ns: int, target: str, profile: str,
                 bootstrap: list[str], workload: str, settings: dict[str, Any], drain: bool = False,
-                record: bool = True, slot: str = "", addresses: dict[str, str] | None = None) -> dict[str, Any]:
+                record: bool = True, slot: str = "", addresses: dict[str, str] | None = None,
+                direct: dict[str, str] | None = None) -> dict[str, Any]:
     """What a worker needs: `bootstrap` lists the proxy addresses (host:port) of the nodes clients talk to,
     the only way in, and `addresses` every node's by name (a workload may read a node of a given role);
+    `direct` every node's own address, past its proxy (for a reader that must not be slowed by the faults it
+    measures: it never carries the workload's requests);
     `settings` are the workload's run options; `slot` names the place it fills (a replacement after a
     kill takes the same slot)."""
     return {"role": role, "index": index, "run_dir": str(run_dir), "start_ns": start_ns, "target": target,
             "profile": profile, "bootstrap": bootstrap, "workload": workload, "settings": settings, "drain": drain,
-            "record": record, "slot": slot or f"{role}-{index}", "addresses": addresses or {}}
+            "record": record, "slot": slot or f"{role}-{index}", "addresses": addresses or {},
+            "direct": direct or {}}
 
 
 def shard_path(run_dir: Path, role: str, index: int) -> Path:
@@ -61,7 +65,7 @@ def main(argv: list[str]) -> int:
                             bootstrap=spec["bootstrap"], run_dir=run_dir, slot=spec["slot"], drain=spec["drain"],
                             log=ProcessLog(w, (index + 1) * PROCESS_SPAN), writer=w,
                             settings=spec["settings"], stop=lambda: stopping["flag"],
-                            addresses=spec.get("addresses") or {})
+                            addresses=spec.get("addresses") or {}, direct=spec.get("direct") or {})
         stats = workload.run(role, ctx)
     stats["seconds"] = time.monotonic() - t0
     path.with_suffix(".stats.json").write_text(json.dumps(stats))

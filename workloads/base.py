@@ -23,6 +23,8 @@ PROCESS_SPAN = 1_000_000  # the process ids of one worker: worker k's logical pr
 class Writer(Protocol):
     """A worker's history shard (harness.history.HistoryWriter): one line per operation."""
 
+    start_ns: int  # the run's start on the machine-wide monotonic clock: the history's time 0
+
     @property
     def counts(self) -> Mapping[tuple[str, str], int]: ...
     def write(self, process: Any, type_: str, f: str, value: Any = None, time_ns: int | None = None,
@@ -49,8 +51,9 @@ class ProcessLog:
 @dataclass
 class WorkerContext:
     """What one worker process has: its role and index, the target and profile, the proxies of the nodes clients
-    talk to (`bootstrap`; every node's by name in `addresses`), the run's directory, its slot, whether it
-    drains, its history log, the workload's settings and `stop()`, true once the harness asked it to finish."""
+    talk to (`bootstrap`; every node's by name in `addresses`, and past its proxy in `direct`), the run's
+    directory, its slot, whether it drains, its history log, the workload's settings and `stop()`, true once the
+    harness asked it to finish."""
 
     role: str
     index: int
@@ -65,6 +68,9 @@ class WorkerContext:
     settings: Mapping[str, Any]
     stop: Callable[[], bool]
     addresses: Mapping[str, str] = field(default_factory=dict)  # every node's proxy address, by node name
+    # every node's own address, past its proxy: only for reading what a node recorded (never for the workload's
+    # requests), so that the faults on the proxies do not delay the record of what happened
+    direct: Mapping[str, str] = field(default_factory=dict)
 
 
 class Workload(Protocol):

@@ -15,8 +15,11 @@ share of the rate, and retries an unknown outcome with the same key and body, ea
   (at most one charge may result).
 
 The provider's executed charges are the deliveries (followed during the load by one consumer, then by the
-drain, at most READ_EVERY_S after each was executed) and the effects (read by the target at the end): a
-double charge is a duplicated effect, an acknowledged payment never charged a lost one.
+drain, at most READ_EVERY_S after each was executed: the reader goes to the provider past its proxy, so no
+fault on the provider's hop delays it, and each entry says when the provider executed it, `executed_at`) and
+the effects (read by the target at the end): a double charge is a duplicated effect, an acknowledged payment
+never charged a lost one. The answers themselves are judged by the idempotency checker (checkers/idempotency.py):
+a 2xx to the key with another payload is `key_reuse_accepted`.
 """
 
 from __future__ import annotations
@@ -59,6 +62,15 @@ def classify(status: int | None) -> str:
     if status in FAIL_CODES:
         return "fail"
     return "info"
+
+
+def execution(c: dict[str, Any], start_ns: int) -> dict[str, Any]:
+    """A charge of the provider's record as a delivery entry: the payment, what was charged, when."""
+    e = {"id": c["payment_id"], "key": c.get("account"), "charge_id": c.get("charge_id"),
+         "idempotency_key": c.get("key"), "amount": c.get("amount")}
+    if isinstance(c.get("at_ns"), int):
+        e["executed_at"] = c["at_ns"] - start_ns
+    return e
 
 
 class Client:
@@ -134,7 +146,7 @@ class Payments:
         """Poll the provider's record every READ_EVERY_S until stopped, recording each new charge as a delivery
         of its payment id, at about the time it was executed (so a report can place a second charge against
         the faults). Where it got to is kept in the run directory for the drain's reader."""
-        provider = [a for n, a in ctx.addresses.items() if has_role(n, "provider")]
+        provider = [a for n, a in (ctx.direct or ctx.addresses).items() if has_role(n, "provider")]
         if not provider:
             raise RuntimeError("no provider node: the payments workload needs a target with a `provider` node")
         host, port = provider[0].rsplit(":", 1)
@@ -154,9 +166,7 @@ class Payments:
                 continue
             finally:
                 conn.close()
-            log.complete("ok", "poll", {"messages": [
-                {"id": c["payment_id"], "key": c.get("account"), "charge_id": c.get("charge_id"),
-                 "idempotency_key": c.get("key")} for c in charges]})
+            log.complete("ok", "poll", {"messages": [execution(c, ctx.writer.start_ns) for c in charges]})
             seen = seen_next
             mark.write_text(str(seen))
             time.sleep(READ_EVERY_S)

@@ -9,9 +9,12 @@ passes no key gets a new charge every time.
 
     POST /charges  {"payment_id": str, "account": str, "amount": int}  [Idempotency-Key: k]
                    -> 201 {"charge_id", "payment_id", "key", "amount", "account", "replayed": false}
-                   -> 200 {... "replayed": true} for a key it has executed
+                   -> 200 {... the key's first charge, "replayed": true} for a key it has executed, whatever
+                      the body (it does not compare payloads: that is the service's job)
                    -> 400 for a body it cannot read
-    GET  /charges[?after=N] -> 200 {"charges": [the executed charges after the first N, in order], "next": M}
+    GET  /charges[?after=N] -> 200 {"charges": [the executed charges after the first N, in order], "next": M};
+                   each charge also has `at_ns`, when it was executed (CLOCK_MONOTONIC, which every process on
+                   the machine shares: the history's clock before the run's start is subtracted)
     GET  /health   -> 200
 
 Run: `python -m targets.payments.provider PORT RECORDS_FILE [BIND]`. With FORWARD_PORT and FORWARD_TO in its
@@ -25,6 +28,7 @@ import json
 import os
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
@@ -60,7 +64,7 @@ class Ledger:
             if key and key in self.by_key:
                 return self.by_key[key], True
             c = {"charge_id": f"ch_{len(self.charges) + 1}", "payment_id": payment_id, "account": account,
-                 "amount": amount, "key": key}
+                 "amount": amount, "key": key, "at_ns": time.monotonic_ns()}
             self.file.write(json.dumps(c) + "\n")
             self.file.flush()
             os.fsync(self.file.fileno())  # durable before anyone hears of it
@@ -93,7 +97,8 @@ def handler(ledger: Ledger) -> type[BaseHTTPRequestHandler]:
                 return
             payment_id, account, amount = req
             c, replayed = ledger.charge(payment_id, account, amount, self.headers.get("Idempotency-Key") or None)
-            self.reply(200 if replayed else 201, {**c, "replayed": replayed})
+            self.reply(200 if replayed else 201, {**{k: v for k, v in c.items() if k != "at_ns"},
+                                                  "replayed": replayed})
 
     return Handler
 
