@@ -34,11 +34,25 @@ def test_a_correct_service_of_our_users_passes(tmp_path):
     c = r["delivery"]["counts"]
     assert rc == 0 and r["valid"] is True, c
     assert c["duplicated_effects"] == 0 and c["acknowledged"] > 100
+    assert r["idempotency"]["counts"]["reused"] > 10 and r["idempotency"]["counts"]["key_reuse_accepted"] == 0
 
 
 def test_the_planted_bug_is_caught(tmp_path):
     rc, r = certify(tmp_path, f"BUG=1 {sys.executable} {TINY}", "ack-loss@service")
     assert rc == 1 and r["valid"] is False and r["delivery"]["counts"]["duplicated_effects"] > 0
+
+
+def test_a_fingerprint_of_the_payment_id_alone_is_caught_by_its_answers(tmp_path, monkeypatch):
+    # the same key and id with another amount gets the first charge back with a 201: no effect differs, the
+    # answers show it. The command names the service by a path relative to where onceproof was started.
+    monkeypatch.chdir(TINY.parent)
+    rc, r = certify(tmp_path, f"BUG=id-only {sys.executable} {TINY.name}", "ack-loss@service")
+    idem, c = r["idempotency"], r["delivery"]["counts"]
+    assert rc == 1 and r["valid"] is False and idem["valid"] is False, idem["counts"]
+    assert idem["counts"]["key_reuse_accepted"] > 10 and r["delivery"]["valid"] is True, c
+    e = idem["key_reuse_accepted"][0]
+    assert e["differs_in"] == ["amount"] and e["answer_names"]["of_this_payload"] is False
+    assert e["answer_names"]["payment"] == e["first"]["id"] == e["request"]["id"]
 
 
 def test_the_http_target_needs_a_service_command(tmp_path, capsys):

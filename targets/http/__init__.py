@@ -1,6 +1,7 @@
 """Your own payments API, certified against `docs/payments-contract.md`: `--target http --service-cmd "CMD"`
-runs `sh -c "CMD"` as the service node (signals go to its process group, so kill, pause and restart reach
-your process), with PORT,
+runs `sh -c "CMD"` as the service node, in the directory onceproof was started from and with its environment
+(so relative paths and your PATH's `python` work as in your shell; signals go to its process group, so kill,
+pause and restart reach your process), with PORT,
 DATABASE_URL (a PostgreSQL 15 cluster the harness initialises in the run's directory) and PROVIDER_URL (the
 harness's payment provider, whose durable records are the effect store) in its environment, each address a
 Toxiproxy proxy. The nodes and the workload are the payments target's: `http-db`, `http-provider`,
@@ -12,6 +13,8 @@ The profile is the guarantee your service claims: `exactly-once` (no payment cha
 
 from __future__ import annotations
 
+import os
+import shlex
 from urllib.parse import urlsplit
 
 from harness.imaging import Image
@@ -82,7 +85,9 @@ class Http(PaymentsCluster):
             return python_argv("targets.payments.forward", {}, str(node.port), node.bind,
                                external_address(o["service_url"]))
         env = {"PORT": str(node.port), "DATABASE_URL": database_url(d), "PROVIDER_URL": provider_url(d)}
-        return ["env", *(f"{k}={v}" for k, v in env.items()), "sh", "-c", o["service_cmd"]]
+        # the node's own directory is its data directory: the command runs where the user started onceproof
+        cmd = f"cd {shlex.quote(os.getcwd())} && {o['service_cmd']}"
+        return ["env", *(f"{k}={v}" for k, v in env.items()), "sh", "-c", cmd]
 
 
 TARGET: Target = Http()
