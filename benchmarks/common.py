@@ -13,7 +13,7 @@ from typing import Any
 from harness.runtime import LocalRuntime, NodeSpec
 from harness.toxiproxy import ToxiproxyServer
 from harness.worker import shard_path, worker_spec
-from targets.base import Deployment, NodeInfo, Profile, Target
+from plugin.target import Deployment, NodeInfo, Profile, Target
 
 
 def _ready(target: Target, info: NodeInfo, node: Any) -> bool:

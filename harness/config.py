@@ -9,7 +9,7 @@ import targets
 import workloads
 from harness.faults import SELECTABLE, candidates, fault_of, split_fault
 from harness.runtime import RUNTIMES, runtime_class
-from targets.base import Profile, Target, node_names
+from plugin.target import Profile, Target, node_names
 
 DEFAULT_TARGET = "redis"  # the one place the harness names a system: what `onceproof run` runs by default
 

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from harness.schedule import Window
-from targets.base import has_role
+from plugin.target import has_role
 
 if TYPE_CHECKING:
-    from harness.runtime.base import Node, Proxies
+    from plugin.runtime import Node, Proxies
 
 
 class FaultContext(Protocol):

@@ -1,7 +1,7 @@
 """`onceproof images build` and `images list`: the container images the docker runtime needs, made from this
 machine's own files when no registry is reachable (as on our CI machines).
 
-Each image is a root filesystem of only what one program needs (`harness.imaging`), packed into a tar
+Each image is a root filesystem of only what one program needs (`plugin.imaging`), packed into a tar
 and loaded with `docker import`: no base image, Dockerfile or registry. Small images matter: with the
 `vfs` storage driver every container starts from a full copy of its image. Besides each target's node
 image (`Target.image`), every run needs two of the harness's own: Toxiproxy at `/toxiproxy`, as in its
@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import targets
-from harness.imaging import (
+from plugin.imaging import (
     HARNESS_COMPOSE,
     PATH,
     WORKER,
@@ -35,7 +35,7 @@ from harness.imaging import (
     local_name,
     pack,
 )
-from harness.needs import toxiproxy_binary
+from plugin.needs import toxiproxy_binary
 
 SRC_IN_IMAGE = "/opt/onceproof/src"
 WORKER_BASE_PACKAGES = ("msgspec",)  # what harness.worker imports itself; targets add their clients'

@@ -26,11 +26,11 @@ from harness.files import atomic_write
 from harness.history import HistoryWriter, merge_shards
 from harness.progress import ShardTail
 from harness.runtime import NodeSpec, cleanup, make_runtime
-from harness.runtime.base import Node, Placement, Proxies, Runtime
 from harness.schedule import Window, make_schedule
 from harness.worker import shard_path, worker_spec
-from targets.base import BenchLoad, Deployment, NodeInfo, Target, node_names
-from workloads.base import Workload
+from plugin.runtime import Node, Placement, Proxies, Runtime
+from plugin.target import BenchLoad, Deployment, NodeInfo, Target, node_names
+from plugin.workload import Workload
 
 BUSY_WAIT_S = 20.0  # longest a consumer fault waits for its victim to receive messages
 BUSY_AFTER_S = (0.2, 1.5)  # and how much longer it then waits (seeded, uniform)

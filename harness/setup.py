@@ -1,7 +1,7 @@
 """`onceproof setup [TARGET...]` and `onceproof doctor`: what the registered targets need, and installing it.
 
 Each target declares its needs (`Target.needs`: Debian packages, files fetched into the cache, its
-clients' Python modules); every target needs Toxiproxy too. The generic steps are `harness.needs`; this
+clients' Python modules); every target needs Toxiproxy too. The generic steps are `plugin.needs`; this
 module loops over the targets the user names (default: all registered ones).
 """
 
@@ -13,7 +13,7 @@ import sys
 from collections.abc import Iterable, Sequence
 
 import targets as registry
-from harness.needs import (
+from plugin.needs import (
     Debian,
     Fetched,
     Progress,

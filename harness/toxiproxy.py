@@ -33,7 +33,7 @@ import toxiproxy
 from toxiproxy.api import APIConsumer
 from toxiproxy.exceptions import InvalidToxic, NotFound, ProxyExists
 
-from harness.needs import toxiproxy_binary
+from plugin.needs import toxiproxy_binary
 
 REQUEST_TIMEOUT = 5.0  # seconds, for every API request
 _NO_PROXIES = {"http": None, "https": None}  # requests drops None entries: environment proxies are ignored

@@ -19,7 +19,7 @@ from typing import Any
 import targets
 import workloads
 from harness.history import HistoryWriter, NullWriter
-from workloads.base import PROCESS_SPAN, ProcessLog, WorkerContext
+from plugin.workload import PROCESS_SPAN, ProcessLog, WorkerContext
 
 
 def worker_spec(role: str, index: int, run_dir: Path, start_ns: int, target: str, profile: str,

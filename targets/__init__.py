@@ -1,5 +1,5 @@
 """The registry of systems under test: every package `targets/<name>/` whose `TARGET` satisfies
-`targets.base.Target`. Adding a target is adding its folder; nothing here or in the harness lists them.
+`plugin.target.Target`. Adding a target is adding its folder; nothing here or in the harness lists them.
 A target is imported only when asked for, and imports its client library only when it makes a client,
 so listing targets stays cheap."""
 
@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from targets.base import Target
+    from plugin.target import Target
 
 _HERE = Path(__file__).resolve().parent
 

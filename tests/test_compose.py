@@ -31,7 +31,7 @@ def _compose() -> list[str]:
 
 def _env() -> dict[str, str]:
     from harness.images import all_images
-    from harness.imaging import env_var, local_name
+    from plugin.imaging import env_var, local_name
 
     return {**os.environ, **{env_var(i.role): local_name(i.role) for i in all_images()}}
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.cost import Measure, find_sustainable, table
-from targets.base import BenchLoad
+from plugin.target import BenchLoad
 from targets.nats import bench as nats_bench
 from targets.redis import bench as redis_bench
 

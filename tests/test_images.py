@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import targets
 from harness.images import all_images, worker_packages
-from harness.imaging import compose_image, local_name
+from plugin.imaging import compose_image, local_name
 
 
 def test_the_compose_files_name_each_roles_public_image_and_its_variable():

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import needs, setup
+from harness import setup
 from harness.runtime import LocalRuntime, NodeSpec, free_port
-from targets.base import NodeInfo
+from plugin import needs
+from plugin.target import NodeInfo
 from targets.kafka import cluster, install, jars
 
 READY_TIMEOUT = 90.0  # a cold JVM on a busy 2-core machine

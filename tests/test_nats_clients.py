@@ -12,7 +12,7 @@ import pytest
 
 from harness.runtime import LocalRuntime, NodeSpec, free_port
 from harness.toxiproxy import ToxiproxyServer
-from targets.base import ClientSpec, Deployment, NodeInfo
+from plugin.target import ClientSpec, Deployment, NodeInfo
 from targets.nats import TARGET, server
 from targets.nats.clients import NatsProducer
 

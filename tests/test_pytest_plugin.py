@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from harness.needs import cache_dir
+from plugin.needs import cache_dir
 
 pytest_plugins = ["pytester"]
 CACHE = cache_dir()  # the real one: pytester changes HOME

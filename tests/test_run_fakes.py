@@ -18,11 +18,11 @@ from checkers.history import read_history
 from checkers.suite import check_history
 from harness.config import RunConfig
 from harness.history import HistoryWriter
-from harness.imaging import Image, Layout
-from harness.needs import Needs
 from harness.run import Run
-from harness.runtime.base import NodeSpec, Partitions, Placement
-from targets.base import Abilities, ClientSpec, Deployment, Drain, NodeInfo, Profile, Runner
+from plugin.imaging import Image, Layout
+from plugin.needs import Needs
+from plugin.runtime import NodeSpec, Partitions, Placement
+from plugin.target import Abilities, ClientSpec, Deployment, Drain, NodeInfo, Profile, Runner
 from workloads.queue import WORKLOAD as QUEUE
 
 SENDS_PER_PRODUCER = 5

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from harness import needs, setup
+from harness import setup
+from plugin import needs
 
 FAKE_SERVER = '#!/bin/sh\necho "toxiproxy-server version {}"\n'
 

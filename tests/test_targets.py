@@ -11,8 +11,8 @@ import targets
 import workloads
 from checkers.vocabulary import GUARANTEES
 from harness.faults import FAULTS
-from harness.imaging import COMPOSE, compose_image
-from harness.needs import Debian, Fetched, Needs
+from plugin.imaging import COMPOSE, compose_image
+from plugin.needs import Debian, Fetched, Needs
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = targets.names()

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from harness import toxiproxy as tpmod
-from harness.needs import SetupError, install_toxiproxy, toxiproxy_binary
 from harness.toxiproxy import APIConsumer, ToxiproxyError, ToxiproxyServer
+from plugin.needs import SetupError, install_toxiproxy, toxiproxy_binary
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,5 +1,5 @@
 """The registry of workloads: every module `workloads/<name>.py` whose `WORKLOAD` satisfies
-`workloads.base.Workload`. Adding a workload is adding its module."""
+`plugin.workload.Workload`. Adding a workload is adding its module."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from workloads.base import Workload
+    from plugin.workload import Workload
 
 _HERE = Path(__file__).resolve().parent
 

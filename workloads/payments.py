@@ -32,8 +32,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
-from targets.base import has_role
-from workloads.base import PROCESS_SPAN, Pacer, ProcessLog, WorkerContext, Workload
+from plugin.target import has_role
+from plugin.workload import PROCESS_SPAN, Pacer, ProcessLog, WorkerContext, Workload
 
 REQUEST_TIMEOUT_S = 3.0  # longer than the reference service's own provider timeout (2 s): its 502 comes first
 RETRY_FOR_S = 20.0  # how long a client keeps retrying one charge (a killed service restarts within it)

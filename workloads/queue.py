@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from typing import Any, ClassVar, TypeVar
 
-from targets.base import ClientSpec, Consumer, Producer
-from workloads.base import PROCESS_SPAN, Pacer, ProcessLog, WorkerContext, Workload
+from plugin.target import ClientSpec, Consumer, Producer
+from plugin.workload import PROCESS_SPAN, Pacer, ProcessLog, WorkerContext, Workload
 
 
 @dataclass

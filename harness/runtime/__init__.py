@@ -1,8 +1,8 @@
 """Runtimes that run the systems under test and the workers: local processes or containers, both
-implementing `harness.runtime.base.Runtime`; `make_runtime` builds one by its name.
+implementing `plugin.runtime.Runtime`; `make_runtime` builds one by its name.
 
-Light on purpose: worker processes import targets, which import `harness.runtime.base`, so this package
-must not pull in the docker runtime (or its HTTP libraries, absent from the worker image) on import."""
+Light on purpose: worker processes import this package (through the harness's worker), so it must not pull in
+the docker runtime (or its HTTP libraries, absent from the worker image) on import."""
 
 from __future__ import annotations
 
@@ -10,8 +10,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.imaging import Image
-from harness.runtime.base import Node, NodeSpec, Partitions, Placement, Proxies, Runtime
 from harness.runtime.cleanup import (
     hard_kill_all,
     install_handlers,
@@ -28,6 +26,8 @@ from harness.runtime.local import (
     NodeNotReadyError,
     free_port,
 )
+from plugin.imaging import Image
+from plugin.runtime import Node, NodeSpec, Partitions, Placement, Proxies, Runtime
 
 if TYPE_CHECKING:
     from harness.runtime.docker import DockerRuntime

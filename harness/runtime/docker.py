@@ -36,11 +36,11 @@ from typing import Any, ClassVar
 
 import requests
 
-from harness.imaging import HARNESS_COMPOSE, WORKER, Image, compose_image, local_name
 from harness.runtime import cleanup
-from harness.runtime.base import NodeSpec, Partitions, Placement
 from harness.runtime.local import NodeError, NodeExitedError, NodeNotReadyError, SpecNode
 from harness.toxiproxy import APIConsumer, ToxiproxyError, ToxiproxyServer
+from plugin.imaging import HARNESS_COMPOSE, WORKER, Image, compose_image, local_name
+from plugin.runtime import NodeSpec, Partitions, Placement
 
 LABEL = "onceproof"
 LABEL_RUN = "onceproof.run"

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from harness.runtime import cleanup
-from harness.runtime.base import NodeSpec, Partitions, Placement
+from plugin.runtime import NodeSpec, Partitions, Placement
 
 if TYPE_CHECKING:
     from harness.toxiproxy import ToxiproxyServer

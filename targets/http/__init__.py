@@ -17,9 +17,9 @@ import os
 import shlex
 from urllib.parse import urlsplit
 
-from harness.imaging import Image
-from harness.needs import SetupError
-from targets.base import Abilities, Deployment, NodeInfo, NodeRoles, Profile, Runner, Target, has_role
+from plugin.imaging import Image
+from plugin.needs import SetupError
+from plugin.target import Abilities, Deployment, NodeInfo, NodeRoles, Profile, Runner, Target, has_role
 from targets.payments import (
     DEFAULT_FAULTS,
     PaymentsCluster,

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from harness.needs import Needs
-from targets.base import (
+from plugin.needs import Needs
+from plugin.target import (
     Abilities,
     BenchFigure,
     BenchLoad,

@@ -13,7 +13,7 @@ import subprocess
 import time
 from typing import Any
 
-from targets.base import BenchFigure, BenchLoad, Deployment
+from plugin.target import BenchFigure, BenchLoad, Deployment
 
 PERF_TOPIC = "onceproof-perf"  # apart from the harness's topics
 RECORD_SIZE = 100

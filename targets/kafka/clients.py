@@ -18,7 +18,7 @@ import json
 import logging
 from typing import Any
 
-from targets.base import Delivery, Outcome, Profile
+from plugin.target import Delivery, Outcome, Profile
 
 INPUT = "onceproof-in"
 OUTPUT = "onceproof-out"

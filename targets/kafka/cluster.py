@@ -51,7 +51,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from targets.base import NodeInfo
+from plugin.target import NodeInfo
 from targets.kafka import jars
 
 EXTRA_PORTS = ("controller", "internal")  # besides info.port: ports each node needs (info.extra_ports)

@@ -10,9 +10,9 @@ import os
 import shutil
 from pathlib import Path
 
-from harness.imaging import PATH, Image, ImageBuild, ImageError, Layout, elf_files
-from harness.runtime.base import NodeSpec
-from targets.base import NodeInfo
+from plugin.imaging import PATH, Image, ImageBuild, ImageError, Layout, elf_files
+from plugin.runtime import NodeSpec
+from plugin.target import NodeInfo
 from targets.kafka import cluster
 from targets.kafka.jars import kafka_libs
 

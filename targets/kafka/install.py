@@ -9,7 +9,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from harness.needs import Debian, Fetched, Progress, Requirement, SetupError, cache_dir, run, tail
+from plugin.needs import Debian, Fetched, Progress, Requirement, SetupError, cache_dir, run, tail
 from targets.kafka import cluster
 from targets.kafka.jars import (
     JAVA_MIN,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.needs import SetupError, cache_dir
+from plugin.needs import SetupError, cache_dir
 
 # Kafka: the broker and its tools as Maven jars (no tarball). slf4j-api resolves to 1.7.36 under
 # kafka_2.13 4.4.0 and kafka-server brings log4j-core 2.25.5, so the binding is log4j-slf4j-impl (the

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import re
 
-from harness.imaging import PATH, Image, Layout, find_binary
-from harness.needs import Debian, Needs
-from targets.base import Abilities, ClientSpec, Deployment, Drain, NodeInfo, Profile, Runner, Target
+from plugin.imaging import PATH, Image, Layout, find_binary
+from plugin.needs import Debian, Needs
+from plugin.target import Abilities, ClientSpec, Deployment, Drain, NodeInfo, Profile, Runner, Target
 from targets.nats import bench, server
 from targets.nats.clients import NatsConsumer, NatsProducer
 from targets.nats.effects import EffectStore

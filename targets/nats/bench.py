@@ -12,8 +12,8 @@ import re
 import subprocess
 from pathlib import Path
 
-from harness.needs import Fetched, Progress, Requirement, cache_dir, go_install, run
-from targets.base import BenchFigure, BenchLoad, Deployment
+from plugin.needs import Fetched, Progress, Requirement, cache_dir, go_install, run
+from plugin.target import BenchFigure, BenchLoad, Deployment
 
 NATSCLI_VERSION = "0.5.0"
 NATSCLI_PACKAGE = "github.com/nats-io/natscli/nats"

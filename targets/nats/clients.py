@@ -26,7 +26,7 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from targets.base import ClientSpec, Delivery, Outcome, RecordAck, Work
+from plugin.target import ClientSpec, Delivery, Outcome, RecordAck, Work
 from targets.nats import server
 from targets.nats.effects import EffectStore
 

@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from targets.base import Deployment, NodeInfo, Profile
+from plugin.target import Deployment, NodeInfo, Profile
 
 STREAM = "onceproof"
 SUBJECT = "onceproof.in"

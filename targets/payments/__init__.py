@@ -17,9 +17,9 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from harness.imaging import Image, Layout
-from harness.needs import Debian, Needs, SetupError
-from targets.base import (
+from plugin.imaging import Image, Layout
+from plugin.needs import Debian, Needs, SetupError
+from plugin.target import (
     Abilities,
     ClientSpec,
     Consumer,

@@ -17,9 +17,9 @@ import contextlib
 import socket
 from typing import Any
 
-from harness.imaging import PATH, Image, Layout, find_binary
-from harness.needs import Debian, Needs
-from targets.base import (
+from plugin.imaging import PATH, Image, Layout, find_binary
+from plugin.needs import Debian, Needs
+from plugin.target import (
     Abilities,
     BenchFigure,
     BenchLoad,

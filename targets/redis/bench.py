@@ -10,7 +10,7 @@ import re
 import shutil
 import subprocess
 
-from targets.base import BenchFigure, BenchLoad, Deployment
+from plugin.target import BenchFigure, BenchLoad, Deployment
 
 BENCH_STREAM = "onceproof:bench"  # apart from the harness's stream, so nothing of the run's is touched
 PROBE_REQUESTS = 2000

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from checkers.vocabulary import GUARANTEES
-from harness.imaging import Image, ImageBuild, Layout
-from harness.needs import Needs
+from plugin.imaging import Image, ImageBuild, Layout
+from plugin.needs import Needs
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
-from targets.base import Profile, Target
+from plugin.target import Profile, Target
 
 ROLES = ("producer", "consumer")
 PROCESS_SPAN = 1_000_000  # the process ids of one worker: worker k's logical processes are k * SPAN + 0, 1, ...
