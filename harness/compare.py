@@ -2,13 +2,13 @@
 rows, fault columns), each cell the verdict and anomaly counts of each seed with a link to its report.
 
 Also the heart of a suite's suite.html. Runs come from run directories (results.json), suites
-(suite.json) or store folders (every run below them)."""
+(suite.json) or store folders (every run below them). The pages are harness/report/templates' compare.html
+(the matrix) and cost.html (the cost tables); this module prepares what they show."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import html
 import json
 import os
 from dataclasses import dataclass, field
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from checkers.vocabulary import counts_of, verdict_name
+from harness.report.pages import page
 
 SHOWN = ("lost", "duplicated", "duplicated_effects")  # the counts a cell shows
 ABBREV = {"lost": "lost", "duplicated": "dup", "duplicated_effects": "dup fx", "lost_effects": "lost fx",
@@ -170,45 +171,35 @@ def _fmt(v: Any, unit: str = "") -> str:
         else f"{v}{unit}"
 
 
-def cost_html(docs: list[dict[str, Any]]) -> str:
-    """The cost tables: per target, each profile's throughput and latencies as ratios to the cheapest."""
-    if not docs:
-        return ""
-    parts = ["<h2>The cost of each guarantee</h2><p class=\"n\">Each profile without faults at the same load and "
-             "concurrency; ratios against the target's cheapest profile. Warm: end-to-end p50 over the last third "
-             "of the load, after the consumers' start-up. A row that did not keep pace measures a backlog, not "
-             "the system, and has no ratios.</p>"]
+def _cost_tables(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What templates/cost.html shows of each cost.json: per target, each profile's throughput and latencies
+    (with ratios to the cheapest) and its native tool's."""
+    from harness.cost import native_cells  # here: harness.cost brings the whole run machinery along
+
+    tables = []
     for d in docs:
         head = (f"{d['target']}: {d['producers']} producers × {d['in_flight']} in flight, {d['consumers']} consumers, "
                 f"{d['time']:.0f} s per run at {d['rate']:.0f} msg/s offered; cheapest: {d.get('cheapest') or '—'}")
-        rows = "".join(
-            f"<tr><th>{_esc(r['profile'])}</th><td>{_esc(r['guarantee'])}</td><td>{_fmt(r['acked_per_s'])}</td>"
-            f"<td>{_fmt(r.get('sustainable_rate'))}</td><td>{_fmt(r.get('throughput_ratio'), '×')}</td>"
-            f"<td>{_fmt(r['send_p50_ms'], ' ms')}</td><td>{_fmt(r['send_p99_ms'], ' ms')}</td>"
-            f"<td>{_fmt(r.get('send_p50_ratio'), '×')}</td><td>{_fmt(r['e2e_p50_ms'], ' ms')}</td>"
-            f"<td>{_fmt(r['e2e_p99_ms'], ' ms')}</td><td>{_fmt(r.get('e2e_steady_p50_ms'), ' ms')}</td>"
-            f"<td>{_fmt(r.get('e2e_p50_ratio'), '×')}</td>{_native_cells(r.get('native'))}"
-            f"<td>{'' if r['kept_up'] else _esc('did not keep pace: ' + r.get('why_not', ''))}</td></tr>"
-            for r in d["profiles"])
-        parts.append(f'<h3>{_esc(head)}</h3><table class="matrix cost"><thead><tr><th>profile</th><th>claims</th>'
-                     "<th>acked/s</th><th>sustainable/s</th><th>throughput ×</th><th>send p50</th><th>send p99</th>"
-                     "<th>send ×</th><th>end-to-end p50</th><th>p99</th><th>warm p50</th><th>warm ×</th>"
-                     "<th>system's own tool</th><th>its msg/s</th><th>its p50</th><th>its p99</th><th></th>"
-                     "</tr></thead>"
-                     f"<tbody>{rows}</tbody></table>")
-    return "".join(parts)
+        rows = []
+        for r in d["profiles"]:
+            native = native_cells(r.get("native"))
+            figures = ["", "", ""] if native.figures is None else [
+                _fmt(native.figures[0]), _fmt(native.figures[1], " ms"), _fmt(native.figures[2], " ms")]
+            rows.append({"profile": r["profile"], "native": native, "native_figures": figures,
+                         "cells": [r["guarantee"], _fmt(r["acked_per_s"]), _fmt(r.get("sustainable_rate")),
+                                   _fmt(r.get("throughput_ratio"), "×"), _fmt(r["send_p50_ms"], " ms"),
+                                   _fmt(r["send_p99_ms"], " ms"), _fmt(r.get("send_p50_ratio"), "×"),
+                                   _fmt(r["e2e_p50_ms"], " ms"), _fmt(r["e2e_p99_ms"], " ms"),
+                                   _fmt(r.get("e2e_steady_p50_ms"), " ms"), _fmt(r.get("e2e_p50_ratio"), "×")],
+                         "why": "" if r["kept_up"] else "did not keep pace: " + r.get("why_not", "")})
+        tables.append({"head": head, "rows": rows})
+    return tables
 
 
-def _native_cells(n: dict[str, Any] | None) -> str:
-    """A cost row's native tool: its name (the exact command and how it ran on hover) and figures, or why not."""
-    if not n:
-        return "<td></td>" * 4
-    if "tool" not in n:
-        return f'<td title="{_esc(n.get("skipped") or n.get("error") or "")}">none</td>' + "<td></td>" * 3
-    how = f"{'paced at the offered rate' if n.get('paced') else 'unpaced'}; {n.get('note', '')}: {n.get('command', '')}"
-    return (f'<td title="{_esc(how)}">{_esc(n["tool"])}{"" if n.get("paced") else " (unpaced)"}</td>'
-            f"<td>{_fmt(n.get('acked_per_s'))}</td><td>{_fmt(n.get('send_p50_ms'), ' ms')}</td>"
-            f"<td>{_fmt(n.get('send_p99_ms'), ' ms')}</td>")
+def cost_html(docs: list[dict[str, Any]]) -> str:
+    """The cost tables alone (the comparison page shows them below its matrix): per target, each profile's
+    throughput and latencies as ratios to the cheapest."""
+    return page("cost.html", costs=_cost_tables(docs))
 
 
 # --- the matrix ---------------------------------------------------------------------------------------
@@ -271,68 +262,31 @@ def seed_notes(entries: list[Entry]) -> list[str]:
     return notes
 
 
-def _esc(x: Any) -> str:
-    return html.escape("" if x is None else str(x), quote=True)
+def _run(e: Entry, out_dir: Path) -> dict[str, Any]:
+    """One run in a cell of the matrix: verdict, seed, counts (or the harness's error), its report, whether
+    its expectation was met."""
+    return {"verdict": e.verdict, "seed": e.seed, "body": _counts_text(e) if e.counts else e.error or "",
+            "href": os.path.relpath(e.report, out_dir) if e.report is not None else None,
+            "met": e.met, "expect": e.expect, "unmet": "; ".join(e.unmet)}
 
 
-CSS = """
-body{font:14px/1.45 system-ui,sans-serif;margin:0;color:#1d2330;background:#f6f7f9}
-main{max-width:1400px;margin:auto;padding:20px}
-h1{font-size:20px;margin:0 0 4px} .sub{color:#5b6475;margin-bottom:14px}
-table.matrix{border-collapse:collapse;background:#fff;box-shadow:0 1px 2px #0002}
-.matrix th,.matrix td{border:1px solid #d9dde5;padding:6px 8px;vertical-align:top;text-align:left}
-.matrix th{background:#eef1f6;font-weight:600} .matrix th.row{white-space:nowrap}
-.run{display:block;margin:2px 0 4px} .matrix td{min-width:170px;max-width:330px}
-.v{display:inline-block;min-width:62px;font-weight:700;border-radius:3px;padding:0 4px;text-align:center}
-.v-valid{background:#d8f3dc;color:#1b5e20}.v-invalid{background:#fde2e1;color:#a4161a}
-.v-unknown{background:#fff3bf;color:#7a5c00}.v-error{background:#e9ecef;color:#495057}
-.miss{outline:2px solid #d00;outline-offset:1px} .ok{color:#1b5e20} .bad{color:#a4161a;font-weight:700}
-.n{color:#5b6475} ul.notes{color:#3c4456;padding-left:18px} .empty{color:#aab}
-.summary{margin:10px 0 16px;font-size:15px}
-"""
-
-
-def _cell_html(e: Entry, out_dir: Path) -> str:
-    link = ""
-    if e.report is not None:
-        href = os.path.relpath(e.report, out_dir)
-        link = f' <a href="{_esc(href)}">report</a>'
-    word = e.verdict.upper()  # VALID, INVALID, UNKNOWN or ERROR
-    exp = ""
-    if e.met is not None:
-        exp = (f' <span class="ok" title="expected: {_esc(e.expect)}">✓</span>' if e.met
-               else f' <span class="bad" title="{_esc("; ".join(e.unmet))}">✗ expected {_esc(e.expect)}</span>')
-    body = _esc(_counts_text(e)) if e.counts else _esc(e.error or "")
-    cls = "run miss" if e.met is False else "run"
-    return (f'<span class="{cls}" data-seed="{e.seed}"><span class="v v-{_esc(e.verdict)}">{word}</span> '
-            f'<span class="n">seed {e.seed}</span> {body}{link}{exp}</span>')
-
-
-def render(entries: list[Entry], out_dir: Path, title: str = "onceproof comparison", intro: str = "",
-           costs: list[dict[str, Any]] | None = None) -> str:
-    """The comparison page; links are relative to `out_dir`, where the page is written."""
+def page_context(entries: list[Entry], out_dir: Path, title: str = "onceproof comparison",
+                 costs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """What templates/compare.html shows (suite.html too, which extends it); links are relative to `out_dir`."""
     rows, cols, cells = matrix(entries)
-    head = "".join(f"<th>{_esc(c)}</th>" for c in cols)
     body = []
     for row in rows:
         guarantee = next((e.guarantee for e in entries if e.row == row and e.guarantee), "")
-        tds = []
-        for col in cols:
-            runs = cells.get((row, col))
-            tds.append("<td>" + ("".join(_cell_html(e, out_dir) for e in runs) if runs else '<span class="empty">—'
-                                 "</span>") + "</td>")
-        claim = f'<br><span class="n">claims {_esc(guarantee)}</span>' if guarantee else ""
-        body.append(f'<tr><th class="row">{_esc(row[0])} / {_esc(row[1])}{claim}</th>{"".join(tds)}</tr>')
-    notes = "".join(f"<li>{_esc(n)}</li>" for n in seed_notes(entries))
+        body.append({"target": row[0], "profile": row[1], "guarantee": guarantee,
+                     "cells": [[_run(e, out_dir) for e in cells.get((row, col), [])] for col in cols]})
     n_targets = len({e.target for e in entries})
     sub = (f"{len(entries)} run{'s' if len(entries) != 1 else ''} of {n_targets} system"
            f"{'s' if n_targets != 1 else ''}; each cell: verdict, seed, lost · duplicated · duplicated effects")
-    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
-            "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">"
-            f'<title>{_esc(title)}</title>'
-            f"<style>{CSS}</style></head><body><main><h1>{_esc(title)}</h1><div class=\"sub\">{_esc(sub)}</div>"
-            f"{intro}<table class=\"matrix\"><thead><tr><th>system / profile</th>{head}</tr></thead>"
-            f"<tbody>{''.join(body)}</tbody></table>"
-            "<h2>Seeds and schedules</h2><p class=\"n\">A seed, a fault set and a duration make a fault schedule; "
-            "runs with equal schedules faced the same faults at the same moments (the node hit is each "
-            f"system's own).</p><ul class=\"notes\">{notes}</ul>{cost_html(costs or [])}</main></body></html>\n")
+    return {"title": title, "sub": sub, "columns": cols, "rows": body, "notes": seed_notes(entries),
+            "costs": _cost_tables(costs or [])}
+
+
+def render(entries: list[Entry], out_dir: Path, title: str = "onceproof comparison",
+           costs: list[dict[str, Any]] | None = None) -> str:
+    """The comparison page; links are relative to `out_dir`, where the page is written."""
+    return page("compare.html", **page_context(entries, out_dir, title, costs))

@@ -224,17 +224,37 @@ def table(doc: dict[str, Any]) -> str:
         cells = [r["profile"], r["guarantee"], f"{r['rate']:.0f}", f"{r['acked_per_s']:.0f}",
                  _x(r["throughput_ratio"]), _ms(r["send_p50_ms"]), _ms(r["send_p99_ms"]), _x(r["send_p50_ratio"]),
                  _ms(r["e2e_p50_ms"]), _ms(r["e2e_p99_ms"]), _ms(r["e2e_steady_p50_ms"]), _x(r["e2e_p50_ratio"]),
-                 f"{r['sustainable_rate']:.0f}" if r.get("sustainable_rate") else "—", *_native_cells(r.get("native"))]
+                 f"{r['sustainable_rate']:.0f}" if r.get("sustainable_rate") else "—", *_native_text(r.get("native"))]
         lines.append("  ".join(f"{c:>12}" if i else f"{c:<{w}}" for i, c in enumerate(cells))
                      + ("" if r["kept_up"] else f"   (not kept pace: {r['why_not']})"))
     lines += native_notes(doc["profiles"])
     return "\n".join(lines)
 
 
-def _native_cells(n: dict[str, Any] | None) -> list[str]:
-    if not n or "tool" not in n:
-        return ["—", "—", "—"]
-    return [f"{n['acked_per_s']:.0f}", _ms(n["send_p50_ms"]), _ms(n["send_p99_ms"])]
+@dataclass(frozen=True)
+class NativeCells:
+    """A cost row's native tool as the cost tables show it, cost.txt and the comparison page alike."""
+
+    tool: str  # its name, "(unpaced)" after it when it ran flat out; "none" without a figure; "" when it never ran
+    how: str  # how it ran (pacing, its note, the exact command), or why there is no figure
+    figures: tuple[float | None, float | None, float | None] | None = None  # acked/s, send p50 and p99 ms
+
+
+def native_cells(n: dict[str, Any] | None) -> NativeCells:
+    """The cells of a row's native.json (None: the tool was not asked for)."""
+    if not n:
+        return NativeCells("", "")
+    if "tool" not in n:
+        return NativeCells("none", n.get("skipped") or n.get("error") or "")
+    how = f"{'paced at the offered rate' if n.get('paced') else 'unpaced'}; {n.get('note', '')}: {n.get('command', '')}"
+    return NativeCells(n["tool"] + ("" if n.get("paced") else " (unpaced)"), how,
+                       (n.get("acked_per_s"), n.get("send_p50_ms"), n.get("send_p99_ms")))
+
+
+def _native_text(n: dict[str, Any] | None) -> list[str]:
+    """cost.txt's native columns: the tool's figures (its name and how it ran go to the notes below)."""
+    acked, p50, p99 = native_cells(n).figures or (None, None, None)
+    return ["—" if acked is None else f"{acked:.0f}", _ms(p50), _ms(p99)]
 
 
 def native_notes(rows: list[dict[str, Any]]) -> list[str]:

@@ -87,7 +87,6 @@ def _worker() -> Layout:
 
 TOXIPROXY = Image("toxiproxy", HARNESS_COMPOSE["toxiproxy"], _toxiproxy)
 WORKER_IMAGE = Image(WORKER, HARNESS_COMPOSE[WORKER], _worker)
-HARNESS_IMAGES = (TOXIPROXY, WORKER_IMAGE)  # every run needs these besides its target's
 
 
 def images_for(names: Iterable[str]) -> list[Image]:

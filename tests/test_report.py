@@ -273,6 +273,24 @@ def test_junit_survives_control_characters(faulty):
     assert "c\ufffdd & <e>" in text
 
 
+def test_suite_junit_is_built_like_a_runs(tmp_path):
+    run = {"index": 0, "case": "a\x01b", "seed": 1, "target": "redis", "profile": "exactly-once",
+           "expect_text": "valid", "verdict": "invalid", "met": False, "unmet": [f"verdict invalid {EVIL_ID}"],
+           "counts": {"attempted": 3, "lost": 1}, "reasons": ["c\x00d"], "run_dir": "runs/x", "duration_s": 2.0}
+    broken = {**run, "index": 1, "seed": 2, "verdict": "error", "error": "boom", "run_dir": None}
+    root = ET.fromstring(junit.render_suite({"suite": "s", "runs": [run, broken], "missing": ["m[seed 3]"]}, tmp_path))
+    assert root.tag == "testsuite" and (root.get("tests"), root.get("failures"), root.get("errors")) == ("3", "1", "2")
+    failed, errored, missing = root.findall("testcase")
+    assert failed.get("name") == "a\ufffdb[seed 1]" and failed.get("time") == "2.0"
+    assert failed.find("failure").get("message") == f"verdict invalid {EVIL_ID}"
+    assert "reason: c\ufffdd" in failed.find("failure").text
+    out = failed.find("system-out").text
+    assert "counts: attempted 3, lost 1" in out and str(tmp_path / "runs/x/report.html") in out
+    assert "could not run this case: boom" in errored.find("error").get("message")
+    assert "none (the run did not start)" in errored.find("error").text
+    assert missing.get("classname") == "onceproof.missing" and missing.find("error") is not None
+
+
 # --- a real browser ------------------------------------------------------------------------------
 
 

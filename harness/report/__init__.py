@@ -6,13 +6,14 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-import numpy as np
 
 from harness.files import atomic_write
 from harness.report import html, junit
 
 
 def _default(x: Any) -> Any:
+    import numpy as np  # here, not above: the comparison and suite pages import this package, and need no numpy
+
     if isinstance(x, np.generic):
         return x.item()
     if isinstance(x, np.ndarray):

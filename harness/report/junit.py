@@ -1,4 +1,6 @@
-"""junit.xml: one <testsuite name="onceproof"> with a <testcase> per checker, for CI dashboards.
+"""junit.xml, for CI dashboards: a run's (`render`) and a suite's (`render_suite`), built alike.
+
+A run's: one <testsuite name="onceproof"> with a <testcase> per checker:
 
 - delivery: fails (``<failure>``) when the claimed guarantee is violated, errors
   (``<error>``) when the verdict is unknown;
@@ -10,7 +12,13 @@
 
 A checker missing from the results gets an ``<error>`` when the overall verdict
 is unknown (so that an unusable history is never green) and is skipped
-otherwise. Text from the history is stripped of characters XML 1.0 cannot hold;
+otherwise.
+
+A suite's: one <testcase> per case and seed, a ``<failure>`` when its expectation
+was not met, an ``<error>`` when the harness could not run it (or no shard holds
+it), with the counts and the report's path.
+
+Text from histories and results is stripped of characters XML 1.0 cannot hold;
 xml.etree does the escaping.
 """
 
@@ -19,6 +27,8 @@ from __future__ import annotations
 import json
 import re
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from checkers.vocabulary import (
@@ -32,6 +42,7 @@ from checkers.vocabulary import (
 )
 
 MAX_IDS = 50  # ids listed per anomaly class in a failure's details
+MAX_OUTPUT_CHARS = 4000  # a suite case's <system-out>
 _INVALID_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
@@ -127,6 +138,49 @@ def _perf_case(perf: dict) -> tuple[str, str | None, str, str]:
     return "pass", None, "", "\n".join(out)
 
 
+@dataclass
+class Case:
+    """One <testcase>: passed, or a <failure>, <error> or <skipped> with its message and details."""
+
+    classname: str
+    name: str
+    status: str = "pass"  # pass, failure, error or skipped
+    message: str | None = None
+    details: str = ""  # the failure's or error's text
+    out: str = ""  # <system-out>
+    time: str = "0"
+    kind: str | None = None  # the failure's or error's type attribute
+
+
+def _testsuite(name: str, cases: list[Case], time: str = "0") -> ET.Element:
+    """A <testsuite> of `cases`, with their counts."""
+    suite = ET.Element("testsuite", {
+        "name": _x(name),
+        "tests": str(len(cases)),
+        "failures": str(sum(1 for c in cases if c.status == "failure")),
+        "errors": str(sum(1 for c in cases if c.status == "error")),
+        "skipped": str(sum(1 for c in cases if c.status == "skipped")),
+        "time": time,
+    })
+    for c in cases:
+        tc = ET.SubElement(suite, "testcase", {"classname": _x(c.classname), "name": _x(c.name), "time": c.time})
+        if c.status in ("failure", "error", "skipped"):
+            el = ET.SubElement(tc, c.status, {"message": _x(c.message or c.status)})
+            if c.kind:
+                el.set("type", c.kind)
+            if c.details:
+                el.text = _x(c.details)
+        if c.out:
+            ET.SubElement(tc, "system-out").text = _x(c.out)
+    return suite
+
+
+def _document(root: ET.Element) -> str:
+    """The file's text, indented: people read junit.xml in CI logs too."""
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
 def render(results: dict[str, Any]) -> str:
     """The junit.xml text for a results dict."""
     r = results if isinstance(results, dict) else {}
@@ -151,33 +205,49 @@ def render(results: dict[str, Any]) -> str:
     idem = r.get("idempotency")
     if isinstance(idem, dict) and idem.get("applicable"):
         cases.insert(2, ("idempotency", _idempotency_case(idem, g)))
-
-    suite = ET.Element("testsuite", {
-        "name": "onceproof",
-        "tests": str(len(cases)),
-        "failures": str(sum(1 for _, c in cases if c[0] == "failure")),
-        "errors": str(sum(1 for _, c in cases if c[0] == "error")),
-        "skipped": str(sum(1 for _, c in cases if c[0] == "skipped")),
-        "time": "0",
-    })
-    props = ET.SubElement(suite, "properties")
+    kinds = {"failure": "violation", "error": "unknown"}
+    suite = _testsuite("onceproof", [Case(f"onceproof.{name}", f"{name} ({g})", *res, kind=kinds.get(res[0]))
+                                     for name, res in cases])
+    props = ET.Element("properties")
     for k in ("guarantee", "contract", "history", "operations"):
         if r.get(k) is not None:
             ET.SubElement(props, "property", {"name": k, "value": _x(r[k])})
     ET.SubElement(props, "property", {"name": "verdict", "value": verdict_word(overall)})
-    for name, (status, msg, details, out) in cases:
-        tc = ET.SubElement(suite, "testcase", {"classname": f"onceproof.{name}", "name": _x(f"{name} ({g})"),
-                                               "time": "0"})
-        if status in ("failure", "error", "skipped"):
-            el = ET.SubElement(tc, status, {"message": _x(msg or status)})
-            if status != "skipped":
-                el.set("type", "violation" if status == "failure" else "unknown")
-            if details:
-                el.text = _x(details)
-        if out:
-            ET.SubElement(tc, "system-out").text = _x(out)
-    root = ET.Element("testsuites", {"name": "onceproof", "tests": suite.get("tests"),
-                                     "failures": suite.get("failures"), "errors": suite.get("errors")})
+    suite.insert(0, props)
+    root = ET.Element("testsuites", {"name": "onceproof", "tests": suite.get("tests", ""),
+                                     "failures": suite.get("failures", ""), "errors": suite.get("errors", "")})
     root.append(suite)
-    ET.indent(root)
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+    return _document(root)
+
+
+def counts_line(c: dict[str, Any]) -> str:
+    """A run's delivery counts in one line (a suite case's details, the pytest plug-in's summary)."""
+    keys = ("attempted", "acknowledged", "delivered", "lost", "lost_middle", "duplicated", "unexpected",
+            "lost_effects", "duplicated_effects")
+    return ", ".join(f"{k} {c[k]}" for k in keys if k in c)
+
+
+def _suite_case(r: dict[str, Any], out: Path) -> Case:
+    """A suite run's testcase: a failure when its expectation was not met, an error when the harness could not
+    run it; its details (expectation, verdict, counts, reasons, report) also go to <system-out>."""
+    report = str(out / r["run_dir"] / "report.html") if r.get("run_dir") else "none (the run did not start)"
+    detail = "\n".join([f"expected: {r.get('expect_text')}", f"verdict: {r['verdict']}",
+                        f"counts: {counts_line(r.get('counts') or {})}",
+                        *[f"reason: {x}" for x in r.get("reasons") or []], f"report: {report}"])
+    case = Case(f"onceproof.{r['target']}.{r['profile']}", f"{r['case']}[seed {r['seed']}]",
+                details=detail, out=detail[:MAX_OUTPUT_CHARS], time=f"{r.get('duration_s') or 0:.1f}")
+    if r.get("verdict") == "error":
+        case.status, case.message = "error", f"the harness could not run this case: {r.get('error')}"
+    elif not r.get("met"):
+        case.status, case.message = "failure", "; ".join(r.get("unmet") or ["expectation not met"])
+    return case
+
+
+def render_suite(doc: dict[str, Any], out: Path) -> str:
+    """A suite's junit.xml: one <testcase> per case and seed (run directories are relative to `out`), and an
+    <error> for each run no shard's results hold."""
+    runs = doc.get("runs", [])
+    cases = [_suite_case(r, out) for r in runs]
+    cases += [Case("onceproof.missing", m, "error", "no shard's results hold this run") for m in doc.get("missing", [])]
+    return _document(_testsuite(f"onceproof suite {doc.get('suite', '')}", cases,
+                                f"{sum(r.get('duration_s') or 0 for r in runs):.1f}"))

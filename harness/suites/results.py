@@ -6,15 +6,15 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-from harness.compare import entries_from_suite, render, suite_costs
+from harness.compare import entries_from_suite, page_context, suite_costs
 from harness.files import atomic_write
+from harness.report import junit, pages
+from harness.report.junit import counts_line as counts_line  # where the pytest plug-in finds it
 
 FORMAT = "onceproof-suite-1"
-MAX_OUTPUT_CHARS = 4000
 
 
 class MergeError(Exception):
@@ -36,59 +36,23 @@ def write_all(doc: dict[str, Any], out: Path) -> dict[str, Path]:
     doc["summary"] = summary(doc)
     paths = {"json": out / "suite.json", "junit": out / "junit.xml", "html": out / "suite.html"}
     atomic_write(paths["json"], json.dumps(doc, indent=1) + "\n")
-    atomic_write(paths["junit"], junit(doc, out))
+    atomic_write(paths["junit"], junit.render_suite(doc, out))
     atomic_write(paths["html"], page(doc, out))
     return paths
 
 
-def counts_line(c: dict[str, Any]) -> str:
-    keys = ("attempted", "acknowledged", "delivered", "lost", "lost_middle", "duplicated", "unexpected",
-            "lost_effects", "duplicated_effects")
-    return ", ".join(f"{k} {c[k]}" for k in keys if k in c)
-
-
-def junit(doc: dict[str, Any], out: Path) -> str:
-    """One <testcase> per case and seed; a <failure> when its expectation was not met (an <error> when the
-    harness could not run it), with the counts and the report's path."""
-    runs = doc.get("runs", [])
-    s = summary(doc)
-    failures = sum(1 for r in runs if not r.get("met") and r.get("verdict") != "error")
-    errors = sum(1 for r in runs if r.get("verdict") == "error") + s["missing"]
-    suite = ET.Element("testsuite", name=f"onceproof suite {doc.get('suite', '')}", tests=str(len(runs) + s["missing"]),
-                       failures=str(failures), errors=str(errors),
-                       time=f"{sum(r.get('duration_s') or 0 for r in runs):.1f}")
-    for r in runs:
-        tc = ET.SubElement(suite, "testcase", classname=f"onceproof.{r['target']}.{r['profile']}",
-                           name=f"{r['case']}[seed {r['seed']}]", time=f"{r.get('duration_s') or 0:.1f}")
-        report = str(out / r["run_dir"] / "report.html") if r.get("run_dir") else "none (the run did not start)"
-        detail = "\n".join([f"expected: {r.get('expect_text')}", f"verdict: {r['verdict']}",
-                            f"counts: {counts_line(r.get('counts') or {})}",
-                            *[f"reason: {x}" for x in r.get("reasons") or []], f"report: {report}"])
-        if r.get("verdict") == "error":
-            el = ET.SubElement(tc, "error", message=f"the harness could not run this case: {r.get('error')}")
-            el.text = detail
-        elif not r.get("met"):
-            el = ET.SubElement(tc, "failure", message="; ".join(r.get("unmet") or ["expectation not met"]))
-            el.text = detail
-        ET.SubElement(tc, "system-out").text = detail[:MAX_OUTPUT_CHARS]
-    for m in doc.get("missing", []):
-        tc = ET.SubElement(suite, "testcase", classname="onceproof.missing", name=m)
-        ET.SubElement(tc, "error", message="no shard's results hold this run")
-    ET.indent(suite)
-    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suite, encoding="unicode") + "\n"
-
-
 def page(doc: dict[str, Any], out: Path) -> str:
+    """suite.html: how many runs met their expectation, then the comparison matrix of the runs and any cost tables."""
     s = summary(doc)
     verdict = "every expectation met" if not s["unmet"] and not s["missing"] else (
         f"{s['unmet']} run{'s' if s['unmet'] != 1 else ''} not as expected"
         + (f", {s['missing']} missing" if s["missing"] else ""))
-    shard = f" · shard {doc['shard']}" if doc.get("shard") else ""
-    merged = f" · merged from {len(doc['merged_from'])} shards" if doc.get("merged_from") else ""
-    intro = (f'<p class="summary"><b>{verdict}</b> · {s["met"]} of {s["runs"]} runs as expected{shard}{merged}'
-             + (" · <b>interrupted</b>" if doc.get("interrupted") else "") + "</p>")
-    return render(entries_from_suite(doc, out), out, title=f"onceproof suite {doc.get('suite', '')}", intro=intro,
-                  costs=suite_costs(doc, out))
+    intro = {"verdict": verdict, "met": s["met"], "runs": s["runs"], "interrupted": bool(doc.get("interrupted")),
+             "shard": f" · shard {doc['shard']}" if doc.get("shard") else "",
+             "merged": f" · merged from {len(doc['merged_from'])} shards" if doc.get("merged_from") else ""}
+    return pages.page("suite.html", suite=intro,
+                      **page_context(entries_from_suite(doc, out), out, title=f"onceproof suite {doc.get('suite', '')}",
+                                     costs=suite_costs(doc, out)))
 
 
 def merge(dirs: list[Path], out: Path) -> dict[str, Any]:
