@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from checkers.history import HistoryError, read_history
 from checkers.suite import check_history
 from harness.config import RunConfig
+
+if TYPE_CHECKING:
+    from harness.run import AfterRun
 
 
 class RunFailed(Exception):
@@ -35,8 +38,9 @@ class Certified:
     paths: dict[str, Path]  # results, junit, report
 
 
-def certify(cfg: RunConfig, out: TextIO | None = None) -> Certified:
-    """Run `cfg` (already validated), check its history, write the reports into the run directory.
+def certify(cfg: RunConfig, out: TextIO | None = None, after: tuple[AfterRun, ...] = ()) -> Certified:
+    """Run `cfg` (already validated), check its history, write the reports into the run directory. `after` are
+    steps the run takes once the effects are read, while its nodes still run (`harness.run.AfterRun`).
 
     Never a verdict on what the harness failed to do: no message sent, a worker that died by itself or a
     drain cut off at its deadline make the verdict unknown, with the reason."""
@@ -47,7 +51,7 @@ def certify(cfg: RunConfig, out: TextIO | None = None) -> Certified:
     cleanup.install_handlers()
     run = None
     try:
-        run = prepare(cfg, out=out)
+        run = prepare(cfg, out=out, after=after)
         history = run.execute()
     except KeyboardInterrupt:
         raise Interrupted(run.dir if run is not None else None) from None

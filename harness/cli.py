@@ -9,14 +9,13 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import targets
-import workloads
 from checkers import importers
 from checkers.history import HistoryError, native, read_history, resolve_history_path
 from checkers.suite import check_history
 from checkers.vocabulary import GUARANTEES, exit_code, holds_of, verdict_word
-from harness.config import DEFAULT_TARGET
-from harness.runtime import RUNTIMES
+from harness.config import DEFAULT_TARGET, declared
+from harness.options import add_option_flags
+from plugin.check import PluginError
 
 SLOW_READ_NOTE_OPS = 100_000  # from this size on, a check without canon.c says how to get it
 
@@ -144,16 +143,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.certify import Interrupted, RunFailed, certify
     from harness.config import ConfigError, RunConfig
 
-    faults = [f for f in (args.faults or "").split(",") if f and f != "none"] if args.faults is not None else None
     cfg = RunConfig()
-    for name in ("target", "profile", "workload", "time", "rate", "seed", "store", "producers", "consumers",
-                 "quiet", "drain_deadline", "runtime", "nodes", "work_ms", "in_flight", "batch", "service_cmd",
-                 "service_url", "provider_port"):
-        value = getattr(args, name)
-        if value is not None:
-            setattr(cfg, name, value)
-    if faults is not None:
-        cfg.faults = faults
+    try:
+        for name in declared():
+            value = getattr(args, name)
+            if value is not None:
+                cfg.set(name, value)
+    except ConfigError as e:
+        print(f"onceproof run: error: {e}", file=sys.stderr)
+        return 2
     try:
         cfg.validate()
     except ConfigError as e:
@@ -229,42 +227,12 @@ def build_parser() -> argparse.ArgumentParser:
     im.add_argument("--out", required=True, metavar="FILE", help="the history file to write")
     im.set_defaults(func=cmd_import)
 
-    known = ", ".join(targets.names())
     r = sub.add_parser("run", help=f"a live certification run (no arguments: a short {DEFAULT_TARGET} "
                                    "certification)",
                        description="Start the target's nodes, drive producers and consumers under a seeded fault "
                                    "schedule, heal, drain, check and report. Exit 0 valid, 1 invalid, 2 unknown "
                                    "or error, 130 interrupted.")
-    r.add_argument("--target", help=f"system under test: {known} (default: {DEFAULT_TARGET})")
-    r.add_argument("--profile", help="configuration claiming a guarantee (default: the target's exactly-once)")
-    r.add_argument("--workload", help=f"what clients do: {', '.join(workloads.names())} (default: the target's first)")
-    r.add_argument("--faults", metavar="F1,F2", help="comma-separated faults, or 'none' "
-                   "(default: the target's; for queues ack-loss,kill-consumer,kill-producer,restart); a network or "
-                   "process fault aimed at nodes of one role: kill@db, ack-loss@provider")
-    r.add_argument("--time", type=float, metavar="S", help="seconds of load under faults (default: 20)")
-    r.add_argument("--rate", type=float, metavar="R", help="messages per second (default: 200)")
-    r.add_argument("--seed", type=int, metavar="N", help="fault-schedule seed (default: 1)")
-    r.add_argument("--store", metavar="DIR", help="where runs are written (default: ./store)")
-    r.add_argument("--producers", type=int, metavar="N", help="producer processes (default: 2)")
-    r.add_argument("--consumers", type=int, metavar="N", help="consumer processes (default: 2)")
-    r.add_argument("--in-flight", type=int, metavar="N", help="sends in flight per producer process: N logical "
-                   "processes (threads), each one send at a time (default: 1)")
-    r.add_argument("--quiet", type=float, metavar="S",
-                   help="drain ends after S seconds without a delivery (default: the target's)")
-    r.add_argument("--drain-deadline", type=float, metavar="S",
-                   help="drain ends after S seconds anyway (default: the target's)")
-    r.add_argument("--runtime", help=f"where nodes and workers run: {', '.join(RUNTIMES)} (local: processes; "
-                   "docker: containers, see `onceproof images build`) (default: local)")
-    r.add_argument("--work-ms", type=float, metavar="MS", help="consumer processing time per message (default: 5)")
-    r.add_argument("--batch", type=int, metavar="N", help="messages a consumer takes per poll, and so per "
-                   "acknowledgement or transaction (default: the target's)")
-    r.add_argument("--nodes", type=int, metavar="N", help="nodes of the target (default: the target's)")
-    r.add_argument("--service-cmd", metavar="CMD", help="--target http: your service, run as a node with PORT, "
-                   "DATABASE_URL and PROVIDER_URL in its environment (docs/payments-contract.md)")
-    r.add_argument("--service-url", metavar="URL", help="--target http: a service you run yourself, reached through "
-                   "a forwarder node (network faults only); needs --provider-port")
-    r.add_argument("--provider-port", type=int, metavar="P", help="--target http --service-url: the local port "
-                   "where your service finds the provider (PROVIDER_URL=http://127.0.0.1:P), through its proxy")
+    add_option_flags(r, declared())
     r.set_defaults(func=cmd_run)
 
     k = sub.add_parser("clean", help="remove containers and networks that crashed docker runs left behind",
@@ -274,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--orphans", action="store_true", help="only objects whose harness process is gone")
     k.set_defaults(func=cmd_clean)
 
+    from harness.cost import add_commands as add_cost_commands
     from harness.images import add_commands as add_image_commands
     from harness.setup import add_commands
     from harness.suites.cli import add_commands as add_suite_commands
@@ -281,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_commands(sub)
     add_image_commands(sub)
     add_suite_commands(sub)
+    add_cost_commands(sub)
     return p
 
 
@@ -298,7 +268,11 @@ def version_line() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    try:
+        parser = build_parser()
+    except PluginError as e:  # a target or workload that does not follow its protocol: named before anything runs
+        print(f"onceproof: error: {e}", file=sys.stderr)
+        return 2
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

@@ -9,17 +9,22 @@ figures go beside the harness's."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import targets
 from harness.certify import certify
 from harness.config import RunConfig
 from harness.files import atomic_write
+from plugin.target import BenchLoad
+
+if TYPE_CHECKING:
+    from harness.run import Run
 
 KEEP_UP_E2E_MS = 1000.0  # end-to-end p50 above this: the consumers fell behind
 KEEP_UP_ACKED = 0.9  # acknowledged below this share of the offered rate: the producers fell behind
@@ -28,6 +33,7 @@ REFINE_STEPS = 2  # ...then bisects this often between the last rate kept and th
 # the system's cost, not the simulated processing's: consumers that do almost no work, and enough of them
 COST_WORK_MS = 0.5
 COST_CONSUMERS = 4
+NATIVE_MAX_S = 20.0  # longest a native benchmark tool runs after a cost run
 
 
 @dataclass
@@ -52,17 +58,44 @@ class Measure:
 def cost_config(target: str, store: str, options: dict[str, Any]) -> RunConfig:
     """The base configuration of a cost run: no faults, the cost defaults, then `options` (run options that
     are set), for `onceproof cost` and suite cost cases alike."""
-    cfg = RunConfig(target=target, store=store, faults=[], work_ms=COST_WORK_MS, consumers=COST_CONSUMERS,
-                    native=True)
+    cfg = RunConfig(target=target, store=store, faults=[], consumers=COST_CONSUMERS)
+    cfg.set("work_ms", COST_WORK_MS)
     for name, value in options.items():
         if value is not None:
-            setattr(cfg, name, value)
+            cfg.set(name, value)
     return cfg
 
 
-def measure(cfg: RunConfig, log: TextIO) -> Measure:
-    """One run without faults; its throughput and latencies from the perf checker."""
-    done = certify(cfg, out=log)
+def native_bench(run: Run) -> None:
+    """After a cost run's effects are read, while its nodes still run: the system's own benchmark tool against the
+    same nodes and proxies at the run's load (its records go to a topic or stream of their own). Its figure, or
+    why there is none, goes to native.json; a failing tool never changes the run's verdict."""
+    cfg, target = run.cfg, run.target
+    bench = target.abilities.native_bench
+    doc: dict[str, Any]
+    if bench is None:
+        doc = {"skipped": f"the {target.name} target names no native benchmark tool"}
+    elif cfg.runtime != "local":
+        doc = {"skipped": "native tools run only with the local runtime (they run on this machine)"}
+    else:
+        load = BenchLoad(rate=cfg.rate, seconds=min(cfg.time, NATIVE_MAX_S), connections=cfg.producers * cfg.in_flight,
+                         work_dir=run.dir / "native")
+        load.work_dir.mkdir(exist_ok=True)
+        run.say(f"[native] the system's own tool at {load.rate:.0f} msg/s for {load.seconds:.0f}s")
+        try:
+            doc = asdict(bench(run.cluster.deployment, load))
+            run.say(f"[native] {doc['tool']}: {doc['acked_per_s']:.0f}/s, p50 {doc['send_p50_ms']} ms, "
+                    f"p99 {doc['send_p99_ms']} ms")
+        except Exception as e:
+            doc = {"error": f"{type(e).__name__}: {e}"}
+            run.say(f"  warning: the native tool failed: {doc['error']}")
+    atomic_write(run.dir / "native.json", json.dumps(doc, indent=1, default=str) + "\n")
+
+
+def measure(cfg: RunConfig, log: TextIO, native: bool = False) -> Measure:
+    """One run without faults; its throughput and latencies from the perf checker (and, with `native`, the
+    system's own tool's, after it)."""
+    done = certify(cfg, out=log, after=(native_bench,) if native else ())
     r = done.results
     s = r["perf"]["summary"]
     c = r["delivery"]["counts"]
@@ -77,10 +110,10 @@ def measure(cfg: RunConfig, log: TextIO) -> Measure:
     if acked < KEEP_UP_ACKED * cfg.rate:
         why.append(f"{acked:.0f} acknowledged/s of {cfg.rate:.0f} offered: the producers fell behind")
     native_file = done.run_dir / "native.json"
-    native = json.loads(native_file.read_text()) if native_file.exists() else None
+    figure = json.loads(native_file.read_text()) if native_file.exists() else None
     return Measure(cfg.profile, cfg.guarantee, cfg.rate, round(acked, 1), round(c["delivered"] / cfg.time, 1),
                    send.get("p50"), send.get("p99"), e2e.get("p50"), e2e.get("p99"), steady, r["valid"], not why,
-                   str(done.run_dir), "; ".join(why), native)
+                   str(done.run_dir), "; ".join(why), figure)
 
 
 def steady_e2e_p50(perf: dict[str, Any], load_s: float) -> float | None:
@@ -146,7 +179,8 @@ def run_cost(base: RunConfig, profiles: list[str], find_rate: bool, say: TextIO 
             r["send_p50_ratio"] = _ratio(r["send_p50_ms"], cheapest["send_p50_ms"])
             r["e2e_p50_ratio"] = _ratio(r["e2e_steady_p50_ms"], cheapest["e2e_steady_p50_ms"])
     doc = {"target": base.target, "rate": base.rate, "time": base.time, "producers": base.producers,
-           "consumers": base.consumers, "in_flight": base.in_flight, "work_ms": base.work_ms, "runtime": base.runtime,
+           "consumers": base.consumers, "in_flight": base.in_flight, "work_ms": base.value("work_ms"),
+           "runtime": base.runtime,
            "cheapest": cheapest["profile"] if cheapest else None, "profiles": rows}
     atomic_write(out / "cost.json", json.dumps(doc, indent=1) + "\n")
     atomic_write(out / "cost.txt", table(doc) + "\n")
@@ -158,12 +192,11 @@ def _stepper(base: RunConfig, profile: str, steps: list[Measure], out: Path, say
     tool runs once per profile, with the first step (the common rate)."""
 
     def at(rate: float) -> Measure:
-        cfg = RunConfig(**{**asdict(base), "profile": profile, "rate": rate, "faults": [],
-                           "native": base.native and not steps})
+        cfg = replace(base, profile=profile, rate=rate, faults=[], extra=dict(base.extra))
         cfg.validate()
         print(f"[cost] {base.target} {profile} at {rate:.0f} msg/s ...", file=say, flush=True)
         with open(out / "logs" / f"{profile}-{rate:.0f}.log", "w") as log:
-            m = measure(cfg, log)
+            m = measure(cfg, log, native=not steps)
         print(f"  {m.acked_per_s:.0f} acked/s, send p50 {m.send_p50_ms} ms p99 {m.send_p99_ms} ms, "
               f"end-to-end p50 {m.e2e_p50_ms} ms p99 {m.e2e_p99_ms} ms"
               + ("" if m.kept_up else f" — {m.why_not}"), file=say, flush=True)
@@ -290,3 +323,60 @@ def profiles_of(target: str, only: str | None) -> list[str]:
         raise ValueError(f"unknown profile {', '.join(map(repr, bad))} for target {target}; valid profiles: "
                          f"{', '.join(names)}")
     return wanted
+
+
+# --- `onceproof cost` ------------------------------------------------------------------------------------------
+
+# the run options `onceproof cost` takes, and the defaults it has of its own
+COST_OPTIONS = ("time", "rate", "producers", "consumers", "in_flight", "work_ms", "batch", "runtime", "nodes")
+COST_TIME = 30.0
+
+
+def cmd_cost(args: argparse.Namespace) -> int:
+    """Each profile of a target without faults at one load; ratios to the cheapest."""
+    from harness.certify import Interrupted, RunFailed
+    from harness.config import ConfigError
+
+    store = args.store or str(Path("store") / "cost" / args.target)
+    try:
+        cfg = cost_config(args.target, store, {"time": COST_TIME, **{
+            name: getattr(args, name) for name in COST_OPTIONS if getattr(args, name) is not None}})
+        cfg.validate()
+        profiles = profiles_of(args.target, args.profiles)
+    except (ConfigError, ValueError) as e:
+        print(f"onceproof cost: error: {e}", file=sys.stderr)
+        return 2
+    try:
+        doc = run_cost(cfg, profiles, args.find_rate)
+    except Interrupted:
+        print("onceproof cost: interrupted; everything the run started is stopped", file=sys.stderr)
+        return 130
+    except RunFailed as e:
+        print(f"onceproof cost: error: {e}", file=sys.stderr)
+        return 2
+    print(table(doc))
+    print(f"results: {Path(store) / 'cost.json'}")
+    bad = [r["profile"] for r in doc["profiles"] if r["verdict"] is not True]
+    if bad:
+        print(f"onceproof cost: without faults, {', '.join(bad)} did not keep its claim (see its run)", file=sys.stderr)
+    return 1 if bad else 0
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    from harness.config import declared
+    from harness.options import add_option_flags
+
+    k = sub.add_parser("cost", help="what each guarantee costs: every profile of a target without faults",
+                       description="Run each profile of TARGET without faults at the same load and concurrency; "
+                                   "print acknowledged msg/s and send and end-to-end latency (p50, p99) as ratios "
+                                   "to the cheapest profile. Exit 0, 1 when a run without faults was not valid, "
+                                   "2 on bad input.")
+    k.add_argument("--target", required=True)
+    k.add_argument("--profiles", metavar="P1,P2", help="only these profiles (default: all the target's)")
+    options = declared()
+    add_option_flags(k, {name: options[name] for name in COST_OPTIONS},
+                     defaults={"time": f"{COST_TIME:g}", "consumers": str(COST_CONSUMERS),
+                               "work_ms": f"{COST_WORK_MS:g}: the system's cost, not the work's"})
+    k.add_argument("--find-rate", action="store_true", help="double the rate while each profile keeps pace")
+    k.add_argument("--store", metavar="DIR", help="where runs and cost.json go (default: store/cost/<target>)")
+    k.set_defaults(func=cmd_cost)

@@ -120,9 +120,13 @@ def build(image: Image, progress: Callable[[str], object] = print, force: bool =
             _import(c, root, Path(tmp) / "image.tar", repo, "build", layout.changes)
             work = Path(tmp) / "finish"
             work.mkdir()
+            from harness.runtime.docker import DockerRuntime
+
+            runtime = DockerRuntime(work, pinned={image.role: f"{repo}:build"})
             try:
-                image.finish(ImageBuild(f"{repo}:build", root, work, progress))
+                image.finish(ImageBuild(f"{repo}:build", root, work, progress, runtime))
             finally:
+                runtime.teardown()
                 with contextlib.suppress(Exception):
                     c.images.remove(f"{repo}:build")
         size = _import(c, root, Path(tmp) / "image.tar", repo, tag, layout.changes)

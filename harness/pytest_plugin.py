@@ -48,7 +48,7 @@ class Onceproof:
     def run(self, target: str, profile: str, faults: list[str] | tuple[str, ...] = (), seed: int = 1,
             expect: str | dict[str, Any] | None = "valid", **options: Any) -> tuple[dict[str, Any], str | None]:
         """Like certify, but returns (results, why the answer was not the expected one, or None)."""
-        from checkers.vocabulary import verdict_name
+        from checkers.vocabulary import counts_of, verdict_name
         from harness.certify import RunFailed, certify
         from harness.config import ConfigError, RunConfig
         from harness.suites.results import counts_line
@@ -59,9 +59,9 @@ class Onceproof:
             wanted = parse_expectation(where, expect) if expect is not None else None
             cfg = RunConfig(target=target, profile=profile, faults=list(faults), seed=seed, store=str(self.store))
             for k, v in options.items():
-                if not hasattr(cfg, k) or k in ("target", "profile", "faults", "seed", "store"):
-                    raise ConfigError(f"unknown option {k!r}")
-                setattr(cfg, k, v)
+                if k not in accepted():
+                    raise ConfigError(f"unknown option {k!r}; valid options: {', '.join(accepted())}")
+                cfg.set(k, v)
             cfg.validate()
         except (SuiteError, ConfigError) as e:
             pytest.fail(f"{where}: {e}", pytrace=False)
@@ -71,13 +71,21 @@ class Onceproof:
             pytest.fail(f"{where}: the harness could not run it: {e}", pytrace=False)
         r = done.results
         verdict = verdict_name(r["valid"])
-        unmet = wanted.unmet(verdict, r["delivery"]["counts"]) if wanted else []
+        unmet = wanted.unmet(verdict, counts_of(r)) if wanted else []
         if unmet:
             return r, (f"{where} seed {seed} under {', '.join(faults) or 'no faults'}: "
-                       f"{'; '.join(unmet)} ({counts_line(r['delivery']['counts'])}; "
+                       f"{'; '.join(unmet)} ({counts_line(counts_of(r))}; "
                        f"{'; '.join(r.get('reasons', []))})\n"
                        f"report: {done.paths['report']}")
         return r, None
+
+
+def accepted() -> tuple[str, ...]:
+    """The keyword options `certify` and the marker take: every run option but the case's own (target, profile,
+    faults, seed, store: parameters of their own here), from their declarations (harness/options.py)."""
+    from harness.config import run_options
+
+    return tuple(run_options())
 
 
 @pytest.fixture

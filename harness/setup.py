@@ -11,6 +11,7 @@ import argparse
 import fcntl
 import sys
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import targets as registry
 from plugin.needs import (
@@ -19,6 +20,7 @@ from plugin.needs import (
     Progress,
     Requirement,
     SetupError,
+    SetupTools,
     apt_install,
     cache_dir,
     deb_versions,
@@ -27,6 +29,7 @@ from plugin.needs import (
     toxiproxy_requirement,
     which,
 )
+from plugin.runtime import Runtime
 
 
 def _targets(targets: Iterable[str] | None) -> list[str]:
@@ -70,6 +73,14 @@ def requirements(targets: Iterable[str] | None = None) -> list[Requirement]:
     return reqs
 
 
+def local_runtime(work: Path) -> Runtime:
+    """What an install step that starts the system once runs it with: local processes in `work`, given a minute
+    to stop (a JVM writing its class-data archive as it exits)."""
+    from harness.runtime import LocalRuntime
+
+    return LocalRuntime(work, grace=60.0)
+
+
 def install(targets: Iterable[str] | None = None, progress: Progress = print) -> list[Requirement]:
     """Install whatever the targets (None: all; []: just what every target needs) are missing.
 
@@ -88,13 +99,14 @@ def install(targets: Iterable[str] | None = None, progress: Progress = print) ->
         if missing:
             apt_install(list(dict.fromkeys(d.package for d in missing)), progress)
         install_toxiproxy(progress)
+        tools = SetupTools(progress, local_runtime)
         for f in _fetched_needs(names):
-            f.install(progress)
+            f.install(tools)
         for f in _optional_needs(names):
             if f.requirement().present:
                 continue
             try:
-                f.install(progress)
+                f.install(tools)
             except (SetupError, OSError) as e:  # optional: the run works without it, one figure is missing
                 progress(f"setup: warning: {f.requirement().name} (optional) could not be installed: {e}")
     reqs = requirements(names)

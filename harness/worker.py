@@ -4,7 +4,7 @@ Workers are separate OS processes so that `kill-producer` and `kill-consumer` ar
 The harness starts one with `python -m harness.worker SPEC.json`; SIGTERM asks it to finish the
 operation in hand and exit. Every operation is flushed to the shard as it completes, so a kill
 loses at most the line being written. What the worker does is its workload's (`--workload`), with
-its target's clients.
+the clients its target supplies for that workload (`Target.clients`).
 """
 
 from __future__ import annotations
@@ -65,7 +65,8 @@ def main(argv: list[str]) -> int:
                             bootstrap=spec["bootstrap"], run_dir=run_dir, slot=spec["slot"], drain=spec["drain"],
                             log=ProcessLog(w, (index + 1) * PROCESS_SPAN), writer=w,
                             settings=spec["settings"], stop=lambda: stopping["flag"],
-                            addresses=spec.get("addresses") or {}, direct=spec.get("direct") or {})
+                            clients=target.clients[workload.name], addresses=spec.get("addresses") or {},
+                            direct=spec.get("direct") or {})
         stats = workload.run(role, ctx)
     stats["seconds"] = time.monotonic() - t0
     path.with_suffix(".stats.json").write_text(json.dumps(stats))

@@ -16,6 +16,10 @@ import subprocess
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from plugin.runtime import Runtime
 
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 VERSION_TAG = "local-4"  # bump when an image's layout changes
@@ -55,12 +59,15 @@ def compose_image(role: str, compose: str | None) -> tuple[str, str]:
 @dataclass(frozen=True)
 class ImageBuild:
     """What an image's last build step gets: `image` names a provisional image of the packed files, `root`
-    is the packed root filesystem (files added there go into the final image), `work` a scratch directory."""
+    is the packed root filesystem (files added there go into the final image), `work` a scratch directory, and
+    `runtime` a container runtime in `work` that runs the image's role from the provisional image (the harness
+    tears it down after the step)."""
 
     image: str
     root: Path
     work: Path
     progress: Callable[[str], object]
+    runtime: Runtime
 
 
 @dataclass(frozen=True)

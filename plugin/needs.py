@@ -17,6 +17,10 @@ import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from plugin.runtime import Runtime
 
 TOXIPROXY_VERSION = "2.12.0"
 TOXIPROXY_PACKAGE = "github.com/Shopify/toxiproxy/v2/cmd/server"  # installs a binary named `server`
@@ -49,13 +53,23 @@ class Requirement:
 
 
 @dataclass(frozen=True)
+class SetupTools:
+    """What an install step is handed: `progress` for what it says, and `runtime(work_dir)`, a runtime of local
+    processes in a scratch directory, for a step that must start the system once (Kafka's class-data archive);
+    the step tears it down."""
+
+    progress: Progress
+    runtime: Callable[[Path], Runtime]
+
+
+@dataclass(frozen=True)
 class Fetched:
     """Files a target needs in the cache (pinned versions, checked by a stamp or checksum): how to check
     them and how to fetch them. Fetched after the Debian packages, which may bring the tools that fetch
     them (like Maven)."""
 
     requirement: Callable[[], Requirement]
-    install: Callable[[Progress], object]
+    install: Callable[[SetupTools], object]
 
 
 @dataclass(frozen=True)

@@ -1,16 +1,19 @@
-"""The Target protocol: everything the harness needs from one system under test, in the spirit of
-Jepsen's `DB` and `Client` protocols. Each target is a package `targets/<name>/` whose `TARGET` object
-satisfies `Target` (tests/test_targets.py checks every registered one, and mypy checks the declarations).
+"""The Target protocol: everything the harness needs from one system under test, in the spirit of Jepsen's `DB`
+protocol. Each target is a package `targets/<name>/` whose `TARGET` object satisfies `Target`; it is checked
+against the protocol when it is loaded (`plugin.check`, before anything starts), and mypy checks the annotated
+declarations. `TargetBase` gives the members most targets leave at their defaults.
 
 The harness calls a target in this order: `setup_nodes` before the first start (write configs, format
 storage; `run` runs a command where the nodes run: a local process or a container of the target's
 image), `node_argv` and `ready` for each node (again at every restart), `prepare` (create streams,
-topics, groups), then in worker processes `producer` and `consumer` (the `queue` workload's clients),
-and after the drain `read_effects`. Optional abilities are named in `Abilities`: a target that has one
-sets it, and the harness asks for it by name (`target.abilities.backlog`), never by probing.
+topics, groups), and after the drain `read_effects`. What clients do is the workload's (Jepsen's `Client`):
+a target serves a workload by supplying the clients that workload's protocol asks for (`clients`, by workload
+name); worker processes make them. Optional abilities are named in `Abilities`: a target that has one sets
+it, and the harness asks for it by name (`target.abilities.backlog`), never by probing.
 
 Clients run inside worker processes; they never retry on their own, and map every error to an outcome:
 `ok`, `fail` (definitely did not happen) or `info` (unknown: timeouts, lost connections).
+The rules, in words: docs/adding-a-target.md.
 """
 
 from __future__ import annotations
@@ -23,48 +26,30 @@ from typing import Any, Protocol
 from checkers.vocabulary import GUARANTEES
 from plugin.imaging import Image, ImageBuild, Layout
 from plugin.needs import Needs
+from plugin.options import Option
 
 
 @dataclass(frozen=True)
 class Profile:
-    """A configuration that claims a guarantee, with the settings that make it (or fail to)."""
+    """A configuration that claims a guarantee, with the settings that make it (or fail to).
+
+    `settings` are the target's own: only the target's code reads them (node configuration, client options).
+    What a workload reads from a profile is a member here: `producer_retries`, how many times the queue
+    workload's producers send a message again after an outcome that was not `ok` (each attempt its own `send`
+    in the history; 0 for profiles that rely on never sending twice). `expected_unsafe_under` names the faults
+    it is known to fail under (its known answers)."""
 
     name: str
     guarantee: str
     description: str
     settings: dict[str, Any] = field(default_factory=dict)
-    expected_unsafe_under: tuple[str, ...] = ()  # faults it is known to fail under (known answers)
+    expected_unsafe_under: tuple[str, ...] = ()
+    producer_retries: int = 0
 
     def __post_init__(self) -> None:
         if self.guarantee not in GUARANTEES:
             raise ValueError(f"profile {self.name}: unknown guarantee {self.guarantee!r}; valid: "
                              f"{', '.join(GUARANTEES)}")
-
-
-@dataclass
-class Outcome:
-    """The outcome of one client operation, as it goes into the history."""
-
-    type: str  # ok / fail / info
-    value: Any = None
-    error: str | None = None
-
-
-@dataclass
-class Delivery:
-    """One message handed to a consumer."""
-
-    id: str
-    key: Any
-    amount: int
-    handle: Any  # what the target needs to acknowledge it (a stream entry id, an offset, ...)
-    redelivered: bool = False
-    partition: Any = None
-    offset: int | None = None
-
-    def record(self) -> dict[str, Any]:
-        return {"id": self.id, "key": self.key, "partition": self.partition, "offset": self.offset,
-                "redelivered": self.redelivered}
 
 
 @dataclass
@@ -94,7 +79,7 @@ class Deployment:
     nodes: list[NodeInfo]
     profile: Profile
     run_dir: Path
-    options: Mapping[str, str] = field(default_factory=dict)  # the run options a target reads (Abilities.options)
+    options: Mapping[str, Any] = field(default_factory=dict)  # the values of the target's own options (Target.options)
 
     @property
     def bootstrap(self) -> list[str]:
@@ -103,39 +88,6 @@ class Deployment:
 
     def node(self, name: str) -> NodeInfo:
         return next(n for n in self.nodes if n.name == name)
-
-
-@dataclass(frozen=True)
-class ClientSpec:
-    """What a client in a worker process gets: `bootstrap` (the proxies, the only way in), `name` (p0, c1:
-    its name in the history), `slot` (the place it fills: a replacement after a kill takes the same slot),
-    `state_dir` (the run's directory, shared by every worker and the harness: client-side stores live
-    there), `work_s` (a consumer's processing time per message) and `on_assign` (called with a consumer's
-    new assignment after a rebalance, which the history records)."""
-
-    bootstrap: list[str]
-    profile: Profile
-    name: str
-    slot: str
-    state_dir: Path
-    work_s: float = 0.005
-    on_assign: Callable[[list[Any]], None] | None = None
-
-
-class Producer(Protocol):
-    def send(self, mid: str, key: Any, amount: int) -> Outcome: ...
-    def close(self) -> None: ...
-
-
-RecordAck = Callable[..., Any]  # record_ack(type, value, invoke=None): writes an `ack` operation
-Work = Callable[[float], None]  # work(seconds): processing time, where a consumer kill usually lands
-
-
-class Consumer(Protocol):
-    def poll(self, max_messages: int, block_ms: int) -> tuple[Outcome, list[Delivery]]: ...
-    def reclaim(self, max_messages: int) -> tuple[Outcome, list[Delivery]]: ...
-    def process(self, batch: list[Delivery], record_ack: RecordAck, work: Work) -> None: ...
-    def close(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -208,14 +160,9 @@ class Abilities:
       log checker only, recorded as the `final-read` operation;
     - `leader`: the node that leads the target's data when a `leader` fault starts (kill-leader, ...);
     - `controller`: the node that leads the cluster's metadata (kill-controller, ...);
-    - `shared_producer`: a producer client that several logical processes of one worker may use at once
-      (thread-safe), so that a batching client batches their sends as an application's thread pool does
-      (`--in-flight`); without it each logical process has its own client;
     - `native_bench`: the system's own benchmark tool run against the deployment at a cost run's load
       (`onceproof cost`), so its figure stands beside the harness's;
     - `roles`: the nodes are of different kinds (`NodeRoles`), named by the target;
-    - `options`: run options the target reads from `Deployment.options` (`service_cmd`: the user's own
-      service as a node); the configuration refuses them for other targets;
     - `default_faults`: the faults of a run that names none (else the harness's defaults the target has);
     - `cleanup`: remove what the nodes keep outside the run's directory, once they have stopped (teardown,
       also after Ctrl-C).
@@ -225,10 +172,8 @@ class Abilities:
     final_read: Callable[[Deployment], list[dict[str, Any]]] | None = None
     leader: Callable[[Deployment], str] | None = None
     controller: Callable[[Deployment], str] | None = None
-    shared_producer: Callable[[ClientSpec], Producer] | None = None
     native_bench: Callable[[Deployment, BenchLoad], BenchFigure] | None = None
     roles: NodeRoles | None = None
-    options: tuple[str, ...] = ()
     default_faults: tuple[str, ...] = ()
     cleanup: Callable[[Deployment], None] | None = None
 
@@ -239,9 +184,10 @@ class Abilities:
 
 class Target(Protocol):
     """A system under test. `node_counts` lists the cluster sizes it supports, the first the default;
-    `ports` names the ports each node needs besides its client port (in `NodeInfo.extra_ports`);
-    `workloads` lists the workloads its clients serve; `faults` the faults it supports. The properties may
-    be plain class attributes."""
+    `ports` names the ports each node needs besides its client port (in `NodeInfo.extra_ports`); `faults` the
+    faults it supports; `clients` the workloads it serves, each with the clients that workload's protocol
+    asks for (the first is the default workload); `options` the run options only it reads (in
+    `Deployment.options`; refused for other targets). The properties may be plain class attributes."""
 
     @property
     def name(self) -> str: ...
@@ -250,20 +196,17 @@ class Target(Protocol):
     @property
     def faults(self) -> tuple[str, ...]: ...
     @property
-    def workloads(self) -> tuple[str, ...]: ...
+    def clients(self) -> Mapping[str, Any]: ...
     @property
     def node_counts(self) -> tuple[int, ...]: ...
     @property
     def ports(self) -> tuple[str, ...]: ...
     @property
+    def options(self) -> tuple[Option, ...]: ...
+    @property
     def ready_timeout(self) -> float: ...
     @property
     def drain(self) -> Drain: ...
-    @property
-    def batch(self) -> int:
-        """Messages a consumer takes per poll by default (`--batch`): where every poll's acknowledgement or
-        transaction costs round trips, a larger batch lets the consumers keep pace with the default load."""
-        ...
     @property
     def needs(self) -> Needs: ...
     @property
@@ -271,16 +214,37 @@ class Target(Protocol):
     @property
     def abilities(self) -> Abilities: ...
 
-
     def setup_nodes(self, d: Deployment, run: Runner) -> None: ...
     def node_argv(self, d: Deployment, node: NodeInfo) -> list[str]: ...
     def ready(self, node: NodeInfo) -> bool: ...
     def prepare(self, d: Deployment) -> None: ...
-    def producer(self, c: ClientSpec) -> Producer: ...
-    def consumer(self, c: ClientSpec) -> Consumer: ...
     def read_effects(self, d: Deployment) -> dict[str, int]: ...
 
 
-__all__ = ["Abilities", "BenchFigure", "BenchLoad", "ClientSpec", "Consumer", "Delivery", "Deployment", "Drain",
-           "Image", "ImageBuild", "Layout", "Needs", "NodeInfo", "NodeRoles", "Outcome", "Producer", "Profile",
-           "RecordAck", "Runner", "Target", "Work", "has_role", "node_names"]
+class TargetBase:
+    """The members most targets leave as they are: no ports besides the client port, no options of their own,
+    30 s to get ready, the default drain, no abilities, nothing to set up before the first start or to prepare
+    after. A target subclasses it and declares the rest (name, profiles, faults, clients, node_counts, needs,
+    image, node_argv, ready, read_effects)."""
+
+    ports: tuple[str, ...] = ()
+    options: tuple[Option, ...] = ()
+    ready_timeout: float = 30.0
+    drain: Drain = Drain()
+    abilities: Abilities = Abilities()
+
+    def setup_nodes(self, d: Deployment, run: Runner) -> None:
+        """Nothing to write or format before the nodes first start."""
+
+    def prepare(self, d: Deployment) -> None:
+        """Nothing to create once the nodes are ready."""
+
+
+def workloads_of(t: Target) -> tuple[str, ...]:
+    """The workloads `t` serves, its default first."""
+    return tuple(t.clients)
+
+
+__all__ = ["Abilities", "BenchFigure", "BenchLoad", "Deployment", "Drain", "Image", "ImageBuild", "Layout", "Needs",
+           "NodeInfo", "NodeRoles", "Option", "Profile", "Runner", "Target", "TargetBase", "has_role", "node_names",
+           "workloads_of"]

@@ -1,9 +1,15 @@
-"""The Workload protocol: what a run's clients do. `--workload` names one; the harness spawns worker
-processes in the roles a run has (producers, consumers, and consumers again as drainers), and each worker
-calls `workload.run(role, ctx)`, which makes the target's clients it needs and records every operation.
+"""The Workload protocol: what a run's clients do (Jepsen's `Client`, with the generator that drives it).
+`--workload` names one; the harness spawns worker processes in the roles a run has (producers, consumers, and
+consumers again as drainers), and each worker calls `workload.run(role, ctx)`, which makes the clients it needs
+from the target's (`ctx.clients`: what `Target.clients[<workload>]` supplies, of the workload's own `client`
+protocol) and records every operation.
 
-A workload declares the run options it reads (`options`, names of `onceproof run` options; the run
-passes their values in `ctx.settings`) and which checkers judge its histories (`checkers`).
+A workload declares its client protocol (`client`: every target that serves it supplies an object of that
+shape; checked when the target is loaded), its own run options (`options`: `Option`s, one declaration each),
+the harness's options it reads (`reads`: rate, producers, ...), and `option_defaults`, the defaults of its
+options that the target's clients decide (the queue's batch). The run passes the values of both in
+`ctx.settings`. Which checkers judge a history is the history's own business: every checker looks at every
+history and says where it does not apply. The rules, in words: docs/adding-a-workload.md.
 """
 
 from __future__ import annotations
@@ -14,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
+from plugin.options import Option
 from plugin.target import Profile, Target
 
-ROLES = ("producer", "consumer")
 PROCESS_SPAN = 1_000_000  # the process ids of one worker: worker k's logical processes are k * SPAN + 0, 1, ...
 
 
@@ -67,6 +73,7 @@ class WorkerContext:
     writer: Writer
     settings: Mapping[str, Any]
     stop: Callable[[], bool]
+    clients: Any = None  # what the target supplies for this workload: an object of the workload's `client` protocol
     addresses: Mapping[str, str] = field(default_factory=dict)  # every node's proxy address, by node name
     # every node's own address, past its proxy: only for reading what a node recorded (never for the workload's
     # requests), so that the faults on the proxies do not delay the record of what happened
@@ -75,12 +82,27 @@ class WorkerContext:
 
 class Workload(Protocol):
     name: ClassVar[str]
-    options: ClassVar[tuple[str, ...]]
-    checkers: ClassVar[tuple[str, ...]]
+    client: ClassVar[type]  # the protocol of the clients a target supplies for this workload
+    options: ClassVar[tuple[Option, ...]]  # its own run options
+    reads: ClassVar[tuple[str, ...]]  # the harness's run options it reads (their values in ctx.settings)
+
+    def option_defaults(self, clients: Any) -> Mapping[str, Any]:
+        """Defaults of its options that the target's clients decide (an option whose declared default is None)."""
+        ...
 
     def run(self, role: str, ctx: WorkerContext) -> dict[str, Any]:
         """Do the role's work until `ctx.stop()`; returns the worker's stats (written beside its shard)."""
         ...
+
+
+class WorkloadBase:
+    """What most workloads leave as it is: no options of their own, none read, no defaults from the clients."""
+
+    options: ClassVar[tuple[Option, ...]] = ()
+    reads: ClassVar[tuple[str, ...]] = ()
+
+    def option_defaults(self, clients: Any) -> Mapping[str, Any]:
+        return {}
 
 
 class Pacer:

@@ -23,11 +23,27 @@ def names() -> tuple[str, ...]:
     return tuple(sorted(m.name for m in pkgutil.iter_modules([str(_HERE)]) if m.ispkg))
 
 
+@functools.cache
 def load(name: str) -> Target:
-    """The target called `name`; KeyError for an unknown name."""
+    """The target called `name`, checked against the Target protocol and its clients against the protocols of the
+    workloads it serves (plugin.check.PluginError naming what is missing); KeyError for an unknown name."""
+    from plugin.check import PluginError, check_clients, check_target
+
     if name not in names():
         raise KeyError(name)
-    target: Target = importlib.import_module(f"targets.{name}").TARGET
+    where = f"targets/{name}/"
+    module = importlib.import_module(f"targets.{name}")
+    if not hasattr(module, "TARGET"):
+        raise PluginError(f"{where}: no TARGET (the package must define `TARGET: Target = ...`; "
+                          "docs/adding-a-target.md)")
+    target = check_target(module.TARGET, where)
     if target.name != name:
-        raise RuntimeError(f"targets/{name}/ declares a target named {target.name!r}")
+        raise PluginError(f"{where} declares a target named {target.name!r}: it must be named like its folder")
+    import workloads
+
+    for w, clients in target.clients.items():
+        if w not in workloads.names():
+            raise PluginError(f"{where}: it supplies clients for a workload {w!r} that does not exist; workloads: "
+                              f"{', '.join(workloads.names())}")
+        check_clients(name, workloads.load(w), clients)
     return target

@@ -111,6 +111,11 @@ def test_classpath_names_the_setup_command(tmp_path, monkeypatch):
     assert not req.present and req.fix == "onceproof setup kafka"
 
 
+def tools(progress) -> needs.SetupTools:
+    """What setup hands an install step (harness.setup.local_runtime makes the runtime)."""
+    return needs.SetupTools(progress, setup.local_runtime)
+
+
 class FakeMaven:
     """Stands in for install.run's Maven: records the command and copies the pinned jars (empty files)."""
 
@@ -132,7 +137,7 @@ class FakeMaven:
             (libs / f"{artifact}-{version}.jar").write_bytes(b"")
         return subprocess.CompletedProcess(cmd, 0, "", "")
 
-    def build_cds(self, cp, archive, work, timeout=180.0):
+    def build_cds(self, cp, archive, runtime, timeout=180.0):
         assert cp == f"{jars.kafka_libs()}/*"
         if self.cds_error:
             raise cluster.KafkaClusterError(self.cds_error)
@@ -145,7 +150,7 @@ def test_setup_kafka_fetches_once_into_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("ONCEPROOF_CACHE", str(cache))
     fake = FakeMaven(monkeypatch)
     said: list[str] = []
-    libs = install.install_kafka(said.append)
+    libs = install.install_kafka(tools(said.append))
     assert libs == cache / f"kafka-{jars.KAFKA_VERSION}" / "libs"
     ((cmd,),) = [fake.calls]
     assert f"-Dmaven.repo.local={cache / 'm2'}" in cmd and "-DincludeScope=runtime" in cmd
@@ -154,7 +159,7 @@ def test_setup_kafka_fetches_once_into_the_cache(tmp_path, monkeypatch):
     assert all(f"<artifactId>{a}</artifactId><version>{v}</version>" in pom for _, a, v in jars.KAFKA_ARTIFACTS)
     assert cluster.classpath() == f"{libs}/*" and jars.kafka_cds_archive() == jars.kafka_cds_path()
     assert any("Maven" in m for m in said)
-    install.install_kafka(lambda m: pytest.fail(f"fetched again: {m}"))
+    install.install_kafka(tools(lambda m: pytest.fail(f"fetched again: {m}")))
     assert len(fake.calls) == 1
     (req,) = [r for r in setup.requirements(["kafka"]) if r.name.startswith("kafka-")]
     assert req.present and "CDS archive" in req.detail
@@ -165,7 +170,7 @@ def test_setup_kafka_goes_on_without_a_cds_archive(tmp_path, monkeypatch):
     monkeypatch.setenv("ONCEPROOF_CACHE", str(tmp_path / "cache"))
     FakeMaven(monkeypatch, cds_error="no JVM today")
     said: list[str] = []
-    install.install_kafka(said.append)
+    install.install_kafka(tools(said.append))
     assert jars.kafka_cds_archive() is None and any("no JVM today" in m for m in said)
     (req,) = [r for r in setup.requirements(["kafka"]) if r.name.startswith("kafka-")]
     assert req.present and "no CDS archive" in req.detail

@@ -12,9 +12,10 @@ import pytest
 
 from harness.runtime import LocalRuntime, NodeSpec, free_port
 from harness.toxiproxy import ToxiproxyServer
-from plugin.target import ClientSpec, Deployment, NodeInfo
+from plugin.target import Deployment, NodeInfo
 from targets.nats import TARGET, server
 from targets.nats.clients import NatsProducer
+from workloads.queue import ClientSpec
 
 pytestmark = pytest.mark.integration
 

@@ -22,7 +22,7 @@ from harness.run import Run
 from plugin.imaging import Image, Layout
 from plugin.needs import Needs
 from plugin.runtime import NodeSpec, Partitions, Placement
-from plugin.target import Abilities, ClientSpec, Deployment, Drain, NodeInfo, Profile, Runner
+from plugin.target import Abilities, Deployment, Drain, NodeInfo, Profile, Runner
 from workloads.queue import WORKLOAD as QUEUE
 
 SENDS_PER_PRODUCER = 5
@@ -176,12 +176,12 @@ class FakeTarget:
     profiles: ClassVar[dict[str, Profile]] = {
         "safe": Profile("safe", "exactly-once", "a profile of the fake target")}
     faults = ("ack-loss", "kill-leader", "kill")
-    workloads = ("queue",)
+    clients: ClassVar[dict[str, Any]] = {"queue": object()}  # clients run in workers, never in the harness
     node_counts = (3,)
     ports = ("cluster",)
+    options = ()
     ready_timeout = 1.0
     drain = Drain(quiet=0.3, deadline=5.0)
-    batch = 10
     needs = Needs()
     image = Image("fake", None, Layout)
 
@@ -208,19 +208,14 @@ class FakeTarget:
         if self.fail_prepare:
             raise RuntimeError("the fake cluster refuses to prepare")
 
-    def producer(self, c: ClientSpec) -> Any:
-        raise AssertionError("clients run in workers, never in the harness")
-
-    consumer = producer
-
     def read_effects(self, d: Deployment) -> dict[str, int]:
         self.calls.append("read_effects")
         return dict.fromkeys(self.applied, 1)
 
 
 def _cfg(tmp_path: Path, faults: list[str], time: float = 3.5) -> RunConfig:
-    return RunConfig(target="fake", profile="safe", faults=faults, time=time, nodes=3, quiet=0.3, drain_deadline=5.0,
-                     store=str(tmp_path), runtime="fake")
+    return RunConfig(target="fake", profile="safe", workload="queue", faults=faults, time=time, nodes=3, quiet=0.3,
+                     drain_deadline=5.0, store=str(tmp_path), runtime="fake", extra={"batch": 10})
 
 
 def _run(tmp_path: Path, target: FakeTarget, faults: list[str], runtime: FakeRuntime | None = None) -> tuple[Run, Any]:
@@ -284,14 +279,14 @@ def test_a_leader_fault_without_the_ability_is_reported_not_applied(tmp_path):
 def test_partitions_need_the_runtime_ability(tmp_path):
     run, _ = _run(tmp_path, FakeTarget(), [])
     with pytest.raises(RuntimeError, match="not possible in the fake runtime"):
-        run.partition({"fake-1": ["fake-2"]})
-    run.heal_partition()  # nothing to heal: no error
+        run.nemesis.partition({"fake-1": ["fake-2"]})
+    run.nemesis.heal_partition()  # nothing to heal: no error
 
     cut: list[dict[str, list[str]]] = []
     able = SimpleNamespace(partition=cut.append, heal_partition=lambda: cut.append({}))
     run2, _ = _run(tmp_path / "2", FakeTarget(), [], FakeRuntime(tmp_path / "2" / "run", partitions=able))
-    run2.partition({"fake-1": ["fake-2"]})
-    run2.heal_partition()
+    run2.nemesis.partition({"fake-1": ["fake-2"]})
+    run2.nemesis.heal_partition()
     assert cut == [{"fake-1": ["fake-2"]}, {}]
 
 

@@ -37,7 +37,7 @@ def test_target_declarations(name):
             assert getattr(t.abilities, FAULTS[f].kind) is not None, f
         if FAULTS[f].needs_partitions:
             assert max(t.node_counts) > 1, f
-    assert set(t.workloads) <= set(workloads.names()) and t.workloads
+    assert set(t.clients) <= set(workloads.names()) and t.clients
     assert t.node_counts and all(n >= 1 for n in t.node_counts)
     assert t.ready_timeout > 0 and t.drain.quiet > 0 and t.drain.deadline > t.drain.quiet
     assert isinstance(t.needs, Needs)

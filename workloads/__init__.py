@@ -21,8 +21,14 @@ def names() -> tuple[str, ...]:
 
 
 def load(name: str) -> Workload:
-    """The workload called `name`; KeyError for an unknown name."""
+    """The workload called `name`, checked against the Workload protocol (plugin.check.PluginError naming what is
+    missing); KeyError for an unknown name."""
+    from plugin.check import PluginError, check_workload
+
     if name not in names():
         raise KeyError(name)
-    workload: Workload = importlib.import_module(f"workloads.{name}").WORKLOAD
-    return workload
+    module = importlib.import_module(f"workloads.{name}")
+    if not hasattr(module, "WORKLOAD"):
+        raise PluginError(f"workloads/{name}.py: no WORKLOAD (the module must define `WORKLOAD: Workload = ...`; "
+                          "docs/adding-a-workload.md)")
+    return check_workload(module.WORKLOAD, f"workloads/{name}.py")

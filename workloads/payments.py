@@ -30,10 +30,10 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, cast
 
 from plugin.target import has_role
-from plugin.workload import PROCESS_SPAN, Pacer, ProcessLog, WorkerContext, Workload
+from plugin.workload import PROCESS_SPAN, Pacer, ProcessLog, WorkerContext, Workload, WorkloadBase
 
 REQUEST_TIMEOUT_S = 3.0  # longer than the reference service's own provider timeout (2 s): its 502 comes first
 RETRY_FOR_S = 20.0  # how long a client keeps retrying one charge (a killed service restarts within it)
@@ -73,6 +73,22 @@ def execution(c: dict[str, Any], start_ns: int) -> dict[str, Any]:
     return e
 
 
+class PaymentsClient(Protocol):
+    """One logical process's client of a payments service: POSTs a charge with its key to the next service node,
+    and says what came back, (status, answer, error): status None when no answer came (a timeout, a dropped
+    connection). It never retries on its own: the workload retries, each attempt its own operation."""
+
+    def post(self, body: dict[str, Any], key: str) -> tuple[int | None, Any, str | None]: ...
+
+
+class PaymentsClients(Protocol):
+    """What a target supplies to serve the payments workload (`Target.clients["payments"]`): a client of the
+    service nodes whose proxies are `services` (attempts go round-robin over them, as a load balancer would).
+    A service that follows docs/payments-contract.md is served by `HTTP`, the workload's own HTTP client."""
+
+    def client(self, services: list[str]) -> PaymentsClient: ...
+
+
 class Client:
     """One logical process's HTTP client: a fresh connection after any error (no reuse of a connection in an
     unknown state), no retries of its own."""
@@ -101,7 +117,17 @@ class Client:
             conn.close()
 
 
-def charge(client: Client, log: ProcessLog, body: dict[str, Any], key: str, producer: str,
+class HttpClients:
+    """The workload's own clients: plain HTTP/1.1 to the contract's `POST /charges`."""
+
+    def client(self, services: list[str]) -> PaymentsClient:
+        return Client(services)
+
+
+HTTP: PaymentsClients = HttpClients()
+
+
+def charge(client: PaymentsClient, log: ProcessLog, body: dict[str, Any], key: str, producer: str,
            stop: Callable[[], bool], retry: bool = True, extra: dict[str, Any] | None = None) -> str:
     """One charge, retried with the same key while its outcome is unknown (or its key is busy: 409); each
     attempt is a `send`. Returns the last attempt's outcome."""
@@ -121,10 +147,10 @@ def charge(client: Client, log: ProcessLog, body: dict[str, Any], key: str, prod
         time.sleep(RETRY_BACKOFF_S)
 
 
-class Payments:
+class Payments(WorkloadBase):
     name: ClassVar[str] = "payments"
-    options: ClassVar[tuple[str, ...]] = ("rate", "producers", "in_flight")
-    checkers: ClassVar[tuple[str, ...]] = ("delivery", "perf")
+    client: ClassVar[type] = PaymentsClients
+    reads: ClassVar[tuple[str, ...]] = ("rate", "producers", "in_flight")
 
     def run(self, role: str, ctx: WorkerContext) -> dict[str, Any]:
         known = {f.name for f in fields(PaymentsConfig)}
@@ -188,7 +214,7 @@ class Payments:
         def one(j: int) -> None:
             name = f"p{ctx.index}.{j}" if threads_n > 1 else f"p{ctx.index}"
             log = ProcessLog(ctx.writer, ctx.log.process + j * stride)
-            client = Client(list(ctx.bootstrap))
+            client = cast(PaymentsClients, ctx.clients).client(list(ctx.bootstrap))
             pace = Pacer(interval)
             n = 0
             try:
@@ -225,7 +251,8 @@ class Payments:
         """BURST requests with one key at once, each from a logical process of its own (fresh ids)."""
         def send(i: int) -> None:
             log = ProcessLog(ctx.writer, fresh())
-            charge(Client(list(ctx.bootstrap)[i:] + list(ctx.bootstrap)[:i]), log, body, key, name, ctx.stop,
+            services = list(ctx.bootstrap)[i:] + list(ctx.bootstrap)[:i]
+            charge(cast(PaymentsClients, ctx.clients).client(services), log, body, key, name, ctx.stop,
                    extra={"burst": True})
 
         threads = [threading.Thread(target=send, args=(i,), daemon=True) for i in range(BURST)]

@@ -4,6 +4,11 @@ Ids are `<producer>-<counter>`; each message credits `amount` to the account nam
 the effect store counts applications per id, so a double charge shows as a duplicated effect. The
 loops here are what a client *does*; the target's client says how (and maps errors to outcomes).
 A retry is always a new `send` operation with the same id, never hidden inside the client.
+
+The workload owns its client protocol: a target serves it by supplying a `QueueClients` (its `producer` and
+`consumer` factories, the default `batch`, optionally a thread-safe `shared_producer`) as
+`Target.clients["queue"]`. The rules every client follows are in the protocols' docstrings below and in
+docs/adding-a-target.md.
 """
 
 from __future__ import annotations
@@ -11,12 +16,131 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
-from typing import Any, ClassVar, TypeVar
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, TypeVar, cast
 
-from plugin.target import ClientSpec, Consumer, Producer
-from plugin.workload import PROCESS_SPAN, Pacer, ProcessLog, WorkerContext, Workload
+from plugin.options import Option
+from plugin.target import Profile
+from plugin.workload import PROCESS_SPAN, Pacer, ProcessLog, WorkerContext, Workload, WorkloadBase
+
+# --- the client protocol a target implements to serve this workload ---------------------------------------
+
+
+@dataclass
+class Outcome:
+    """The outcome of one client operation, as it goes into the history: `ok`, `fail` (it definitely did not
+    happen) or `info` (unknown: a timeout, a lost connection), with the value to record and why."""
+
+    type: str
+    value: Any = None
+    error: str | None = None
+
+
+@dataclass
+class Delivery:
+    """One message handed to a consumer; `handle` is what the client needs to acknowledge it (a stream entry
+    id, an offset, ...); partition and offset where the system assigns positions (the log checker reads them)."""
+
+    id: str
+    key: Any
+    amount: int
+    handle: Any
+    redelivered: bool = False
+    partition: Any = None
+    offset: int | None = None
+
+    def record(self) -> dict[str, Any]:
+        return {"id": self.id, "key": self.key, "partition": self.partition, "offset": self.offset,
+                "redelivered": self.redelivered}
+
+
+@dataclass(frozen=True)
+class ClientSpec:
+    """What a client in a worker process gets: `bootstrap` (the proxies, the only way in), `name` (p0, c1:
+    its name in the history), `slot` (the place it fills: a replacement after a kill takes the same slot),
+    `state_dir` (the run's directory, shared by every worker and the harness: client-side stores live
+    there), `work_s` (a consumer's processing time per message) and `on_assign` (called with a consumer's
+    new assignment after a rebalance, which the history records)."""
+
+    bootstrap: list[str]
+    profile: Profile
+    name: str
+    slot: str
+    state_dir: Path
+    work_s: float = 0.005
+    on_assign: Callable[[list[Any]], None] | None = None
+
+
+class Producer(Protocol):
+    """Sends one message and says what became of it. Never retries on its own (the workload retries, each
+    attempt its own operation), never raises: every error is an `Outcome` (`fail` only when the system
+    definitely did not take it)."""
+
+    def send(self, mid: str, key: Any, amount: int) -> Outcome: ...
+    def close(self) -> None: ...
+
+
+class RecordAck(Protocol):
+    """Writes an `ack` operation: `record_ack("invoke", {"ids": [...]})` returns the invoke, and
+    `record_ack(type, value, invoke=that)` completes it (`ok`, `fail` or `info`)."""
+
+    def __call__(self, type_: str, value: Any, invoke: Any = None) -> Any: ...
+
+
+Work = Callable[[float], None]  # work(seconds): the processing time of a message
+
+
+class Consumer(Protocol):
+    """Receives and processes messages.
+
+    - `poll` waits up to `block_ms` for at most `max_messages` new messages; an error is an `Outcome` whose
+      deliveries are not deliveries (the workload records the poll as `fail` or `info`).
+    - `reclaim` takes over messages that other (dead) consumers received but never acknowledged; it returns an
+      empty list when there are none. Drainers call it until it returns nothing before they poll, so that a
+      killed consumer's messages are not left pending; a system without such a notion returns nothing.
+    - `process` applies each message's effect and acknowledges it, in the profile's order, recording each
+      acknowledgement with `record_ack`; it calls `work(seconds)` for each message's processing time (where a
+      consumer kill usually lands: without it a kill never hits a message in hand). An exception from
+      `process` means an effect's outcome is unknown: the workload retires its process id.
+    """
+
+    def poll(self, max_messages: int, block_ms: int) -> tuple[Outcome, list[Delivery]]: ...
+    def reclaim(self, max_messages: int) -> tuple[Outcome, list[Delivery]]: ...
+    def process(self, batch: list[Delivery], record_ack: RecordAck, work: Work) -> None: ...
+    def close(self) -> None: ...
+
+
+class QueueClients(Protocol):
+    """What a target supplies to serve the queue workload (`Target.clients["queue"]`): a producer and a consumer
+    for a worker's logical process; `batch`, the messages a consumer takes per poll by default (`--batch`:
+    where every poll's acknowledgement or transaction costs round trips, a larger batch lets the consumers keep
+    pace with the default load); and, where the system's client is thread-safe, `shared_producer`: one client
+    that a worker's logical processes share (`--in-flight`), so a batching client batches their sends as an
+    application's thread pool does (None: each logical process has its own)."""
+
+    @property
+    def batch(self) -> int: ...
+    @property
+    def shared_producer(self) -> Callable[[ClientSpec], Producer] | None: ...
+    def producer(self, c: ClientSpec) -> Producer: ...
+    def consumer(self, c: ClientSpec) -> Consumer: ...
+
+
+class QueueClientsBase:
+    """The queue clients' defaults: 10 messages per poll, no shared producer."""
+
+    batch: int = 10
+    shared_producer: Callable[[ClientSpec], Producer] | None = None
+
+
+# --- the workload -------------------------------------------------------------------------------------------
+
+WORK_MS = Option("work_ms", float, 5.0, "a consumer's processing time per message, where a consumer kill "
+                 "usually lands (default: 5)", "MS", low=0)
+BATCH = Option("batch", int, None, "messages a consumer takes per poll, and so per acknowledgement or "
+               "transaction (default: the target's)", "N", low=1, high=1000)
 
 
 @dataclass
@@ -122,16 +246,21 @@ def open_client(make: Callable[[], C], stop: Callable[[], bool], within: float =
             time.sleep(1.0)
 
 
-class Queue:
-    """The `queue` workload: producers and consumers of one queue, judged by every checker."""
+class Queue(WorkloadBase):
+    """The `queue` workload: producers and consumers of one queue."""
 
     name: ClassVar[str] = "queue"
-    options: ClassVar[tuple[str, ...]] = ("rate", "producers", "consumers", "work_ms", "in_flight", "batch")
-    checkers: ClassVar[tuple[str, ...]] = ("delivery", "log", "perf")
+    client: ClassVar[type] = QueueClients
+    options: ClassVar[tuple[Option, ...]] = (WORK_MS, BATCH)
+    reads: ClassVar[tuple[str, ...]] = ("rate", "producers", "consumers", "in_flight")
+
+    def option_defaults(self, clients: Any) -> Mapping[str, Any]:
+        return {"batch": cast(QueueClients, clients).batch}
 
     def run(self, role: str, ctx: WorkerContext) -> dict[str, Any]:
         known = {f.name for f in fields(QueueConfig)}
         cfg = QueueConfig(**{k: v for k, v in ctx.settings.items() if k in known})
+        clients = cast(QueueClients, ctx.clients)
         name = f"{role[0]}{ctx.index}"
         log = ctx.log
 
@@ -142,14 +271,14 @@ class Queue:
         spec = ClientSpec(ctx.bootstrap, ctx.profile, name, ctx.slot, ctx.run_dir, work_s=cfg.work_ms / 1000,
                           on_assign=on_assign)
         if role == "producer":
-            retries = int(ctx.profile.settings.get("producer_retries", 0))
+            retries = ctx.profile.producer_retries
             if cfg.in_flight <= 1:
-                sent = self._produce(ctx, spec, log, cfg, name, retries)
+                sent = self._produce(ctx, clients, spec, log, cfg, name, retries)
             else:
-                sent = self._produce_in_flight(ctx, spec, cfg, name, retries)
+                sent = self._produce_in_flight(ctx, clients, spec, cfg, name, retries)
             return {"attempted": sent, "acked": ctx.writer.counts.get(("ok", "send"), 0)}
         if role == "consumer":
-            consumer = open_client(lambda: ctx.target.consumer(spec), ctx.stop)
+            consumer = open_client(lambda: clients.consumer(spec), ctx.stop)
             try:
                 run_consumer(consumer, log, cfg, name, ctx.stop, drain=ctx.drain)
             finally:
@@ -158,24 +287,25 @@ class Queue:
         raise ValueError(f"the queue workload has no role {role!r}")
 
     @staticmethod
-    def _produce(ctx: WorkerContext, spec: ClientSpec, log: ProcessLog, cfg: QueueConfig, name: str,
-                 retries: int, stop: Callable[[], bool] | None = None, shared: Producer | None = None) -> int:
+    def _produce(ctx: WorkerContext, clients: QueueClients, spec: ClientSpec, log: ProcessLog, cfg: QueueConfig,
+                 name: str, retries: int, stop: Callable[[], bool] | None = None,
+                 shared: Producer | None = None) -> int:
         """One logical process's sends, on its own client (opened and closed here) or on `shared`."""
         stop = stop or ctx.stop
         if shared is not None:
             return run_producer(shared, log, cfg, name, retries, stop)
-        producer = open_client(lambda: ctx.target.producer(spec), stop)
+        producer = open_client(lambda: clients.producer(spec), stop)
         try:
             return run_producer(producer, log, cfg, name, retries, stop)
         finally:
             producer.close()
 
-    def _produce_in_flight(self, ctx: WorkerContext, spec: ClientSpec, cfg: QueueConfig, name: str,
-                           retries: int) -> int:
+    def _produce_in_flight(self, ctx: WorkerContext, clients: QueueClients, spec: ClientSpec, cfg: QueueConfig,
+                           name: str, retries: int) -> int:
         """`in_flight` logical processes in threads, each with its own process ids and message ids (`p0.1-17`),
         each one send at a time as the contract requires; together they keep `in_flight` sends open, as an
-        application with a thread pool does. Each paces itself at its share of the rate. Where the target has
-        a `shared_producer`, they share that one client (a batching client batches their sends, as it would
+        application with a thread pool does. Each paces itself at its share of the rate. Where the target's
+        clients have a `shared_producer`, they share that one client (a batching client batches their sends, as it would
         in the application); otherwise each has its own."""
         share = replace(cfg, producers=cfg.producers * cfg.in_flight)
         stride = PROCESS_SPAN // cfg.in_flight
@@ -186,14 +316,14 @@ class Queue:
         def stop() -> bool:  # one thread's failure stops them all, so the worker ends by itself while the run
             return ctx.stop() or failed.is_set()  # goes on, and the run reports it (never a verdict on less load)
 
-        make_shared = ctx.target.abilities.shared_producer
+        make_shared = clients.shared_producer
         shared = open_client(lambda: make_shared(spec), stop) if make_shared is not None else None
 
         def one(j: int) -> None:
             try:
                 log = ProcessLog(ctx.writer, ctx.log.process + j * stride)
                 sub = replace(spec, name=f"{name}.{j}", slot=f"{spec.slot}.{j}")
-                sent[j] = self._produce(ctx, sub, log, share, f"{name}.{j}", retries, stop, shared)
+                sent[j] = self._produce(ctx, clients, sub, log, share, f"{name}.{j}", retries, stop, shared)
             except BaseException as e:
                 errors.append(e)
                 failed.set()

@@ -119,37 +119,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_cost(args: argparse.Namespace) -> int:
-    """Each profile of a target without faults at one load; ratios to the cheapest."""
-    from harness.certify import Interrupted, RunFailed
-    from harness.config import ConfigError
-    from harness.cost import cost_config, profiles_of, run_cost, table
-
-    store = args.store or str(Path("store") / "cost" / args.target)
-    cfg = cost_config(args.target, store, {name: getattr(args, name) for name in (
-        "time", "rate", "producers", "consumers", "in_flight", "work_ms", "runtime", "nodes", "batch")})
-    try:
-        cfg.validate()
-        profiles = profiles_of(args.target, args.profiles)
-    except (ConfigError, ValueError) as e:
-        print(f"onceproof cost: error: {e}", file=sys.stderr)
-        return 2
-    try:
-        doc = run_cost(cfg, profiles, args.find_rate)
-    except Interrupted:
-        print("onceproof cost: interrupted; everything the run started is stopped", file=sys.stderr)
-        return 130
-    except RunFailed as e:
-        print(f"onceproof cost: error: {e}", file=sys.stderr)
-        return 2
-    print(table(doc))
-    print(f"results: {Path(store) / 'cost.json'}")
-    bad = [r["profile"] for r in doc["profiles"] if r["verdict"] is not True]
-    if bad:
-        print(f"onceproof cost: without faults, {', '.join(bad)} did not keep its claim (see its run)", file=sys.stderr)
-    return 1 if bad else 0
-
-
 def add_commands(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("suite", help="certification suites: many cases with expected answers, one exit code",
                        description="Run, list or merge certification suites (TOML files; see suites/).")
@@ -175,26 +144,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     m.add_argument("dirs", nargs="+", metavar="DIR")
     m.add_argument("--out", required=True, metavar="DIR")
     m.set_defaults(func=cmd_suite_merge)
-    k = sub.add_parser("cost", help="what each guarantee costs: every profile of a target without faults",
-                       description="Run each profile of TARGET without faults at the same load and concurrency; "
-                                   "print acknowledged msg/s and send and end-to-end latency (p50, p99) as ratios "
-                                   "to the cheapest profile. Exit 0, 1 when a run without faults was not valid, "
-                                   "2 on bad input.")
-    k.add_argument("--target", required=True)
-    k.add_argument("--profiles", metavar="P1,P2", help="only these profiles (default: all the target's)")
-    k.add_argument("--rate", type=float, default=200.0, metavar="R", help="offered msg/s (default: 200)")
-    k.add_argument("--time", type=float, default=30.0, metavar="S", help="seconds per run (default: 30)")
-    k.add_argument("--producers", type=int, metavar="N")
-    k.add_argument("--consumers", type=int, metavar="N", help="consumer processes (default: 4)")
-    k.add_argument("--in-flight", type=int, metavar="N", help="sends in flight per producer (default: 1)")
-    k.add_argument("--work-ms", type=float, metavar="MS",
-                   help="consumer processing per message (default: 0.5: the system's cost, not the work's)")
-    k.add_argument("--batch", type=int, metavar="N", help="messages per poll, acknowledgement or transaction")
-    k.add_argument("--runtime")
-    k.add_argument("--nodes", type=int, metavar="N")
-    k.add_argument("--find-rate", action="store_true", help="double the rate while each profile keeps pace")
-    k.add_argument("--store", metavar="DIR", help="where runs and cost.json go (default: store/cost/<target>)")
-    k.set_defaults(func=cmd_cost)
     c = sub.add_parser("compare", help="runs of several systems side by side (one HTML matrix)",
                        description="Place runs (run directories, suite results or store folders) in one matrix: "
                                    "system/profile rows, fault columns, a link to each run's report.")

@@ -21,11 +21,11 @@ from typing import Any
 
 import targets
 from checkers.vocabulary import ANOMALIES, DELIVERY_COUNTS, IDEMPOTENCY_ANOMALIES, VERDICT_NAMES
-from harness.config import ConfigError, RunConfig
+from harness.config import ConfigError, RunConfig, run_options
 
-# `onceproof run` options a suite may set, in [defaults] or in a case (hyphens allowed, as on the command line)
-OPTIONS = ("workload", "time", "rate", "runtime", "producers", "consumers", "quiet", "drain_deadline", "work_ms",
-           "nodes", "in_flight", "batch", "service_cmd")
+# `onceproof run` options a suite may set, in [defaults] or in a case (hyphens allowed, as on the command line):
+# every run option but the case's own keys, from their declarations (harness/options.py)
+OPTIONS = tuple(run_options())
 CASE_KEYS = ("name", "kind", "target", "profile", "faults", "seed", "seeds", "expect", "profiles", "find_rate",
              *OPTIONS)
 KINDS = ("run", "cost")  # a certification run per seed, or `onceproof cost` over the target's profiles
@@ -91,7 +91,7 @@ class Case:
     def config(self, seed: int, store: str) -> RunConfig:
         cfg = RunConfig(target=self.target, profile=self.profile, faults=list(self.faults), seed=seed, store=store)
         for k, v in self.options.items():
-            setattr(cfg, k, v)
+            cfg.set(k, v)
         return cfg
 
 
@@ -151,14 +151,11 @@ def _norm(key: str) -> str:
 
 
 def _option(where: str, key: str, value: Any) -> Any:
-    kind = {"workload": str, "runtime": str, "producers": int, "consumers": int, "nodes": int,
-            "in_flight": int, "batch": int}.get(key, float)
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if not isinstance(value, kind) or isinstance(value, bool):
-        what = {float: "a number", str: "a string", int: "an integer"}[kind]
-        raise SuiteError(f"{where}: {key} must be {what} (got {value!r})")
-    return value
+    """A run option's value as its declaration's kind, or SuiteError naming the file, line and key."""
+    try:
+        return run_options()[key].option.coerce(value)
+    except ValueError as e:
+        raise SuiteError(f"{where}: {e}") from None
 
 
 def parse_expectation(where: str, raw: Any) -> Expectation:

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from plugin.imaging import Image
 from plugin.needs import SetupError
+from plugin.options import Option
 from plugin.target import Abilities, Deployment, NodeInfo, NodeRoles, Profile, Runner, Target, has_role
 from targets.payments import (
     DEFAULT_FAULTS,
@@ -42,6 +43,16 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
 )}
 
 
+OPTIONS = (
+    Option("service_cmd", str, "", "your payments service, run as a node with PORT, DATABASE_URL and PROVIDER_URL "
+           "in its environment, in the directory onceproof was started from (docs/payments-contract.md)", "CMD"),
+    Option("service_url", str, "", "a payments service you run yourself, reached through a forwarder node (network "
+           "faults only); needs --provider-port", "URL"),
+    Option("provider_port", int, 0, "with --service-url: the local port where your service finds the provider "
+           "(PROVIDER_URL=http://127.0.0.1:P), through its proxy", "P", low=0, high=65535),
+)
+
+
 def external_address(url: str) -> str:
     """host:port of a service URL (http only: the workload speaks plain HTTP)."""
     u = urlsplit(url)
@@ -57,9 +68,9 @@ class Http(PaymentsCluster):
     profiles = PROFILES
     ready_timeout = 60.0  # a user's service may take its time to start
     image = Image("http", "http.yml", no_layout, local_only=True)
-    abilities = Abilities(roles=NodeRoles(names_of("http"), client_facing),
-                          options=("service_cmd", "service_url", "provider_port"),
-                          default_faults=DEFAULT_FAULTS, cleanup=remove_cluster)
+    options = OPTIONS
+    abilities = Abilities(roles=NodeRoles(names_of("http"), client_facing), default_faults=DEFAULT_FAULTS,
+                          cleanup=remove_cluster)
 
     def setup_nodes(self, d: Deployment, run: Runner) -> None:
         o = d.options

@@ -8,20 +8,21 @@ the controller quorum use their own listeners, so client-side faults hit client 
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from plugin.needs import Needs
 from plugin.target import (
     Abilities,
     BenchFigure,
     BenchLoad,
-    ClientSpec,
     Deployment,
     Drain,
     NodeInfo,
     Profile,
     Runner,
     Target,
+    TargetBase,
 )
 from targets.kafka import bench, cluster, install
 from targets.kafka.clients import (
@@ -35,6 +36,7 @@ from targets.kafka.clients import (
     wait_for_open_transactions,
 )
 from targets.kafka.image import CONTAINER_CLASSPATH, IMAGE
+from workloads.queue import ClientSpec, QueueClients
 
 PARTITIONS = 6
 
@@ -44,28 +46,27 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
     Profile("acks1", "at-least-once",
             "acks=1, no idempotence: the leader acknowledges before any follower has the record, so a "
             "leader failover loses acknowledged writes.",
-            {"acks": 1, "idempotence": False, "producer_retries": 3, "broker": dict(_BROKER_SAFE)},
-            expected_unsafe_under=("kill-leader",)),
+            {"acks": 1, "idempotence": False, "broker": dict(_BROKER_SAFE)},
+            expected_unsafe_under=("kill-leader",), producer_retries=3),
     Profile("unclean", "at-least-once",
             "unclean.leader.election.enable=true, min.insync.replicas=1, acks=1: an out-of-sync replica may "
             "become leader and truncate acknowledged writes. Known unsafe.",
-            {"acks": 1, "idempotence": False, "producer_retries": 3,
+            {"acks": 1, "idempotence": False,
              "broker": {"min.insync.replicas": 1, "unclean.leader.election.enable": "true"}},
-            expected_unsafe_under=("kill-leader",)),
+            expected_unsafe_under=("kill-leader",), producer_retries=3),
     Profile("at-least-once", "at-least-once",
             "acks=all, min.insync.replicas=2, no idempotence, the harness retries unknown sends; consumers "
             "commit after processing.",
-            {"acks": "all", "idempotence": False, "producer_retries": 3, "broker": dict(_BROKER_SAFE)}),
+            {"acks": "all", "idempotence": False, "broker": dict(_BROKER_SAFE)}, producer_retries=3),
     Profile("idempotent", "at-least-once",
             "enable_idempotence (acks=all, sequence numbers dedup the client's own retries), "
             "min.insync.replicas=2; consumers commit after processing.",
-            {"acks": "all", "idempotence": True, "producer_retries": 0, "broker": dict(_BROKER_SAFE)}),
+            {"acks": "all", "idempotence": True, "broker": dict(_BROKER_SAFE)}),
     Profile("exactly-once", "exactly-once",
             "consume-transform-produce: read the input with read_committed, produce the output and the "
             "consumed offsets in one transaction; idempotent producers; min.insync.replicas=2. The verdict "
             "is on the output topic (the effect store) and the input->output mapping.",
-            {"acks": "all", "idempotence": True, "producer_retries": 0, "transactional": True,
-             "broker": dict(_BROKER_SAFE)}),
+            {"acks": "all", "idempotence": True, "transactional": True, "broker": dict(_BROKER_SAFE)}),
 )}
 
 FAULTS = ("ack-loss", "latency", "reset", "partition-client", "kill", "pause", "restart", "rolling-restart",
@@ -160,30 +161,46 @@ def _native_bench(d: Deployment, load: BenchLoad) -> BenchFigure:
     return bench.kafka_producer_performance(d, load)
 
 
-def _shared_producer(c: ClientSpec) -> KafkaQueueProducer:
-    """KafkaProducer is thread-safe: the sends of a worker's logical processes share its record accumulator,
-    so what arrives while a request is in flight goes out in the next batch."""
-    return KafkaQueueProducer(c.bootstrap, c.profile)
+class KafkaQueue:
+    """The queue workload's clients: kafka-python, no retries of its own (retries=0), one producer per logical
+    process or one shared by a worker's logical processes."""
+
+    # a commit (a transaction: AddPartitions, produce, offsets, EndTxn) per poll: at 10 messages per poll the
+    # exactly-once consumers took ~120 msg/s of the default 200 (end-to-end p50 9 s); at 100, all of it
+    batch = 100
+
+    def producer(self, c: ClientSpec) -> KafkaQueueProducer:
+        return KafkaQueueProducer(c.bootstrap, c.profile)
+
+    def consumer(self, c: ClientSpec) -> KafkaQueueConsumer:
+        return KafkaQueueConsumer(c.bootstrap, c.profile, c.name, work_s=c.work_s, on_assign=c.on_assign,
+                                  slot=c.slot)
+
+    @staticmethod
+    def shared_producer(c: ClientSpec) -> KafkaQueueProducer:
+        """KafkaProducer is thread-safe: the sends of a worker's logical processes share its record accumulator,
+        so what arrives while a request is in flight goes out in the next batch."""
+        return KafkaQueueProducer(c.bootstrap, c.profile)
 
 
-class Kafka:
+QUEUE: QueueClients = KafkaQueue()  # mypy checks it against the workload's protocol
+
+
+class Kafka(TargetBase):
     """Three combined broker+controller nodes by default (or one), KRaft, from the cached Maven jars."""
 
     name = "kafka"
     profiles = PROFILES
     faults = FAULTS
-    workloads = ("queue",)
+    clients: ClassVar[Mapping[str, object]] = {"queue": QUEUE}
     node_counts = (3, 1)
     ports = cluster.EXTRA_PORTS
     ready_timeout = 90.0
     drain = Drain(quiet=10.0, deadline=180.0)  # a killed member's partitions return after its session (6 s)
-    # a commit (a transaction: AddPartitions, produce, offsets, EndTxn) per poll: at 10 messages per poll the
-    # exactly-once consumers took ~120 msg/s of the default 200 (end-to-end p50 9 s); at 100, all of it
-    batch = 100
     needs = Needs(debian=install.DEBIAN, fetched=install.FETCHED, python=("kafka",))
     image = IMAGE
     abilities = Abilities(backlog=backlog, final_read=final_read, leader=leader_node, controller=controller_node,
-                          shared_producer=_shared_producer, native_bench=_native_bench)
+                          native_bench=_native_bench)
 
     def setup_nodes(self, d: Deployment, run: Runner) -> None:
         setup_nodes(d, run)
@@ -197,13 +214,6 @@ class Kafka:
 
     def prepare(self, d: Deployment) -> None:
         prepare(d)
-
-    def producer(self, c: ClientSpec) -> KafkaQueueProducer:
-        return KafkaQueueProducer(c.bootstrap, c.profile)
-
-    def consumer(self, c: ClientSpec) -> KafkaQueueConsumer:
-        return KafkaQueueConsumer(c.bootstrap, c.profile, c.name, work_s=c.work_s, on_assign=c.on_assign,
-                                  slot=c.slot)
 
     def read_effects(self, d: Deployment) -> dict[str, int]:
         return read_effects(d)

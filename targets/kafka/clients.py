@@ -18,7 +18,8 @@ import json
 import logging
 from typing import Any
 
-from plugin.target import Delivery, Outcome, Profile
+from plugin.target import Profile
+from workloads.queue import Delivery, Outcome, RecordAck, Work
 
 INPUT = "onceproof-in"
 OUTPUT = "onceproof-out"
@@ -201,7 +202,7 @@ class KafkaQueueConsumer:
         else:
             self._rewind(batch)
 
-    def process(self, batch: list[Delivery], record_ack, work) -> None:
+    def process(self, batch: list[Delivery], record_ack: RecordAck, work: Work) -> None:
         if not batch:
             return
         ids = [d.id for d in batch]

@@ -51,6 +51,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from plugin.runtime import NodeSpec, Runtime
 from plugin.target import NodeInfo
 from targets.kafka import jars
 
@@ -295,23 +296,22 @@ def exercise(bootstrap: list[str], topic_timeout: float = 30.0) -> None:
         producer.close(timeout=5)
 
 
-def build_cds_archive(cp: str, archive: Path, work: Path, timeout: float = 180.0) -> None:
-    """Run a one-node broker in `work` with `-XX:ArchiveClassesAtExit=<archive>`: start it, create a topic,
-    produce a record (so the request path's classes are in too), stop it with SIGTERM; the JVM writes the
-    archive as it exits. Bounded by `timeout` for the start and 60 s for the exit; raises on failure."""
-    from harness.runtime import LocalRuntime, NodeSpec, free_port
-
-    info = NodeInfo("kafka-cds", free_port(), data_dir=work / "kafka-cds")
+def build_cds_archive(cp: str, archive: Path, runtime: Runtime, timeout: float = 180.0) -> None:
+    """Run a one-node broker with `runtime` (local processes, in its run directory) with
+    `-XX:ArchiveClassesAtExit=<archive>`: start it, create a topic, produce a record (so the request path's
+    classes are in too), stop it with SIGTERM; the JVM writes the archive as it exits. Bounded by `timeout` for
+    the start and 60 s for the exit; raises on failure. Tears the runtime down."""
+    work = runtime.run_dir
+    info = NodeInfo("kafka-cds", runtime.free_port(), data_dir=work / "kafka-cds")
     info.proxy_port = info.port  # no proxy here: it advertises its own port
-    allocate_ports([info], free_port)
+    allocate_ports([info], runtime.free_port)
     config = write_config(info, 1, [info], {})
     format_storage(info, config, cluster_id(), cp, cds=False)
     argv = node_argv(info, config, cp, cds=False)
     argv.insert(1, f"-XX:ArchiveClassesAtExit={archive}")
-    runtime = LocalRuntime(work, grace=60.0)
     try:
         node = runtime.node(NodeSpec(name=info.name, argv=argv, data_dir=work / info.name, log_path=log_path(info),
-                                     ready=lambda _n: ready(info)))
+                                     ready=lambda _n: ready(info)), runtime.place())
         node.start().wait_ready(timeout)
         exercise([f"127.0.0.1:{info.port}"], topic_timeout=30)
         node.stop(timeout=60.0)

@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 
 from plugin.imaging import PATH, Image, ImageBuild, ImageError, Layout, elf_files
-from plugin.runtime import NodeSpec
+from plugin.runtime import NodeSpec, Runtime
 from plugin.target import NodeInfo
 from targets.kafka import cluster
 from targets.kafka.jars import kafka_libs
@@ -46,22 +46,19 @@ def layout() -> Layout:
 
 
 def class_data_archive(build: ImageBuild, timeout: float = 240.0) -> None:
-    """Start a one-node broker from the provisional image, create a topic, produce a record, stop it: the
-    JVM writes the class-data archive, which goes into the final image. A failure only makes starts slower,
-    so it is reported and the image is built without the archive."""
+    """Start a one-node broker from the provisional image (the build's runtime runs it), create a topic, produce
+    a record, stop it: the JVM writes the class-data archive, which goes into the final image. A failure only
+    makes starts slower, so it is reported and the image is built without the archive."""
     build.progress("image onceproof/kafka: archiving the broker's classes (a one-node broker, about 30 s)")
     archive = build.work / "kafka.jsa"
     try:
-        _run_archiving_broker(build.image, archive, build.work, timeout)
+        _run_archiving_broker(build.runtime, archive, build.work, timeout)
         shutil.copy2(archive, build.root / cluster.IMAGE_CDS_ARCHIVE.lstrip("/"))
     except Exception as e:
         build.progress(f"image onceproof/kafka: warning: no class-data archive ({type(e).__name__}: {e})")
 
 
-def _run_archiving_broker(image: str, archive: Path, work: Path, timeout: float) -> None:
-    from harness.runtime.docker import DockerRuntime  # not at import: workers import this target
-
-    rt = DockerRuntime(work, pinned={ROLE: image})
+def _run_archiving_broker(rt: Runtime, archive: Path, work: Path, timeout: float) -> None:
     try:
         placement = rt.place()
         ip = placement.host

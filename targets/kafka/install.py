@@ -9,7 +9,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from plugin.needs import Debian, Fetched, Progress, Requirement, SetupError, cache_dir, run, tail
+from plugin.needs import Debian, Fetched, Progress, Requirement, SetupError, SetupTools, cache_dir, run, tail
 from targets.kafka import cluster
 from targets.kafka.jars import (
     JAVA_MIN,
@@ -60,28 +60,28 @@ def kafka_pom() -> str:
 """
 
 
-def install_kafka(progress: Progress = print) -> Path:
+def install_kafka(tools: SetupTools) -> Path:
     """Fetch the pinned Kafka jars with Maven into `<cache>/kafka-<version>/libs` (Maven's own repository
     in `<cache>/m2`), unless the done-stamp says they are there, then build the class-data-sharing archive
     once (best effort: a failure is recorded and setup goes on); the libs directory."""
-    libs = _fetch_kafka_jars(progress)
+    libs = _fetch_kafka_jars(tools.progress)
     if not kafka_cds_path().is_file() and not cds_failed().is_file():
-        _build_kafka_cds(progress)
+        _build_kafka_cds(tools)
     return libs
 
 
-def _build_kafka_cds(progress: Progress) -> None:
-    progress("setup: starting a one-node Kafka once to archive the classes it loads (about 20 s)")
+def _build_kafka_cds(tools: SetupTools) -> None:
+    tools.progress("setup: starting a one-node Kafka once to archive the classes it loads (about 20 s)")
     target = kafka_cds_path()
     tmp = target.with_name(f".{target.name}.{os.getpid()}")
     try:
         with tempfile.TemporaryDirectory(prefix="onceproof-kafka-cds-") as work:
-            cluster.build_cds_archive(kafka_classpath(), tmp, Path(work))
+            cluster.build_cds_archive(kafka_classpath(), tmp, tools.runtime(Path(work)))
         os.replace(tmp, target)
     except Exception as e:  # the archive only makes starts faster
         tmp.unlink(missing_ok=True)
         cds_failed().write_text(f"{type(e).__name__}: {e}\n")
-        progress(f"setup: warning: no CDS archive for Kafka (brokers start more slowly): {e}")
+        tools.progress(f"setup: warning: no CDS archive for Kafka (brokers start more slowly): {e}")
 
 
 def _fetch_kafka_jars(progress: Progress) -> Path:

@@ -20,13 +20,16 @@ back at the end as the `effects` operation.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import ClassVar
 
 from plugin.imaging import PATH, Image, Layout, find_binary
 from plugin.needs import Debian, Needs
-from plugin.target import Abilities, ClientSpec, Deployment, Drain, NodeInfo, Profile, Runner, Target
+from plugin.target import Abilities, Deployment, Drain, NodeInfo, Profile, Runner, Target, TargetBase
 from targets.nats import bench, server
 from targets.nats.clients import NatsConsumer, NatsProducer
 from targets.nats.effects import EffectStore
+from workloads.queue import ClientSpec, QueueClients, QueueClientsBase
 
 _R3_FILE = {"storage": "file", "replicas": 3}
 
@@ -34,30 +37,30 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
     Profile("at-most-once", "at-most-once",
             "AckSync before processing, and the effect only once the server confirmed the ack; no producer "
             "retries. A consumer killed between the ack and the effect loses the effect, never applies it twice.",
-            {**_R3_FILE, "ack": "before-effect", "producer_retries": 0}),
+            {**_R3_FILE, "ack": "before-effect"}),
     Profile("at-least-once", "at-least-once",
             "The effect, then AckSync; producers retry unknown outcomes with the same id (no dedup header). "
             "A consumer killed between the effect and the ack gets its messages redelivered after AckWait: "
             "applied twice.",
-            {**_R3_FILE, "ack": "after-effect", "producer_retries": 3}),
+            {**_R3_FILE, "ack": "after-effect"}, producer_retries=3),
     Profile("exactly-once", "exactly-once",
             "Producer dedup by Nats-Msg-Id within the stream's duplicate window (2 min), retries with the same "
             "id; the consumer applies the effect idempotently (dedup record and effect in one SQLite "
             "transaction), then acknowledges with AckSync.",
-            {**_R3_FILE, "ack": "idempotent", "producer_retries": 3, "dedup": True, "duplicate_window": 120.0}),
+            {**_R3_FILE, "ack": "idempotent", "dedup": True, "duplicate_window": 120.0}, producer_retries=3),
     Profile("r1-memory", "at-least-once",
             "The at-least-once clients on an R1 stream with memory storage: a plausible production mistake "
             "(fast, and fine until the one node holding the stream restarts, which empties it and starts its "
             "sequence numbers again at 1).",
-            {"storage": "memory", "replicas": 1, "ack": "after-effect", "producer_retries": 3},
-            expected_unsafe_under=("kill-leader",)),
+            {"storage": "memory", "replicas": 1, "ack": "after-effect"},
+            expected_unsafe_under=("kill-leader",), producer_retries=3),
     Profile("short-dedup-window", "exactly-once",
             "The documented exactly-once recipe alone, Nats-Msg-Id dedup plus AckSync after the effect, with a "
             "1 s duplicate window: a retry of a publish whose reply was lost arrives after the window (the "
             "publish timeout is 2 s) and is stored again, so the message is delivered and applied twice. The "
             "window is a time limit, not a guarantee.",
-            {**_R3_FILE, "ack": "after-effect", "producer_retries": 3, "dedup": True, "duplicate_window": 1.0},
-            expected_unsafe_under=("ack-loss", "kill-consumer")),
+            {**_R3_FILE, "ack": "after-effect", "dedup": True, "duplicate_window": 1.0},
+            expected_unsafe_under=("ack-loss", "kill-consumer"), producer_retries=3),
 )}
 
 FAULTS = ("ack-loss", "latency", "reset", "partition-client", "kill", "pause", "restart", "rolling-restart",
@@ -85,18 +88,31 @@ def final_read(d: Deployment) -> list[dict]:
             for seq, v in server.final_read(d)]
 
 
-class Nats:
+class NatsQueue(QueueClientsBase):
+    """The queue workload's clients: nats-py, each starting at the node of its own number (p2: the third)."""
+
+    batch = 10  # a batch's processing must stay well inside AckWait
+
+    def producer(self, c: ClientSpec) -> NatsProducer:
+        return NatsProducer(c, _index(c.name))
+
+    def consumer(self, c: ClientSpec) -> NatsConsumer:
+        return NatsConsumer(c, _index(c.name))
+
+
+QUEUE: QueueClients = NatsQueue()  # mypy checks it against the workload's protocol
+
+
+class Nats(TargetBase):
     """Three nats-server nodes with JetStream (or one), an R3 (or R1) stream, a durable pull consumer."""
 
     name = "nats"
     profiles = PROFILES
     faults = FAULTS
-    workloads = ("queue",)
+    clients: ClassVar[Mapping[str, object]] = {"queue": QUEUE}
     node_counts = (3, 1)
     ports = server.PORTS
-    ready_timeout = 30.0
     drain = Drain(quiet=3.0, deadline=120.0)  # unacknowledged messages come again after AckWait (5 s)
-    batch = 10  # a batch's processing must stay well inside AckWait
     needs = Needs(debian=(Debian("nats-server", "nats-server", ("--version",)),), python=("nats",),
                   optional=(bench.NATSCLI,))
     image = Image("nats", "nats.yml", image_layout)
@@ -116,12 +132,6 @@ class Nats:
 
     def prepare(self, d: Deployment) -> None:
         server.prepare(d)
-
-    def producer(self, c: ClientSpec) -> NatsProducer:
-        return NatsProducer(c, _index(c.name))
-
-    def consumer(self, c: ClientSpec) -> NatsConsumer:
-        return NatsConsumer(c, _index(c.name))
 
     def read_effects(self, d: Deployment) -> dict[str, int]:
         store = EffectStore(d.run_dir)

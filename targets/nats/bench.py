@@ -12,7 +12,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from plugin.needs import Fetched, Progress, Requirement, cache_dir, go_install, run
+from plugin.needs import Fetched, Requirement, SetupTools, cache_dir, go_install, run
 from plugin.target import BenchFigure, BenchLoad, Deployment
 
 NATSCLI_VERSION = "0.5.0"
@@ -41,9 +41,9 @@ def natscli_requirement() -> Requirement:
                        "onceproof setup nats")
 
 
-def install_natscli(progress: Progress) -> Path:
+def install_natscli(tools: SetupTools) -> Path:
     go_install(f"{NATSCLI_PACKAGE}@v{NATSCLI_VERSION}", natscli_path().parent, f"natscli {NATSCLI_VERSION}",
-               progress)
+               tools.progress)
     return natscli_path()
 
 

@@ -26,9 +26,9 @@ import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from plugin.target import ClientSpec, Delivery, Outcome, RecordAck, Work
 from targets.nats import server
 from targets.nats.effects import EffectStore
+from workloads.queue import ClientSpec, Delivery, Outcome, RecordAck, Work
 
 PUBLISH_TIMEOUT_S = 2.0
 ACK_TIMEOUT_S = 2.0

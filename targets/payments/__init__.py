@@ -14,26 +14,26 @@ import http.client
 import json
 import sys
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import ClassVar
 
 from plugin.imaging import Image, Layout
 from plugin.needs import Debian, Needs, SetupError
 from plugin.target import (
     Abilities,
-    ClientSpec,
-    Consumer,
     Deployment,
     Drain,
     NodeInfo,
     NodeRoles,
-    Producer,
     Profile,
     Runner,
     Target,
+    TargetBase,
     has_role,
 )
 from targets.payments import postgres
+from workloads.payments import HTTP
 
 ROOT = Path(__file__).resolve().parents[2]  # the project, on the nodes' PYTHONPATH
 CHARGES = "charges.jsonl"  # the provider's records, in its node directory
@@ -166,17 +166,15 @@ def no_layout() -> Layout:
     raise SetupError("the payments targets have no container image yet: run them with --runtime local")
 
 
-class PaymentsCluster:
-    """What the payments targets share: a database, the provider and service nodes, the payments workload (which
-    speaks HTTP to the documented contract itself: the queue clients do not apply), the provider's record as
-    the effect store. A target adds its name, profiles, image, abilities and how its service nodes start."""
+class PaymentsCluster(TargetBase):
+    """What the payments targets share: a database, the provider and service nodes, the payments workload with its
+    own HTTP client (the services speak docs/payments-contract.md), the provider's record as the effect store. A
+    target adds its name, profiles, image, abilities and how its service nodes start."""
 
     faults = FAULTS
-    workloads = ("payments",)
+    clients: ClassVar[Mapping[str, object]] = {"payments": HTTP}
     node_counts = (1, 2)  # service processes
-    ports: tuple[str, ...] = ()
     drain = Drain(quiet=1.0, deadline=30.0)  # the drain reads the provider's record once
-    batch = 1
     needs = Needs(debian=(Debian("postgresql", "pg_ctlcluster"), Debian("util-linux", "setpriv")),
                   python=("psycopg",))
 
@@ -184,17 +182,8 @@ class PaymentsCluster:
         """The database answers a query; the provider or a service answers GET /health."""
         return postgres.ready(node.host, node.port) if has_role(node.name, "db") else http_ready(node)
 
-    def prepare(self, d: Deployment) -> None:
-        pass  # services make their schema at start
-
     def read_effects(self, d: Deployment) -> dict[str, int]:
         return read_charges(d)
-
-    def producer(self, c: ClientSpec) -> Producer:
-        raise NotImplementedError("the payments targets serve the payments workload only")
-
-    def consumer(self, c: ClientSpec) -> Consumer:
-        raise NotImplementedError("the payments targets serve the payments workload only")
 
 
 class Payments(PaymentsCluster):
@@ -202,7 +191,6 @@ class Payments(PaymentsCluster):
 
     name = "payments"
     profiles = PROFILES
-    ready_timeout = 30.0
     image = Image("payments", "payments.yml", no_layout, local_only=True)
     abilities = Abilities(roles=NodeRoles(names_of("payments"), client_facing), default_faults=DEFAULT_FAULTS,
                           cleanup=remove_cluster)

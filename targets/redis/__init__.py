@@ -15,27 +15,14 @@ from __future__ import annotations
 
 import contextlib
 import socket
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from plugin.imaging import PATH, Image, Layout, find_binary
 from plugin.needs import Debian, Needs
-from plugin.target import (
-    Abilities,
-    BenchFigure,
-    BenchLoad,
-    ClientSpec,
-    Delivery,
-    Deployment,
-    Drain,
-    NodeInfo,
-    Outcome,
-    Profile,
-    RecordAck,
-    Runner,
-    Target,
-    Work,
-)
+from plugin.target import Abilities, BenchFigure, BenchLoad, Deployment, Drain, NodeInfo, Profile, Target, TargetBase
 from targets.redis.bench import redis_benchmark
+from workloads.queue import ClientSpec, Delivery, Outcome, QueueClients, QueueClientsBase, RecordAck, Work
 
 STREAM = "onceproof:stream"
 GROUP = "onceproof"
@@ -48,22 +35,22 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
     Profile("at-most-once", "at-most-once",
             "XACK before processing; no producer retries. A consumer killed between the XACK and the "
             "effect loses the message's effect, never applies it twice.",
-            {"appendonly": "yes", "appendfsync": "always", "ack": "before-effect", "producer_retries": 0}),
+            {"appendonly": "yes", "appendfsync": "always", "ack": "before-effect"}),
     Profile("at-least-once", "at-least-once",
             "Effect, then XACK; producers retry unknown outcomes; a dead consumer's pending entries are "
             "reclaimed with XAUTOCLAIM. Kills between effect and XACK apply an effect twice.",
-            {"appendonly": "yes", "appendfsync": "always", "ack": "after-effect", "producer_retries": 3}),
+            {"appendonly": "yes", "appendfsync": "always", "ack": "after-effect"}, producer_retries=3),
     Profile("exactly-once", "exactly-once",
             "Idempotent producer (Lua: SET NX + XADD) and idempotent consumer (Lua: dedup record, effect "
             "and XACK in one script), appendonly with appendfsync always.",
-            {"appendonly": "yes", "appendfsync": "always", "ack": "atomic", "producer_retries": 3,
-             "producer_dedup": True}),
+            {"appendonly": "yes", "appendfsync": "always", "ack": "atomic", "producer_dedup": True},
+            producer_retries=3),
     Profile("at-least-once-debian-defaults", "at-least-once",
             "The at-least-once client on Debian's default persistence (appendonly no, RDB snapshots only): "
             "a careful user's mistake. A killed broker forgets every acknowledged XADD since the last "
             "snapshot.",
-            {"appendonly": "no", "appendfsync": "everysec", "ack": "after-effect", "producer_retries": 3},
-            expected_unsafe_under=("kill",)),
+            {"appendonly": "no", "appendfsync": "everysec", "ack": "after-effect"},
+            expected_unsafe_under=("kill",), producer_retries=3),
 )}
 
 FAULTS = ("ack-loss", "latency", "reset", "partition-client", "kill", "pause", "restart",
@@ -312,25 +299,34 @@ def _native_bench(d: Deployment, load: BenchLoad) -> BenchFigure:
     return redis_benchmark(d, load, PRODUCE_DEDUP)
 
 
-class Redis:
+class RedisQueue(QueueClientsBase):
+    """The queue workload's clients: redis-py on one connection each, no retries of its own."""
+
+    def producer(self, c: ClientSpec) -> RedisProducer:
+        host, port = _addr(c.bootstrap)
+        return RedisProducer(port, c.profile, host=host)
+
+    def consumer(self, c: ClientSpec) -> RedisConsumer:
+        host, port = _addr(c.bootstrap)
+        return RedisConsumer(port, c.profile, c.name, work_s=c.work_s, host=host)
+
+
+QUEUE: QueueClients = RedisQueue()  # mypy checks it against the workload's protocol
+
+
+class Redis(TargetBase):
     """One redis-server node; its effect store lives on it (see the module's docstring)."""
 
     name = "redis"
     profiles = PROFILES
     faults = FAULTS
-    workloads = ("queue",)
+    clients: ClassVar[Mapping[str, object]] = {"queue": QUEUE}
     node_counts = (1,)
-    ports: tuple[str, ...] = ()
-    ready_timeout = 30.0
     drain = Drain(quiet=3.0, deadline=60.0)
-    batch = 10
     needs = Needs(debian=(Debian("redis-server", "redis-server"), Debian("redis-tools", "redis-benchmark")),
                   python=("redis",))
     image = Image("redis", "redis.yml", image_layout)
     abilities = Abilities(backlog=backlog, native_bench=_native_bench)
-
-    def setup_nodes(self, d: Deployment, run: Runner) -> None:
-        """Nothing to write before the first start: node_argv carries the whole configuration."""
 
     def node_argv(self, d: Deployment, node: NodeInfo) -> list[str]:
         return node_argv(node, d.profile)
@@ -340,14 +336,6 @@ class Redis:
 
     def prepare(self, d: Deployment) -> None:
         prepare(d)
-
-    def producer(self, c: ClientSpec) -> RedisProducer:
-        host, port = _addr(c.bootstrap)
-        return RedisProducer(port, c.profile, host=host)
-
-    def consumer(self, c: ClientSpec) -> RedisConsumer:
-        host, port = _addr(c.bootstrap)
-        return RedisConsumer(port, c.profile, c.name, work_s=c.work_s, host=host)
 
     def read_effects(self, d: Deployment) -> dict[str, int]:
         return read_effects(d)
