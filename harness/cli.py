@@ -242,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--orphans", action="store_true", help="only objects whose harness process is gone")
     k.set_defaults(func=cmd_clean)
 
+    from harness.compare import add_commands as add_compare_commands
     from harness.cost import add_commands as add_cost_commands
     from harness.images import add_commands as add_image_commands
     from harness.setup import add_commands
@@ -250,6 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_commands(sub)
     add_image_commands(sub)
     add_suite_commands(sub)
+    add_compare_commands(sub)
     add_cost_commands(sub)
     return p
 

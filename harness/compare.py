@@ -7,10 +7,12 @@ Also the heart of a suite's suite.html. Runs come from run directories (results.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import hashlib
 import json
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -290,3 +292,31 @@ def render(entries: list[Entry], out_dir: Path, title: str = "onceproof comparis
            costs: list[dict[str, Any]] | None = None) -> str:
     """The comparison page; links are relative to `out_dir`, where the page is written."""
     return page("compare.html", **page_context(entries, out_dir, title, costs))
+
+
+# --- `onceproof compare` ---------------------------------------------------------------------------------------
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from harness.files import atomic_write
+
+    try:
+        entries = collect(args.paths)
+    except CompareError as e:
+        print(f"onceproof compare: error: {e}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(out / "compare.html", render(entries, out, costs=collect_costs(args.paths)))
+    print(text_matrix(entries))
+    print(f"page: {out / 'compare.html'}")
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    c = sub.add_parser("compare", help="runs of several systems side by side (one HTML matrix)",
+                       description="Place runs (run directories, suite results or store folders) in one matrix: "
+                                   "system/profile rows, fault columns, a link to each run's report.")
+    c.add_argument("paths", nargs="+", metavar="PATH")
+    c.add_argument("--out", default="compare", metavar="DIR", help="where compare.html goes (default: ./compare)")
+    c.set_defaults(func=cmd_compare)

@@ -1,5 +1,6 @@
 """The shape the design card asks for, checked: no import loops among our modules, `harness/` names no
-system, checkers import nothing else of ours, and the plug-in points type-check against their protocols."""
+system, the layers import downward only (checkers <- plugin <- targets, workloads <- harness), and the plug-in
+points type-check against their protocols."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("harness", "targets", "workloads", "checkers")
+PACKAGES = ("harness", "plugin", "targets", "workloads", "checkers")
 
 
 def _module_name(path: Path) -> str:
@@ -99,6 +100,33 @@ def test_checkers_import_nothing_else_of_ours():
         if name.startswith("checkers"):
             others = {m for m in _imports(path, name, modules) if not m.startswith("checkers")}
             assert not others, f"{name} imports {others}"
+
+
+def _layer_imports(prefix: str) -> dict[str, set[str]]:
+    modules = _modules()
+    return {name: _imports(path, name, modules) for name, path in modules.items()
+            if name == prefix or name.startswith(prefix + ".")}
+
+
+def test_the_plug_in_contract_imports_only_checkers():
+    """plugin/ is the layer below targets, workloads and the harness: it imports none of them."""
+    for name, found in _layer_imports("plugin").items():
+        others = {m for m in found if not m.startswith(("plugin", "checkers"))}
+        assert not others, f"{name} imports {others}"
+
+
+def test_targets_and_workloads_import_nothing_of_the_harness():
+    for layer in ("targets", "workloads"):
+        for name, found in _layer_imports(layer).items():
+            others = {m for m in found if m.startswith("harness")}
+            assert not others, f"{name} imports {others}"
+
+
+def test_the_harness_imports_no_target_s_or_workload_s_own_module():
+    """Only the registries (`targets`, `workloads`): a new system or workload is its own folder or module."""
+    for name, found in _layer_imports("harness").items():
+        own = {m for m in found if m.startswith(("targets.", "workloads."))}
+        assert not own, f"{name} imports {own}"
 
 
 def test_the_harness_names_no_system():

@@ -131,7 +131,7 @@ class FakeRuntime:
         return self._port
 
     def node(self, spec: NodeSpec, placement: Placement) -> FakeNode:
-        assert spec.image == "fake" and spec.argv[0] == "fake-server"
+        self.log.append(f"node {spec.name} {spec.image}: {spec.argv[0]}")
         return FakeNode(spec.name, self.log)
 
     def spawn(self, name: str, argv: list[str], *, log_path: Path) -> FakeNode:
@@ -213,9 +213,10 @@ class FakeTarget:
         return dict.fromkeys(self.applied, 1)
 
 
-def _cfg(tmp_path: Path, faults: list[str], time: float = 3.5) -> RunConfig:
-    return RunConfig(target="fake", profile="safe", workload="queue", faults=faults, time=time, nodes=3, quiet=0.3,
-                     drain_deadline=5.0, store=str(tmp_path), runtime="fake", extra={"batch": 10})
+def _cfg(tmp_path: Path, faults: list[str], time: float = 3.5, target: str = "fake", profile: str = "safe",
+         nodes: int = 3) -> RunConfig:
+    return RunConfig(target=target, profile=profile, workload="queue", faults=faults, time=time, nodes=nodes,
+                     quiet=0.3, drain_deadline=5.0, store=str(tmp_path), runtime="fake", extra={"batch": 10})
 
 
 def _run(tmp_path: Path, target: FakeTarget, faults: list[str], runtime: FakeRuntime | None = None) -> tuple[Run, Any]:
@@ -318,3 +319,24 @@ def test_a_backlog_that_cannot_be_read_does_not_end_the_drain(tmp_path):
     run, _ = _run(tmp_path, FakeTarget(Abilities(backlog=backlog)), [])
     run.execute()
     assert answers == [] and run.drain_incomplete is None
+
+
+def test_a_fourth_queue_target_written_from_the_docs_runs_on_the_fakes(tmp_path):
+    """tests/fixtures/spool: a target written from docs/adding-a-target.md alone goes through every phase with the
+    fake runtime as it is (no subclass): its nodes set up and started, the faults it lists applied, its effect
+    store read back (empty here: the fake workers do not run its clients, so every acknowledged send is a lost
+    effect, which shows the read was made)."""
+    from tests.fixtures.spool import TARGET as SPOOL
+
+    runtime = FakeRuntime(tmp_path / "run")
+    runtime.run_dir.mkdir(parents=True)
+    cfg = _cfg(tmp_path, ["kill", "kill-producer"], target="spool", profile="at-least-once", nodes=1)
+    run = Run(cfg, target=SPOOL, runtime=runtime, workload=QUEUE, out=io.StringIO())
+    h = read_history(run.execute())
+    assert (runtime.run_dir / "spool").is_dir() and f"node spool-1 spool: {sys.executable}" in runtime.log
+    assert "kill spool-1" in runtime.log and runtime.log[-2:] == ["teardown", "toxiproxy stop"]
+    results = check_history(h, "at-least-once")
+    c = results["delivery"]["counts"]
+    assert results["delivery"]["effects_checked"] and c["delivered"] >= 2 * SENDS_PER_PRODUCER
+    assert c["lost_effects"] == c["acknowledged"] == c["delivered"]  # (a replaced producer sends again)
+    assert {f["fault"] for f in results["faults"]} == {"kill", "kill-producer"}

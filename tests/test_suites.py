@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import targets
 from harness.cli import main
 from harness.compare import collect, render, seed_notes
 from harness.suites import results as sr
@@ -72,7 +73,7 @@ BAD = {
     "unknown case key": (CASE + "colour = 'red'\n", ":5: case 1: unknown key 'colour'; valid keys: name, kind, target"),
     "missing expect": ('[[case]]\ntarget = "redis"\nprofile = "exactly-once"\n', ":1: case 1: missing key 'expect'"),
     "unknown target": ('[[case]]\ntarget = "rabbit"\nprofile = "x"\nexpect = "valid"\n',
-                       ":2: case 1: unknown target 'rabbit'; valid targets: http, kafka, nats, payments, redis"),
+                       f":2: case 1: unknown target 'rabbit'; valid targets: {', '.join(targets.names())}"),
     "unknown profile": (CASE + "\n" + CASE.replace("exactly-once", "nope"),
                         ":8: case 2: unknown profile 'nope' for target redis; valid profiles:"),
     "unknown fault": (CASE + 'faults = ["kill", "zap"]\n', ":5: case 1: unknown fault 'zap' for target redis"),

@@ -1,4 +1,4 @@
-"""`onceproof suite run|merge|list` and `onceproof compare`."""
+"""`onceproof suite run|merge|list`."""
 
 from __future__ import annotations
 
@@ -102,23 +102,6 @@ def cmd_suite_merge(args: argparse.Namespace) -> int:
     return 0 if not s["unmet"] and not s["missing"] else 1
 
 
-def cmd_compare(args: argparse.Namespace) -> int:
-    from harness.compare import CompareError, collect, collect_costs, render, text_matrix
-    from harness.files import atomic_write
-
-    try:
-        entries = collect(args.paths)
-    except CompareError as e:
-        print(f"onceproof compare: error: {e}", file=sys.stderr)
-        return 2
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write(out / "compare.html", render(entries, out, costs=collect_costs(args.paths)))
-    print(text_matrix(entries))
-    print(f"page: {out / 'compare.html'}")
-    return 0
-
-
 def add_commands(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("suite", help="certification suites: many cases with expected answers, one exit code",
                        description="Run, list or merge certification suites (TOML files; see suites/).")
@@ -144,9 +127,3 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     m.add_argument("dirs", nargs="+", metavar="DIR")
     m.add_argument("--out", required=True, metavar="DIR")
     m.set_defaults(func=cmd_suite_merge)
-    c = sub.add_parser("compare", help="runs of several systems side by side (one HTML matrix)",
-                       description="Place runs (run directories, suite results or store folders) in one matrix: "
-                                   "system/profile rows, fault columns, a link to each run's report.")
-    c.add_argument("paths", nargs="+", metavar="PATH")
-    c.add_argument("--out", default="compare", metavar="DIR", help="where compare.html goes (default: ./compare)")
-    c.set_defaults(func=cmd_compare)
