@@ -84,7 +84,7 @@ def test_a_short_dedup_window_lets_a_retry_through_twice(tmp_path):
 
 def test_exactly_once_survives_leader_kills_and_pauses_in_containers(tmp_path):
     """Containers: the leader's container SIGKILLed and frozen (docker pause), a consumer's container killed.
-    (Under partitions the same profile is not always valid on 2.9.10: see the README's NATS section.)"""
+    (Under partitions the same profile is not always valid on 2.9.10: see docs/targets/nats.md.)"""
     from tests.conftest import docker_images
 
     docker_images("nats")
