@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -174,9 +175,17 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_clean(args: argparse.Namespace) -> int:
-    """Remove what crashed runs left: containers, networks and volumes labelled onceproof."""
+    """Remove what crashed runs left: lossy disks whose daemon died with its harness, and containers, networks and
+    volumes labelled onceproof."""
+    from harness import lossyfs
     from harness.runtime import docker as rt
 
+    if args.dry_run:
+        stale = [t for _, t in lossyfs.mounts() if not os.path.exists(t)]
+        for t in stale:
+            print(f"mount {t}")
+    else:
+        lossyfs.clean_leftovers(say=print)
     if not rt.available():
         print("onceproof clean: no docker engine answers; local runs leave nothing behind (their processes "
               "die with the harness)")

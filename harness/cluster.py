@@ -23,10 +23,12 @@ class Cluster:
     values of the target's own run options (`Deployment.options`)."""
 
     def __init__(self, target: Target, profile: Profile, runtime: Runtime, run_dir: Path, size: int,
-                 options: Mapping[str, Any]) -> None:
+                 options: Mapping[str, Any], lossy: bool = False, synced_setup: bool = True) -> None:
         self.target, self.profile, self.runtime, self.dir = target, profile, runtime, run_dir
         self.size, self.options = size, dict(options)
+        self.lossy, self.synced_setup = lossy, synced_setup
         self.toxiproxy: Proxies | None = None
+        self.given_up: set[str] = set()  # nodes that could not start again after a power loss (left down)
         self.nodes: dict[str, Node] = {}
         self.infos: dict[str, NodeInfo] = {}
         self.proxies: dict[str, Any] = {}
@@ -40,12 +42,20 @@ class Cluster:
         return Deployment(list(self.infos.values()), self.profile, self.dir, self.options)
 
     def start(self) -> None:
-        """Toxiproxy, then every node (set up, started, ready), then the target's `prepare`."""
+        """Toxiproxy, then every node (on a lossy disk where the run's faults need one; set up, started, ready),
+        then the target's `prepare`; with lossy disks, a checkpoint after it unless the run keeps setup unsynced
+        (everything written before the load then counts as fsynced: the load is what is tested)."""
         self.toxiproxy = toxiproxy = self.runtime.toxiproxy(self.dir / "toxiproxy.log")
         toxiproxy.start()
+        disks = self.runtime.lossy if self.lossy else None
+        if self.lossy and disks is None:
+            raise RuntimeError(f"the power-loss faults need lossy disks, which the {self.runtime.name} runtime cannot "
+                               "give here (FUSE: see `onceproof doctor`)")
         for name in self.names():
             data = self.dir / "nodes" / name
             data.mkdir(parents=True, exist_ok=True)
+            if disks is not None:
+                disks.mount(name, data)
             extra = {p: self.runtime.free_port() for p in self.target.ports}
             where: Placement = self.runtime.place()
             info = NodeInfo(name, self.runtime.free_port(), data_dir=data, extra_ports=extra, host=where.host,
@@ -68,6 +78,8 @@ class Cluster:
         for node in self.nodes.values():
             node.wait_ready(self.target.ready_timeout)
         self.target.prepare(d)
+        if disks is not None and self.synced_setup:
+            disks.checkpoint()
 
     def node(self, name: str) -> Node:
         return self.nodes[name]
@@ -83,13 +95,14 @@ class Cluster:
         node.wait_ready(self.target.ready_timeout)
 
     def heal(self) -> None:
-        """Every proxy clean, every paused node resumed, every dead one started again."""
+        """Every proxy clean, every paused node resumed, every dead one started again (but those that could not
+        start again after a power loss: the nemesis reports them)."""
         if self.toxiproxy is not None:
             self.toxiproxy.reset()
         for name, node in self.nodes.items():
             if node.paused:
                 node.resume()
-            if not node.alive:
+            if not node.alive and name not in self.given_up:
                 self.restart_node(name)
 
     @property

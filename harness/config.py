@@ -8,6 +8,7 @@ from typing import Any
 
 import targets
 import workloads
+from harness import lossyfs
 from harness.faults import SELECTABLE, candidates, fault_of, split_fault
 from harness.options import Declared, from_field, gather, harness_option
 from harness.runtime import RUNTIMES, runtime_class
@@ -61,6 +62,9 @@ class RunConfig:
     runtime: str = harness_option("local", "where nodes and workers run: local processes, or docker containers "
                                            "(see `onceproof images build`) (default: local)")
     nodes: int | None = harness_option(None, "nodes of the target (default: the target's)", "N", kind=int)
+    synced_setup: bool = harness_option(True, "with the power-loss faults: count everything written before the load "
+                                              "(setup, prepare) as fsynced; --no-synced-setup leaves it at the disks' "
+                                              "mercy, so a power loss soon after creation can lose it (default: on)")
     extra: dict[str, Any] = field(default_factory=dict)  # workload and target options: name -> value
 
     def value(self, name: str) -> Any:
@@ -158,6 +162,12 @@ class RunConfig:
         cutting = [r for r in RUNTIMES if runtime_class(r).can_partition]
         if t.image.local_only and self.runtime != "local":
             raise ConfigError(f"target {self.target} runs with --runtime local only (it has no container image yet)")
+        lossy = [f for f in self.faults if fault_of(f).needs_lossy_disk]
+        if lossy:
+            works, missing = lossyfs.available()
+            if not works:
+                raise ConfigError(f"{', '.join(lossy)} need{'s' if len(lossy) == 1 else ''} lossy disks (FUSE), which "
+                                  f"do not work here: {missing}")
         can_cut = runtime_class(self.runtime).can_partition
         need = [f for f in self.faults if fault_of(f).needs_partitions and not can_cut]
         if need:
@@ -165,9 +175,9 @@ class RunConfig:
                               f"{' or '.join(cutting)}: nodes of the {self.runtime} runtime share one network "
                               "interface, so node-to-node traffic cannot be cut")
         for name, d in options.items():
-            why = d.option.check(self.value(name))
-            if why:
-                raise ConfigError(why)
+            out_of_bounds = d.option.check(self.value(name))
+            if out_of_bounds:
+                raise ConfigError(out_of_bounds)
 
     @property
     def guarantee(self) -> str:

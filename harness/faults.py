@@ -34,6 +34,9 @@ class FaultContext(Protocol):
     def node_names(self) -> list[str]: ...
     def partition(self, grudge: dict[str, list[str]]) -> None: ...
     def heal_partition(self) -> None: ...
+    def lose_unsynced(self, node: str) -> dict[str, int]:
+        """The power loss of a (dead) node's disk: what was never fsynced is gone; {files, bytes} it erased."""
+        ...
 
 
 Action = Callable[[FaultContext, "Window"], Any]
@@ -43,10 +46,12 @@ Action = Callable[[FaultContext, "Window"], Any]
 class Fault:
     """`kind` says what it may hit: "network"/"process" a node, "leader"/"controller" the node that holds
     that role when the fault starts (the target's ability of the same name finds it), "cluster" every
-    node in turn, "consumer"/"producer" a worker. `start` and `heal` get the window with its nodes
-    resolved (a leader becomes the node's name). `duration` overrides the schedule's window length
+    node, "majority" a majority of the nodes (seeded), "consumer"/"producer" a worker. `start` and `heal` get
+    the window with its nodes resolved (a leader becomes the node's name); what `start` returns (a dict, or
+    None) goes into the history with the fault. `duration` overrides the schedule's window length
     (seconds, low and high) for faults that need time to matter: a partition changes nothing until the
-    cluster notices the cut-off node. `needs_partitions`: only runtimes that can cut node-to-node traffic."""
+    cluster notices the cut-off node. `needs_partitions`: only runtimes that can cut node-to-node traffic;
+    `needs_lossy_disk`: the nodes' data directories on lossy disks (the power-loss faults)."""
 
     name: str
     kind: str
@@ -55,6 +60,7 @@ class Fault:
     describe: str
     duration: tuple[float, float] | None = None
     needs_partitions: bool = False
+    needs_lossy_disk: bool = False
 
 
 def _proxies(ctx: FaultContext) -> Proxies:
@@ -106,6 +112,14 @@ def _replace_workers(ctx: FaultContext, w: Window) -> None:
 
 def _noop(ctx: FaultContext, w: Window) -> None:
     return None
+
+
+def _power_loss(ctx: FaultContext, w: Window) -> dict[str, Any]:
+    """Every chosen node SIGKILLed first (each reaped: what it had open is closed), then each disk's unsynced
+    writes dropped: a coordinated power failure, as Jepsen does it with LazyFS (kill, then clear-cache)."""
+    for n in w.nodes:
+        ctx.node(n).kill()
+    return {"dropped": {n: ctx.lose_unsynced(n) for n in w.nodes}}
 
 
 # --- partitions: grudges (node -> the nodes it drops packets from), as in Jepsen's nemesis -------------
@@ -184,6 +198,16 @@ FAULTS: dict[str, Fault] = {f.name: f for f in (
     Fault("partition-isolate-leader", "leader", *_partition("isolate-leader"),
           "the node leading the target's data is cut off from the other nodes; clients still reach it through "
           "its proxy", PARTITION_DURATION, True),
+    Fault("power-loss", "process", _power_loss, _restart_nodes,
+          "power failure of one node: SIGKILL, then its disk forgets every write never fsynced; started again at "
+          "heal", needs_lossy_disk=True),
+    Fault("power-loss-leader", "leader", _power_loss, _restart_nodes,
+          "power failure of the node leading the target's data", needs_lossy_disk=True),
+    Fault("power-loss-majority", "majority", _power_loss, _restart_nodes,
+          "power failure of a majority of the nodes at once (all SIGKILLed first, then every disk drops)",
+          needs_lossy_disk=True),
+    Fault("power-loss-all", "cluster", _power_loss, _restart_nodes,
+          "power failure of every node at once: a datacenter power cut", needs_lossy_disk=True),
     Fault("kill-consumer", "consumer", _kill_workers, _replace_workers,
           "SIGKILL a consumer process; a fresh one replaces it at heal"),
     Fault("kill-producer", "producer", _kill_workers, _replace_workers,

@@ -11,7 +11,7 @@ from typing import Any
 
 from harness.cluster import Cluster
 from harness.faults import SELECTABLE, candidates, fault_of
-from harness.history import HistoryWriter
+from harness.history import HistoryWriter, clock_ns
 from harness.schedule import Window, make_schedule
 from harness.workers import Workers
 from plugin.runtime import Node, Proxies, Runtime
@@ -28,7 +28,7 @@ def schedule(faults: list[str], load_s: float, seed: int, nodes: list[str], cons
         f = fault_of(name)
         if f.kind in SELECTABLE:
             cands[name] = candidates(name, nodes)
-        elif f.kind in ("leader", "controller", "cluster"):
+        elif f.kind in ("leader", "controller", "cluster", "majority"):
             cands[name] = [f.kind]
         elif f.kind == "consumer":
             cands[name] = [f"consumer-{i}" for i in range(consumers)]
@@ -48,6 +48,7 @@ class Nemesis:
         self.seed, self.say = seed, say
         self.active: list[Window] = []
         self.resolved: dict[Window, Window] = {}
+        self.unrecovered: dict[str, dict[str, Any]] = {}  # nodes that did not start again after a power loss
 
     # --- the FaultContext ---------------------------------------------------------------------------------
 
@@ -81,6 +82,11 @@ class Nemesis:
     def heal_partition(self) -> None:
         if self.runtime.partitions is not None:
             self.runtime.partitions.heal_partition()
+
+    def lose_unsynced(self, node: str) -> dict[str, int]:
+        if self.runtime.lossy is None:
+            raise RuntimeError(f"the {self.runtime.name} runtime has no lossy disks here (FUSE)")
+        return self.runtime.lossy.drop(node)
 
     # --- the schedule -------------------------------------------------------------------------------------
 
@@ -117,11 +123,12 @@ class Nemesis:
         except Exception as e:
             self.say(f"  warning: healing partitions failed: {type(e).__name__}: {e}")
 
-    def _record(self, kind: str, w: Window, error: str | None = None) -> None:
-        value: dict[str, Any] = {"fault": w.fault, "nodes": list(w.nodes)}
+    def _record(self, kind: str, w: Window, error: str | None = None, extra: dict[str, Any] | None = None,
+                time_ns: int | None = None) -> None:
+        value: dict[str, Any] = {"fault": w.fault, "nodes": list(w.nodes), **(extra or {})}
         if error:
             value["error"] = error
-        self.writer.write("nemesis", "info", kind, value)
+        self.writer.write("nemesis", "info", kind, value, time_ns=time_ns)
 
     def _resolve(self, w: Window) -> Window:
         """Turn a role (leader, controller, cluster) into node names when the fault starts."""
@@ -133,6 +140,10 @@ class Nemesis:
             nodes: tuple[str, ...] = (self.cluster.ask(find),)
         elif kind == "cluster":
             nodes = tuple(self.cluster.infos)
+        elif kind == "majority":
+            names = list(self.cluster.infos)
+            pick = random.Random(f"{self.seed}:{w.fault}:{w.start}").sample(names, len(names) // 2 + 1)
+            nodes = tuple(n for n in names if n in pick)
         else:
             return w
         return Window(w.fault, nodes, w.start, w.duration)
@@ -146,18 +157,34 @@ class Nemesis:
                 self.say(f"  warning: could not find the nodes for {w.fault}: {type(e).__name__}: {e}")
                 self.resolved[w] = w
         rw = self.resolved.get(w, w)
-        if action == "start":
-            if fault.kind == "consumer":
-                self._await_busy(rw.nodes, random.Random(f"{self.seed}:{w.start}").uniform(*BUSY_AFTER_S))
-            self._record("start-fault", rw)
-        err = None
+        if action == "start" and fault.kind == "consumer":
+            self._await_busy(rw.nodes, random.Random(f"{self.seed}:{w.start}").uniform(*BUSY_AFTER_S))
+        began = clock_ns(self.writer.start_ns)  # the fault's recorded start: before it acts
+        err, result = None, None
         try:
-            getattr(fault, action)(self, rw)
+            result = getattr(fault, action)(self, rw)
         except Exception as e:  # a fault that did not apply is reported, and the run goes on
             err = f"{type(e).__name__}: {e}"
             self.say(f"  warning: {action} {w.fault} on {','.join(w.nodes)} failed: {err}")
-        if action == "heal":
+            if action == "heal" and fault.needs_lossy_disk:
+                self._unrecovered(rw)
+        if action == "start":
+            self._record("start-fault", rw, err, result if isinstance(result, dict) else None, time_ns=began)
+            if isinstance(result, dict) and "dropped" in result:
+                self.say("  power loss erased " + ", ".join(f"{d['bytes']:,} bytes in {d['files']} file(s) on {n}"
+                                                            for n, d in result["dropped"].items()))
+        else:
             self._record("stop-fault", rw, err)
+
+    def _unrecovered(self, w: Window) -> None:
+        """A node that does not start again after its power loss: a finding about the system (with its log's
+        end), never the harness's error. It stays down; the run goes on without it."""
+        dead = [n for n in w.nodes if not self.cluster.node(n).alive]
+        for n in dead or w.nodes:
+            self.unrecovered[n] = {"fault": w.fault, "log": self.cluster.node(n).log_tail(20)}
+            self.cluster.given_up.add(n)
+            self.say(f"  finding: {n} did not start again after {w.fault}; its log ends: "
+                     + " | ".join(self.unrecovered[n]["log"][-3:]))
 
     def _await_busy(self, slots: tuple[str, ...], then: float) -> None:
         """Hold a consumer fault until its victim has received messages (bounded by BUSY_WAIT_S), then `then`

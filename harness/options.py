@@ -74,5 +74,8 @@ def add_option_flags(p: argparse.ArgumentParser, options: dict[str, Declared],
             text += f"; one of: {', '.join(CHOICES[name]())}"
         if d.owner != "harness":
             text += f" [{d.owner} {', '.join(d.by)}]"
+        if o.kind is bool:
+            p.add_argument(o.flag, dest=name, action=argparse.BooleanOptionalAction, help=text, default=None)
+            continue
         kind = str if o.kind is list else o.kind
         p.add_argument(o.flag, dest=name, type=kind, metavar=o.metavar or None, help=text, default=None)

@@ -22,6 +22,7 @@ import targets
 import workloads
 from harness.cluster import Cluster
 from harness.config import RunConfig
+from harness.faults import fault_of
 from harness.files import atomic_write
 from harness.history import HistoryWriter, merge_shards
 from harness.nemesis import Nemesis, schedule
@@ -78,7 +79,9 @@ class Run:
         self.nemesis_log = HistoryWriter(self.dir / "shards" / "nemesis.jsonl", start_ns=self.start_ns)
         self.harness_log = HistoryWriter(self.dir / "shards" / "harness.jsonl", start_ns=self.start_ns)
         options = {o.name: cfg.value(o.name) for o in target.options if cfg.value(o.name) not in (None, "", 0)}
-        self.cluster = Cluster(target, self.profile, runtime, self.dir, cfg.nodes or target.node_counts[0], options)
+        lossy = any(fault_of(f).needs_lossy_disk for f in cfg.faults or [])
+        self.cluster = Cluster(target, self.profile, runtime, self.dir, cfg.nodes or target.node_counts[0], options,
+                               lossy=lossy, synced_setup=cfg.synced_setup)
         settings = {name: cfg.value(name) for name in (*workload.reads, *(o.name for o in workload.options))}
         self.workers = Workers(runtime, self.dir, self.start_ns,
                                {"target": target.name, "profile": self.profile.name, "workload": workload.name},
@@ -89,6 +92,11 @@ class Run:
 
     def say(self, msg: str) -> None:
         print(msg, file=self.out or sys.stdout, flush=True)  # sys.stdout now, not at import time
+
+    @property
+    def unrecovered(self) -> dict[str, dict[str, Any]]:
+        """Nodes that did not start again after a power loss: findings about the system, with their logs' ends."""
+        return self.nemesis.unrecovered
 
     @property
     def worker_failures(self) -> dict[str, dict[str, Any]]:

@@ -73,6 +73,19 @@ def requirements(targets: Iterable[str] | None = None) -> list[Requirement]:
     return reqs
 
 
+def install_lossy_disks(progress: Progress) -> None:
+    """Debian's fuse3, for the power-loss faults' lossy disks (no target needs them otherwise: a machine that
+    cannot have them still runs everything else, and `doctor` says why)."""
+    from harness import lossyfs
+
+    if lossyfs.available()[0] or which(lossyfs.DEBIAN.binary):
+        return
+    try:
+        apt_install([lossyfs.DEBIAN.package], progress)
+    except SetupError as e:
+        progress(f"setup: warning: no lossy disks (the power-loss faults): {e}")
+
+
 def local_runtime(work: Path) -> Runtime:
     """What an install step that starts the system once runs it with: local processes in `work`, given a minute
     to stop (a JVM writing its class-data archive as it exits)."""
@@ -99,6 +112,7 @@ def install(targets: Iterable[str] | None = None, progress: Progress = print) ->
         if missing:
             apt_install(list(dict.fromkeys(d.package for d in missing)), progress)
         install_toxiproxy(progress)
+        install_lossy_disks(progress)
         tools = SetupTools(progress, local_runtime)
         for f in _fetched_needs(names):
             f.install(tools)
@@ -151,6 +165,10 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     print(format_table(reqs))
     print_optional(names)
     print(_docker_status(names))
+    from harness import lossyfs
+
+    works, what = lossyfs.available()
+    print(f"lossy disks for the power-loss faults (optional): {'works: ' if works else 'unavailable: '}{what}")
     from checkers.history import native
 
     print(f"history reader fast path (optional): {native.status()}")

@@ -1,7 +1,8 @@
 """The Runtime protocol: where a run's nodes, Toxiproxy and workers run. `LocalRuntime` (processes on this
 machine) and `DockerRuntime` (containers on a network of the run's own) implement it with the same
 signatures; a `Run` is handed one and never asks which it got. Node-to-node partitions are an optional
-ability: `runtime.partitions` is None where the runtime cannot cut traffic between nodes.
+ability: `runtime.partitions` is None where the runtime cannot cut traffic between nodes; so are lossy disks
+(`runtime.lossy`, None where this machine has no FUSE).
 """
 
 from __future__ import annotations
@@ -88,6 +89,19 @@ class Partitions(Protocol):
     def heal_partition(self) -> None: ...
 
 
+class LossyDisks(Protocol):
+    """Nodes' data directories on disks that can forget what was never fsynced (the power-loss faults): `mount`
+    before a node's first start, `drop` the power loss of one node's disk (its processes dead), `checkpoint`
+    (everything written so far counts as synced), `unsynced` what a drop would take now, `unmount_all` at
+    teardown. Each answer is `{"files": N, "bytes": B}`."""
+
+    def mount(self, node: str, data_dir: Path) -> None: ...
+    def drop(self, node: str) -> dict[str, int]: ...
+    def checkpoint(self) -> dict[str, dict[str, int]]: ...
+    def unsynced(self, node: str) -> dict[str, int]: ...
+    def unmount_all(self) -> None: ...
+
+
 class Runtime(Protocol):
     """`place` gives a new node its address, `node` registers it (not started), `spawn` starts a worker,
     `run_once` runs a command to completion where nodes run (say, formatting storage) with the image of
@@ -101,6 +115,8 @@ class Runtime(Protocol):
 
     @property
     def partitions(self) -> Partitions | None: ...
+    @property
+    def lossy(self) -> LossyDisks | None: ...
     def place(self) -> Placement: ...
     def free_port(self) -> int: ...
     def node(self, spec: NodeSpec, placement: Placement) -> Node: ...

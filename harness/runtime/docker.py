@@ -36,11 +36,12 @@ from typing import Any, ClassVar
 
 import requests
 
+from harness import lossyfs
 from harness.runtime import cleanup
-from harness.runtime.local import NodeError, NodeExitedError, NodeNotReadyError, SpecNode
+from harness.runtime.local import NodeError, NodeExitedError, NodeNotReadyError, SpecNode, unmount_disks
 from harness.toxiproxy import APIConsumer, ToxiproxyError, ToxiproxyServer
 from plugin.imaging import HARNESS_COMPOSE, WORKER, Image, compose_image, local_name
-from plugin.runtime import NodeSpec, Partitions, Placement
+from plugin.runtime import LossyDisks, NodeSpec, Partitions, Placement
 
 LABEL = "onceproof"
 LABEL_RUN = "onceproof.run"
@@ -427,6 +428,8 @@ class DockerRuntime:
         self.labels = {LABEL: "1", LABEL_RUN: self.run_id, LABEL_PID: str(os.getpid()), LABEL_BOOT: _boot_id()}
         self._nodes: dict[str, DockerNode] = {}
         self._workers: dict[str, DockerNode] = {}
+        self._helpers: list[Any] = []  # host processes of the run: the lossy disks' daemons
+        self._lossy: lossyfs.LossyDisks | None = None
         self._lock = threading.RLock()
         self._next_ip = 10
         self._partitioned: set[str] = set()
@@ -479,6 +482,22 @@ class DockerRuntime:
     @property
     def partitions(self) -> Partitions | None:
         return self
+
+    @property
+    def lossy(self) -> LossyDisks | None:
+        """Lossy disks for the nodes' data directories: the daemons run on the host and mount before a node's
+        container is created, so the container sees the mount through the run directory's (recursive) bind
+        mount with no device or capability of its own. None where FUSE does not work on the host."""
+        if self._lossy is None and lossyfs.available()[0]:
+            from harness.runtime.local import LocalNode
+
+            def host_process(spec: NodeSpec) -> LocalNode:
+                helper = LocalNode(spec)
+                self._helpers.append(helper)
+                return helper
+
+            self._lossy = lossyfs.LossyDisks(self.run_dir, host_process)
+        return self._lossy
 
     def place(self) -> Placement:
         """A fixed address of the run's network; the node listens on every interface of its container."""
@@ -610,6 +629,7 @@ class DockerRuntime:
             # removals in parallel too: with the vfs driver each one deletes a full copy of its image
             _in_parallel([n.remove for n in [*self._workers.values(), *self._nodes.values()]])
             self._remove_all()
+            unmount_disks(self._lossy)
         cleanup.unregister(self.teardown)
 
     def _remove_all(self, attempts: int = 5) -> None:

@@ -29,8 +29,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from harness import lossyfs
 from harness.runtime import cleanup
-from plugin.runtime import NodeSpec, Partitions, Placement
+from plugin.runtime import LossyDisks, NodeSpec, Partitions, Placement
 
 if TYPE_CHECKING:
     from harness.toxiproxy import ToxiproxyServer
@@ -390,12 +391,40 @@ class LocalNode(SpecNode):
                 print(f"onceproof: node {self.name} pid {proc.pid} survives SIGKILL", file=sys.stderr)
                 return None
             cleanup.untrack_group(proc.pid)
+            _await_group_gone(proc.pid)
             with contextlib.suppress(OSError), open(self.spec.log_path, "ab") as log:
                 stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
                 rc = _describe_exit(proc.returncode)
                 log.write(f"--- onceproof {stamp}: {self.name} pid {proc.pid} {rc}\n".encode())
         self._paused = False
         return proc.returncode
+
+
+def _await_group_gone(pgid: int, timeout: float = 2.0) -> None:
+    """Until every process of the group has exited (the leader is reaped first; its children die a moment
+    later), so that what they had open is closed: a power loss right after a kill drops what they wrote last."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        except PermissionError:
+            return
+        if all(_proc_state(int(p)) in ("Z", None) for p in _group_members(pgid)):
+            return
+        time.sleep(0.01)
+
+
+def _group_members(pgid: int) -> list[str]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                stat = Path(f"/proc/{entry}/stat").read_text()
+                if int(stat.rsplit(")", 1)[1].split()[2]) == pgid:
+                    out.append(entry)
+    return out
 
 
 # --- the runtime -------------------------------------------------------------------------------------
@@ -435,6 +464,8 @@ class LocalRuntime:
         self.python = sys.executable
         self._nodes: dict[str, LocalNode] = {}
         self._workers: dict[str, LocalNode] = {}
+        self._helpers: dict[str, LocalNode] = {}
+        self._lossy: lossyfs.LossyDisks | None = None
         self._lock = threading.RLock()
         cleanup.register(self.teardown)
 
@@ -447,6 +478,20 @@ class LocalRuntime:
     @property
     def partitions(self) -> Partitions | None:
         return None
+
+    @property
+    def lossy(self) -> LossyDisks | None:
+        """Lossy disks for the nodes' data directories (daemons on this machine), where FUSE works here."""
+        if self._lossy is None and lossyfs.available()[0]:
+            self._lossy = lossyfs.LossyDisks(self.run_dir, self.host_process)
+        return self._lossy
+
+    def host_process(self, spec: NodeSpec) -> LocalNode:
+        """A helper process of the run (a lossy disk's daemon), stopped after the nodes at teardown."""
+        with self._lock:
+            helper = LocalNode(spec, on_start=self._started)
+            self._helpers[spec.name] = helper
+            return helper
 
     @property
     def nodes(self) -> dict[str, LocalNode]:
@@ -533,6 +578,7 @@ class LocalRuntime:
                         interrupt = e
                 if interrupt is not None:
                     self._stop_batch(batch, 0.0)
+            unmount_disks(self._lossy)
         cleanup.unregister(self.teardown)
         if interrupt is not None:
             raise interrupt
@@ -555,3 +601,13 @@ class LocalRuntime:
                 guarded("waiting for", n, functools.partial(n._wait_exited, deadline))
         for n in running:
             guarded("killing", n, n._finish)
+
+
+def unmount_disks(disks: lossyfs.LossyDisks | None) -> None:
+    """Teardown's last step, after every node is stopped: the lossy disks unmounted and their daemons gone."""
+    if disks is not None:
+        try:
+            disks.unmount_all()
+        except Exception as e:
+            with contextlib.suppress(Exception):
+                print(f"onceproof: teardown: unmounting the lossy disks: {e!r}", file=sys.stderr)

@@ -45,6 +45,13 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
             "and XACK in one script), appendonly with appendfsync always.",
             {"appendonly": "yes", "appendfsync": "always", "ack": "atomic", "producer_dedup": True},
             producer_retries=3),
+    Profile("at-least-once-everysec", "at-least-once",
+            "The at-least-once clients on AOF with appendfsync everysec, Redis's default fsync policy once AOF is on: "
+            "an XADD is acknowledged before it is fsynced, and the AOF is fsynced once a second. Survives a kill "
+            "(the page cache keeps what was written); a power loss takes about the last second of acknowledged "
+            "writes, as the Redis docs say.",
+            {"appendonly": "yes", "appendfsync": "everysec", "ack": "after-effect"},
+            expected_unsafe_under=("power-loss",), producer_retries=3),
     Profile("at-least-once-debian-defaults", "at-least-once",
             "The at-least-once client on Debian's default persistence (appendonly no, RDB snapshots only): "
             "a careful user's mistake. A killed broker forgets every acknowledged XADD since the last "
@@ -54,7 +61,7 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
 )}
 
 FAULTS = ("ack-loss", "latency", "reset", "partition-client", "kill", "pause", "restart",
-          "kill-consumer", "kill-producer")
+          "kill-consumer", "kill-producer", "power-loss")
 
 # KEYS: stream, sent-key; ARGV: id, key, amount. Returns the entry id, or false when already sent.
 PRODUCE_DEDUP = """
