@@ -94,16 +94,23 @@ class Cluster:
         node.start()
         node.wait_ready(self.target.ready_timeout)
 
+    def start_nodes(self, names: tuple[str, ...] | list[str]) -> None:
+        """Start every dead node of `names` at once, then wait until each is ready."""
+        started = [self.nodes[n] for n in names if not self.nodes[n].alive]
+        for node in started:
+            node.start()
+        for node in started:
+            node.wait_ready(self.target.ready_timeout)
+
     def heal(self) -> None:
         """Every proxy clean, every paused node resumed, every dead one started again (but those that could not
         start again after a power loss: the nemesis reports them)."""
         if self.toxiproxy is not None:
             self.toxiproxy.reset()
-        for name, node in self.nodes.items():
+        for node in self.nodes.values():
             if node.paused:
                 node.resume()
-            if not node.alive and name not in self.given_up:
-                self.restart_node(name)
+        self.start_nodes([n for n, node in self.nodes.items() if not node.alive and n not in self.given_up])
 
     @property
     def proxy_addresses(self) -> dict[str, str]:

@@ -62,6 +62,10 @@ class RunConfig:
     runtime: str = harness_option("local", "where nodes and workers run: local processes, or docker containers "
                                            "(see `onceproof images build`) (default: local)")
     nodes: int | None = harness_option(None, "nodes of the target (default: the target's)", "N", kind=int)
+    lossy_disks: bool = harness_option(
+        False, "put the nodes' data directories on lossy disks even when no fault drops them (the power-loss faults "
+               "do it anyway): a kill then runs on the same disks as a power loss, whose fsync returns at once "
+               "(default: off)")
     synced_setup: bool = harness_option(True, "with the power-loss faults: count everything written before the load "
                                               "(setup, prepare) as fsynced; --no-synced-setup leaves it at the disks' "
                                               "mercy, so a power loss soon after creation can lose it (default: on)")
@@ -163,6 +167,7 @@ class RunConfig:
         if t.image.local_only and self.runtime != "local":
             raise ConfigError(f"target {self.target} runs with --runtime local only (it has no container image yet)")
         lossy = [f for f in self.faults if fault_of(f).needs_lossy_disk]
+        lossy += ["--lossy-disks"] if self.lossy_disks else []
         if lossy:
             works, missing = lossyfs.available()
             if not works:

@@ -29,6 +29,10 @@ class FaultContext(Protocol):
     def node(self, name: str) -> Node: ...
     def proxy(self, node: str) -> Any: ...
     def restart_node(self, name: str) -> None: ...
+    def start_nodes(self, names: tuple[str, ...]) -> None:
+        """Start the (dead) nodes all at once, then wait until each is ready: a cluster that lost power comes back
+        together (one node of a quorum alone never gets ready)."""
+        ...
     def kill_worker(self, slot: str) -> None: ...
     def replace_worker(self, slot: str) -> None: ...
     def node_names(self) -> list[str]: ...
@@ -112,6 +116,10 @@ def _replace_workers(ctx: FaultContext, w: Window) -> None:
 
 def _noop(ctx: FaultContext, w: Window) -> None:
     return None
+
+
+def _power_back(ctx: FaultContext, w: Window) -> None:
+    ctx.start_nodes(w.nodes)
 
 
 def _power_loss(ctx: FaultContext, w: Window) -> dict[str, Any]:
@@ -198,15 +206,15 @@ FAULTS: dict[str, Fault] = {f.name: f for f in (
     Fault("partition-isolate-leader", "leader", *_partition("isolate-leader"),
           "the node leading the target's data is cut off from the other nodes; clients still reach it through "
           "its proxy", PARTITION_DURATION, True),
-    Fault("power-loss", "process", _power_loss, _restart_nodes,
+    Fault("power-loss", "process", _power_loss, _power_back,
           "power failure of one node: SIGKILL, then its disk forgets every write never fsynced; started again at "
           "heal", needs_lossy_disk=True),
-    Fault("power-loss-leader", "leader", _power_loss, _restart_nodes,
+    Fault("power-loss-leader", "leader", _power_loss, _power_back,
           "power failure of the node leading the target's data", needs_lossy_disk=True),
-    Fault("power-loss-majority", "majority", _power_loss, _restart_nodes,
+    Fault("power-loss-majority", "majority", _power_loss, _power_back,
           "power failure of a majority of the nodes at once (all SIGKILLed first, then every disk drops)",
           needs_lossy_disk=True),
-    Fault("power-loss-all", "cluster", _power_loss, _restart_nodes,
+    Fault("power-loss-all", "cluster", _power_loss, _power_back,
           "power failure of every node at once: a datacenter power cut", needs_lossy_disk=True),
     Fault("kill-consumer", "consumer", _kill_workers, _replace_workers,
           "SIGKILL a consumer process; a fresh one replaces it at heal"),

@@ -65,6 +65,9 @@ class Nemesis:
     def restart_node(self, name: str) -> None:
         self.cluster.restart_node(name)
 
+    def start_nodes(self, names: tuple[str, ...]) -> None:
+        self.cluster.start_nodes(names)
+
     def kill_worker(self, slot: str) -> None:
         self.workers.kill(slot)
 

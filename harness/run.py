@@ -79,7 +79,7 @@ class Run:
         self.nemesis_log = HistoryWriter(self.dir / "shards" / "nemesis.jsonl", start_ns=self.start_ns)
         self.harness_log = HistoryWriter(self.dir / "shards" / "harness.jsonl", start_ns=self.start_ns)
         options = {o.name: cfg.value(o.name) for o in target.options if cfg.value(o.name) not in (None, "", 0)}
-        lossy = any(fault_of(f).needs_lossy_disk for f in cfg.faults or [])
+        lossy = cfg.lossy_disks or any(fault_of(f).needs_lossy_disk for f in cfg.faults or [])
         self.cluster = Cluster(target, self.profile, runtime, self.dir, cfg.nodes or target.node_counts[0], options,
                                lossy=lossy, synced_setup=cfg.synced_setup)
         settings = {name: cfg.value(name) for name in (*workload.reads, *(o.name for o in workload.options))}

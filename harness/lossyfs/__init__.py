@@ -11,6 +11,7 @@ instead (`harness.lossyfs.lazyfs`), as Jepsen does.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -148,7 +149,8 @@ class LossyDisks:
         return self.disks[node].ask("stats")
 
     def unmount_all(self) -> None:
-        """Every disk unmounted and its daemon stopped (teardown, Ctrl-C): nothing left behind."""
+        """Every disk unmounted and its daemon stopped (teardown, Ctrl-C): nothing left behind. What the disk
+        holds goes back to the node's data directory, where a run's nodes keep their data and logs."""
         for d in self.disks.values():
             unmount(d.mountpoint)
             if d.daemon is not None:
@@ -156,4 +158,8 @@ class LossyDisks:
             deadline = time.monotonic() + 5.0
             while os.path.ismount(d.mountpoint) and time.monotonic() < deadline:
                 time.sleep(0.05)
+            if not os.path.ismount(d.mountpoint) and d.backing.is_dir():
+                with contextlib.suppress(OSError):
+                    d.mountpoint.rmdir()  # empty once unmounted
+                    d.backing.rename(d.mountpoint)
         self.disks.clear()

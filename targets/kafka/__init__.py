@@ -58,6 +58,12 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
             "acks=all, min.insync.replicas=2, no idempotence, the harness retries unknown sends; consumers "
             "commit after processing.",
             {"acks": "all", "idempotence": False, "broker": dict(_BROKER_SAFE)}, producer_retries=3),
+    Profile("at-least-once-flush", "at-least-once",
+            "The at-least-once profile with every broker fsyncing each message before it acknowledges it "
+            "(log.flush.interval.messages=1): what durability costs beside replication. Kafka's default leaves "
+            "flushing to the OS and relies on replicas, which a power loss of every broker defeats.",
+            {"acks": "all", "idempotence": False, "broker": {**_BROKER_SAFE, "log.flush.interval.messages": 1}},
+            producer_retries=3),
     Profile("idempotent", "at-least-once",
             "enable_idempotence (acks=all, sequence numbers dedup the client's own retries), "
             "min.insync.replicas=2; consumers commit after processing.",
@@ -71,7 +77,8 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
 
 FAULTS = ("ack-loss", "latency", "reset", "partition-client", "kill", "pause", "restart", "rolling-restart",
           "kill-leader", "pause-leader", "kill-controller", "pause-controller", "kill-consumer", "kill-producer",
-          "partition-isolate-one", "partition-halves", "partition-majorities-ring", "partition-isolate-leader")
+          "partition-isolate-one", "partition-halves", "partition-majorities-ring", "partition-isolate-leader",
+          "power-loss", "power-loss-leader", "power-loss-majority", "power-loss-all")
 
 
 def _classpath(info: NodeInfo) -> str:

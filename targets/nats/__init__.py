@@ -26,7 +26,7 @@ from typing import ClassVar
 from plugin.imaging import PATH, Image, Layout, find_binary
 from plugin.needs import Debian, Needs
 from plugin.target import Abilities, Deployment, Drain, NodeInfo, Profile, Runner, Target, TargetBase
-from targets.nats import bench, server
+from targets.nats import bench, server, versions
 from targets.nats.clients import NatsConsumer, NatsProducer
 from targets.nats.effects import EffectStore
 from workloads.queue import ClientSpec, QueueClients, QueueClientsBase
@@ -48,6 +48,11 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
             "id; the consumer applies the effect idempotently (dedup record and effect in one SQLite "
             "transaction), then acknowledges with AckSync.",
             {**_R3_FILE, "ack": "idempotent", "dedup": True, "duplicate_window": 120.0}, producer_retries=3),
+    Profile("at-least-once-sync-always", "at-least-once",
+            "The at-least-once clients with `sync_interval: always`: every node fsyncs each write before it is "
+            "acknowledged (2.10 and newer; --server-version). The safe contrast to the default two-minute sync "
+            "under power losses.",
+            {**_R3_FILE, "ack": "after-effect", "sync_interval": "always"}, producer_retries=3),
     Profile("r1-memory", "at-least-once",
             "The at-least-once clients on an R1 stream with memory storage: a plausible production mistake "
             "(fast, and fine until the one node holding the stream restarts, which empties it and starts its "
@@ -65,7 +70,8 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
 
 FAULTS = ("ack-loss", "latency", "reset", "partition-client", "kill", "pause", "restart", "rolling-restart",
           "kill-leader", "pause-leader", "kill-controller", "pause-controller", "kill-consumer", "kill-producer",
-          "partition-isolate-one", "partition-halves", "partition-majorities-ring", "partition-isolate-leader")
+          "partition-isolate-one", "partition-halves", "partition-majorities-ring", "partition-isolate-leader",
+          "power-loss", "power-loss-leader", "power-loss-majority", "power-loss-all")
 
 
 def image_layout() -> Layout:
@@ -113,8 +119,9 @@ class Nats(TargetBase):
     node_counts = (3, 1)
     ports = server.PORTS
     drain = Drain(quiet=3.0, deadline=120.0)  # unacknowledged messages come again after AckWait (5 s)
-    needs = Needs(debian=(Debian("nats-server", "nats-server", ("--version",)),), python=("nats",),
-                  optional=(bench.NATSCLI,))
+    needs = Needs(debian=(Debian("nats-server", "nats-server", ("--version",)),), fetched=versions.FETCHED,
+                  python=("nats",), optional=(bench.NATSCLI,))
+    options = (versions.SERVER_VERSION,)
     image = Image("nats", "nats.yml", image_layout)
     abilities = Abilities(backlog=server.backlog, final_read=final_read, leader=server.leader,
                           controller=server.meta_leader, native_bench=bench.nats_bench)
@@ -125,7 +132,7 @@ class Nats(TargetBase):
         EffectStore(d.run_dir, create=True).close()
 
     def node_argv(self, d: Deployment, node: NodeInfo) -> list[str]:
-        return server.argv(node)
+        return server.argv(node, versions.version_of(dict(d.options)))
 
     def ready(self, node: NodeInfo) -> bool:
         return server.ready(node)

@@ -1,4 +1,5 @@
-"""nats-server 2.9 nodes with JetStream: each node's configuration, command line and readiness, and the
+"""nats-server nodes with JetStream (Debian's 2.9.10, or a version `versions` builds): each node's configuration,
+command line and readiness, and the
 few admin calls the harness makes (create the stream and its consumer, find the stream's leader and the
 meta leader, the consumer's backlog, the stream read again after the drain).
 
@@ -20,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import time
 import urllib.error
 import urllib.request
@@ -28,7 +28,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from plugin.needs import SetupError
 from plugin.target import Deployment, NodeInfo, Profile
+from targets.nats import versions
 
 STREAM = "onceproof"
 SUBJECT = "onceproof.in"
@@ -45,10 +47,13 @@ GET_IN_FLIGHT = 16  # message gets in flight during the final read (more fill Je
 T = TypeVar("T")
 
 
-def binary(node: NodeInfo) -> str:
+def binary(node: NodeInfo, version: str = versions.DEBIAN) -> str:
     if node.in_container:
+        if version != versions.DEBIAN:
+            raise SetupError(f"--server-version {version} runs with --runtime local only (the nats image carries "
+                             f"Debian's {versions.DEBIAN})")
         return BINARY_IN_IMAGE
-    return shutil.which("nats-server") or "/usr/sbin/nats-server"  # Debian puts it in /usr/sbin
+    return versions.binary(version)
 
 
 def config_path(node: NodeInfo) -> Path:
@@ -56,9 +61,10 @@ def config_path(node: NodeInfo) -> Path:
     return Path(node.data_dir) / CONFIG_NAME
 
 
-def config_text(node: NodeInfo, nodes: list[NodeInfo]) -> str:
-    """The node's configuration: JetStream with its store in the node's directory and, with more than one
-    node, a cluster whose routes name every node's cluster port."""
+def config_text(node: NodeInfo, nodes: list[NodeInfo], sync_interval: str | None = None) -> str:
+    """The node's configuration: JetStream with its store in the node's directory (and the profile's
+    `sync_interval`, on the versions that have it) and, with more than one node, a cluster whose routes name
+    every node's cluster port."""
     assert node.data_dir is not None
     b = node.bind
     lines = [f"# Written by onceproof for {node.name} ({len(nodes)} node{'s' if len(nodes) > 1 else ''})",
@@ -69,6 +75,7 @@ def config_text(node: NodeInfo, nodes: list[NodeInfo]) -> str:
              f'  store_dir: "{Path(node.data_dir) / "jetstream"}"',
              "  max_memory_store: 256MB",
              "  max_file_store: 4GB",
+             *([f"  sync_interval: {sync_interval}"] if sync_interval else []),
              "}"]
     if len(nodes) > 1:
         routes = ", ".join(f"nats-route://{n.host}:{n.extra_ports['cluster']}" for n in nodes)
@@ -82,13 +89,20 @@ def config_text(node: NodeInfo, nodes: list[NodeInfo]) -> str:
 
 
 def write_configs(d: Deployment) -> None:
+    """Each node's configuration; a profile that sets `sync_interval` needs a version that has it."""
+    version = versions.version_of(dict(d.options))
+    versions.check(version)
+    sync = d.profile.settings.get("sync_interval")
+    if sync and not versions.has_sync_interval(version):
+        raise SetupError(f"profile {d.profile.name} sets sync_interval, which nats-server {version} does not have: "
+                         f"run it with --server-version {' or '.join(versions.BUILT)}")
     for node in d.nodes:
         config_path(node).parent.mkdir(parents=True, exist_ok=True)
-        config_path(node).write_text(config_text(node, d.nodes))
+        config_path(node).write_text(config_text(node, d.nodes, sync))
 
 
-def argv(node: NodeInfo) -> list[str]:
-    return [binary(node), "-c", str(config_path(node))]
+def argv(node: NodeInfo, version: str = versions.DEBIAN) -> list[str]:
+    return [binary(node, version), "-c", str(config_path(node))]
 
 
 def http_get(node: NodeInfo, path: str, timeout: float = 1.0) -> tuple[int, str]:

@@ -60,6 +60,18 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
             "has its own markers, and a pause longer than the TTL lets a retry run the charge again.",
             dict(_S, work_ms=MARKER_WORK_MS),
             expected_unsafe_under=("ack-loss", "pause-long")),
+    Profile("claim-first", "exactly-once",
+            "A recovery point: the key is claimed and committed before the provider is called (without the key), "
+            "and the answer recorded after; a retry that finds the claim unanswered gets 409. Never charges twice "
+            "while committed claims survive.", dict(_S)),
+    Profile("claim-first-async-commit", "exactly-once",
+            "claim-first on PostgreSQL with synchronous_commit=off: a commit returns before its WAL is flushed, so "
+            "a database crash forgets the claims of its last fraction of a second, and their retries charge "
+            "again.", dict(_S, synchronous_commit="off"), expected_unsafe_under=("kill",)),
+    Profile("provider-unsynced", "exactly-once",
+            "The idempotency-key service, with a provider that does not fsync its record: an executed charge is "
+            "answered before it is on disk. A power loss of the provider forgets charges the client was told "
+            "about.", dict(_S, provider_fsync=False), expected_unsafe_under=("power-loss",)),
     Profile("provider-in-txn", "exactly-once",
             "The key row is claimed first in the transaction and the response stored, but the provider is called "
             "inside the open transaction without a key (a well-known tutorial's code). A kill between the "
@@ -67,7 +79,10 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
             expected_unsafe_under=("kill",)),
 )}
 
-FAULTS = ("ack-loss", "latency", "reset", "partition-client", "kill", "pause", "pause-long", "restart")
+# profiles that run another profile's service code on other infrastructure settings
+SERVICE_MODE = {"claim-first-async-commit": "claim-first", "provider-unsynced": "idempotency-key"}
+
+FAULTS = ("ack-loss", "latency", "reset", "partition-client", "kill", "pause", "pause-long", "restart", "power-loss")
 
 
 DEFAULT_FAULTS = ("ack-loss@service", "ack-loss@provider", "kill@service", "restart@db")
@@ -134,18 +149,21 @@ def remove_cluster(d: Deployment) -> None:
         postgres.remove(db.data_dir)
 
 
-def provider_argv(node: NodeInfo) -> list[str]:
+def provider_argv(node: NodeInfo, fsync: bool = True) -> list[str]:
     assert node.data_dir is not None
-    return python_argv("targets.payments.provider", {}, str(node.port), str(node.data_dir / CHARGES), node.bind)
+    return python_argv("targets.payments.provider", {} if fsync else {"FSYNC": "0"}, str(node.port),
+                       str(node.data_dir / CHARGES), node.bind)
 
 
 def infrastructure_argv(d: Deployment, node: NodeInfo) -> list[str] | None:
-    """The database's or the provider's command line; None for a service node."""
+    """The database's or the provider's command line (as the profile's `synchronous_commit` and `provider_fsync`
+    have them: durable unless a profile says otherwise); None for a service node."""
+    s = d.profile.settings
     if has_role(node.name, "db"):
         assert node.data_dir is not None
-        return postgres.argv(node.data_dir, node.port, node.bind)
+        return postgres.argv(node.data_dir, node.port, node.bind, s.get("synchronous_commit", "on"))
     if has_role(node.name, "provider"):
-        return provider_argv(node)
+        return provider_argv(node, s.get("provider_fsync", True))
     return None
 
 
@@ -205,8 +223,8 @@ class Payments(PaymentsCluster):
         s = d.profile.settings
         return python_argv("targets.payments.service", {
             "PORT": str(node.port), "BIND": node.bind, "DATABASE_URL": database_url(d),
-            "PROVIDER_URL": provider_url(d), "PROFILE": d.profile.name, "WORK_MS": str(s["work_ms"]),
-            "MARKER_TTL_S": str(s["marker_ttl_s"])})
+            "PROVIDER_URL": provider_url(d), "PROFILE": SERVICE_MODE.get(d.profile.name, d.profile.name),
+            "WORK_MS": str(s["work_ms"]), "MARKER_TTL_S": str(s["marker_ttl_s"])})
 
 
 TARGET: Target = Payments()

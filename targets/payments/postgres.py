@@ -60,11 +60,13 @@ def remove(data: Path) -> None:
             shutil.rmtree(home, ignore_errors=True)
 
 
-def argv(data: Path, port: int, bind: str) -> list[str]:
-    """The server in the foreground, its socket directory beside its data (not /run/postgresql)."""
+def argv(data: Path, port: int, bind: str, synchronous_commit: str = "on") -> list[str]:
+    """The server in the foreground, its socket directory beside its data (not /run/postgresql). Durable unless
+    a profile turns `synchronous_commit` off (a commit then returns before its WAL is flushed)."""
     home = (data / "pgdata").resolve()
     return [*as_user(), str(BIN / "postgres"), "-D", str(home / "pgdata"), "-p", str(port), "-h", bind,
-            "-k", str(home / "sock"), "-c", "fsync=on", "-c", "synchronous_commit=on", "-c", "max_connections=200"]
+            "-k", str(home / "sock"), "-c", "fsync=on", "-c", f"synchronous_commit={synchronous_commit}",
+            "-c", "max_connections=200"]
 
 
 def url(host: str, port: int, database: str = DATABASE) -> str:

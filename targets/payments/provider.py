@@ -17,7 +17,8 @@ passes no key gets a new charge every time.
                    the machine shares: the history's clock before the run's start is subtracted)
     GET  /health   -> 200
 
-Run: `python -m targets.payments.provider PORT RECORDS_FILE [BIND]`. With FORWARD_PORT and FORWARD_TO in its
+Run: `python -m targets.payments.provider PORT RECORDS_FILE [BIND]`; FSYNC=0 in its environment makes it answer
+before its record reaches the disk (a mutant, for the power-loss known answer). With FORWARD_PORT and FORWARD_TO in its
 environment it also relays connections on FORWARD_PORT to FORWARD_TO (its own proxy): a fixed address for a
 service the harness does not start (`--provider-port`).
 """
@@ -39,8 +40,8 @@ from targets.payments.jsonhttp import JsonHandler, JsonServer
 class Ledger:
     """Executed charges: appended and fsynced one line each, reloaded at start (a restart forgets nothing)."""
 
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, path: Path, fsync: bool = True):
+        self.path, self.fsync = path, fsync
         self.lock = threading.Lock()
         self.charges: list[dict[str, Any]] = []
         self.by_key: dict[str, dict[str, Any]] = {}
@@ -67,7 +68,8 @@ class Ledger:
                  "amount": amount, "key": key, "at_ns": time.monotonic_ns()}
             self.file.write(json.dumps(c) + "\n")
             self.file.flush()
-            os.fsync(self.file.fileno())  # durable before anyone hears of it
+            if self.fsync:
+                os.fsync(self.file.fileno())  # durable before anyone hears of it
             self._remember(c)
             return c, False
 
@@ -103,15 +105,16 @@ def handler(ledger: Ledger) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def serve(port: int, records: Path, bind: str = "127.0.0.1") -> JsonServer:
-    return JsonServer((bind, port), handler(Ledger(records)))
+def serve(port: int, records: Path, bind: str = "127.0.0.1", fsync: bool = True) -> JsonServer:
+    return JsonServer((bind, port), handler(Ledger(records, fsync)))
 
 
 def main(argv: list[str]) -> int:
     if len(argv) not in (2, 3):
         print("usage: python -m targets.payments.provider PORT RECORDS_FILE [BIND]", file=sys.stderr)
         return 2
-    server = serve(int(argv[0]), Path(argv[1]), argv[2] if len(argv) == 3 else "127.0.0.1")
+    server = serve(int(argv[0]), Path(argv[1]), argv[2] if len(argv) == 3 else "127.0.0.1",
+                   fsync=os.environ.get("FSYNC", "1") != "0")
     if os.environ.get("FORWARD_PORT"):
         from targets.payments import forward
 

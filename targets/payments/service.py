@@ -19,6 +19,9 @@ the provider is called. They differ in what guards a retry:
   process, or the same one after a pause longer than the TTL, runs the charge again.
 - provider-in-txn: the key row claimed first in the transaction (a retry waits on it), but no key passed to
   the provider. A crash between the provider's answer and the commit loses the claim, not the charge.
+- claim-first: the key claimed and committed before the provider is called (a recovery point), no key passed on;
+  a retry that finds the claim unanswered gets 409. Safe on a durable database; with synchronous_commit=off a
+  database crash forgets recent claims, and a retry charges again.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ import psycopg
 
 from targets.payments.jsonhttp import JsonHandler, JsonServer
 
-PROFILES = ("idempotency-key", "no-key", "cache-marker", "provider-in-txn")
+PROFILES = ("idempotency-key", "no-key", "cache-marker", "provider-in-txn", "claim-first")
 PROVIDER_TIMEOUT_S = 2.0
 SCHEMA_WAIT_S = 30.0
 WORK_SLICE_S = 0.005
@@ -129,6 +132,8 @@ class Service:
     def charge(self, body: dict[str, Any], key: str | None) -> tuple[int, dict[str, Any]]:
         if self.profile == "cache-marker":
             return self._with_marker(body, key)
+        if self.profile == "claim-first":
+            return self._claim_first(body, key)
         conn = self.conn()
         try:
             with conn.transaction():
@@ -168,6 +173,41 @@ class Service:
         if row[0] != fingerprint(body):
             raise Reply(422, {"error": "this Idempotency-Key was used with another payload"})
         raise Reply(row[1], json.loads(row[2]))
+
+    def _claim_first(self, body: dict[str, Any], key: str | None) -> tuple[int, dict[str, Any]]:
+        """A recovery point before the external call: the key is claimed in a transaction of its own and committed
+        before the provider is called (without the key: the claim is the only guard), then the charge and the
+        answer are recorded in a second one. A request that finds the claim without an answer gets 409: the
+        first may still be running, or died with the charge's outcome unknown, and never charges twice. Safe
+        only while a committed claim survives: with synchronous_commit=off, a database crash forgets claims
+        committed in its last fraction of a second, and the retry charges again."""
+        if not key:
+            return 400, {"error": "Idempotency-Key header is required"}
+        conn = self.conn()
+        try:
+            with conn.transaction():
+                row = conn.execute("SELECT fingerprint, response_code, response_body FROM idempotency_keys "
+                                   "WHERE key = %s FOR UPDATE", (key,)).fetchone()
+                if row is not None:
+                    if row[0] != fingerprint(body):
+                        return 422, {"error": "this Idempotency-Key was used with another payload"}
+                    if row[1] == 0:
+                        return 409, {"error": "a request with this Idempotency-Key is in progress (or died)"}
+                    return row[1], json.loads(row[2])
+                conn.execute("INSERT INTO idempotency_keys (key, fingerprint, response_code, response_body) "
+                             "VALUES (%s, %s, 0, '')", (key, fingerprint(body)))
+        except psycopg.errors.UniqueViolation:
+            return 409, {"error": "a request with this Idempotency-Key is in progress"}
+        c = self.call_provider(body, None)
+        work(self.work_s)
+        out = {"payment_id": body["id"], "charge_id": c["charge_id"], "amount": body["amount"]}
+        with conn.transaction():
+            conn.execute("INSERT INTO ledger (payment_id, account, amount, charge_id, idempotency_key) "
+                         "VALUES (%s, %s, %s, %s, %s)", (body["id"], body["account"], body["amount"], c["charge_id"],
+                                                          key))
+            conn.execute("UPDATE idempotency_keys SET response_code = 201, response_body = %s WHERE key = %s",
+                         (json.dumps(out), key))
+        return 201, out
 
     def _with_marker(self, body: dict[str, Any], key: str | None) -> tuple[int, dict[str, Any]]:
         """Middleware's default: an in-process marker and response cache, outside the database."""
