@@ -66,20 +66,38 @@ def test_service_cmd_belongs_to_the_http_target(tmp_path, capsys):
 
 
 def _free_port() -> int:
+    """A free port below Linux's ephemeral range (32768-60999), so that no port the harness asks the system for
+    (bind to port 0) can be the same one before the user's service or the provider binds it."""
+    import random
     import socket
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    for _ in range(200):
+        port = random.randint(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 20000-32000")
 
 
 def _own_service(bug: bool) -> tuple[subprocess.Popen, int, int]:
-    """The user's service, started by the user before the run: it charges through the provider at a port it was
-    told, which the run then gives its provider (--provider-port)."""
+    """The user's service, started by the user before the run (and listening before it starts): it charges
+    through the provider at a port it was told, which the run then gives its provider (--provider-port)."""
+    import socket
+    import time
+
     port, provider = _free_port(), _free_port()
     env = {**os.environ, "PORT": str(port), "PROVIDER_URL": f"http://127.0.0.1:{provider}", "STORE": "memory",
            "BUG": "1" if bug else "0"}
     proc = subprocess.Popen([sys.executable, str(TINY)], env=env)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.05)
     return proc, port, provider
 
 

@@ -91,3 +91,33 @@ def test_idempotency_key_holds_across_two_processes_and_a_pause_longer_than_a_ma
 def test_the_docker_runtime_is_refused_until_there_is_an_image(tmp_path, capsys):
     assert main(["run", "--target", "payments", "--runtime", "docker", "--store", str(tmp_path)]) == 2
     assert "runs with --runtime local only" in capsys.readouterr().err
+
+
+def test_a_claim_committed_before_the_provider_call_survives_database_kills(tmp_path):
+    r = run(tmp_path, "claim-first", "kill@db")
+    c = counts(r)
+    assert r["valid"] is True and c["duplicated_effects"] == 0, c
+
+
+def test_a_claim_committed_asynchronously_is_forgotten_by_a_database_crash_and_the_retry_charges_again(tmp_path):
+    """synchronous_commit=off: the commit returns before its WAL is flushed, and a SIGKILLed PostgreSQL forgets
+    the claims of its last fraction of a second (the docs: up to three times wal_writer_delay, 600 ms)."""
+    r = run(tmp_path, "claim-first-async-commit", "kill@db")
+    assert r["valid"] is False and counts(r)["duplicated_effects"] > 0, counts(r)
+
+
+lossy = pytest.mark.skipif(not __import__("harness.lossyfs").lossyfs.available()[0],
+                           reason="no lossy disks here (FUSE): onceproof doctor says why")
+
+
+@lossy
+def test_a_provider_that_answers_before_its_record_is_on_disk_forgets_charges_in_a_power_loss(tmp_path):
+    r = run(tmp_path, "provider-unsynced", "power-loss@provider")
+    assert r["valid"] is False and counts(r)["lost_effects"] > 0, counts(r)
+
+
+@lossy
+def test_the_reference_survives_the_provider_losing_power(tmp_path):
+    r = run(tmp_path, "idempotency-key", "power-loss@provider")
+    c = counts(r)
+    assert r["valid"] is True and c["lost_effects"] == 0 and c["duplicated_effects"] == 0, c

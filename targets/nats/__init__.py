@@ -116,7 +116,7 @@ class Nats(TargetBase):
     profiles = PROFILES
     faults = FAULTS
     clients: ClassVar[Mapping[str, object]] = {"queue": QUEUE}
-    node_counts = (3, 1)
+    node_counts = (3, 1, 5)  # 5: Jepsen's NATS cluster (streams stay R3: a profile's replicas, at most the nodes)
     ports = server.PORTS
     drain = Drain(quiet=3.0, deadline=120.0)  # unacknowledged messages come again after AckWait (5 s)
     needs = Needs(debian=(Debian("nats-server", "nats-server", ("--version",)),), fetched=versions.FETCHED,
