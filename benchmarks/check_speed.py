@@ -1,8 +1,13 @@
 """How fast is `onceproof check` on a big history, against a naive checker?
 
-    python benchmarks/check_speed.py [--messages N] [--out DIR] [--seed S] [--repeat K] [--compare-with DIR]
+    python benchmarks/check_speed.py [--messages N] [--out DIR] [--seed S] [--shape canonical|reordered]
+                                     [--repeat K] [--compare-with DIR]
 
 1. generates (deterministically from the seed) a contract-v1 history of N messages, about 3N operations;
+   with --shape reordered, the same operations with every object's keys in another order
+   (`{"type":…,"f":…,"value":{…},"time":…,"process":…}`, value and entry keys reversed), as other tools
+   write them: the reader's C/canonical fast path takes none of those lines, so the msgspec path reads
+   them all (and decodes the chunks in processes instead of threads);
 2. runs a naive baseline checker (json.loads per line, Python sets and dicts) over it;
 3. runs `onceproof check FILE --out DIR -q` over it, the full command including the reports;
 4. cross-checks onceproof's `delivery.counts` (and its anomaly id lists) against the baseline's
@@ -46,7 +51,58 @@ TARGET_PEAK_MB = 2048.0
 # --- 1. the history generator --------------------------------------------------------------------
 
 
-def generate(path: Path, n: int, seed: int) -> dict[str, int]:
+class Canonical:
+    """Lines shaped exactly as the harness writes them: the reader's C/canonical fast path takes them."""
+
+    @staticmethod
+    def op(t: int, proc: str, typ: str, f: str, value: str) -> str:
+        """One operation's line; `proc` and `value` are JSON already."""
+        return f'{{"time":{t},"process":{proc},"type":"{typ}","f":"{f}","value":{value}}}'
+
+    @staticmethod
+    def send(idx: int, kn: int, part: int | None = None, off: int | None = None) -> str:
+        if part is None:
+            return f'{{"id":"m{idx}","key":"k{kn}"}}'
+        return f'{{"id":"m{idx}","key":"k{kn}","partition":{part},"offset":{off}}}'
+
+    @staticmethod
+    def entry(idx: int, kn: int, part: int, off: int, red: bool) -> str:
+        return (f'{{"id":"m{idx}","key":"k{kn}","partition":{part},"offset":{off},'
+                f'"redelivered":{"true" if red else "false"}}}')
+
+    @staticmethod
+    def fault(fault: str, nodes: list[str]) -> str:
+        return f'{{"fault":"{fault}","nodes":{json.dumps(nodes)}}}'
+
+
+class Reordered(Canonical):
+    """The same operations with every object's keys in another order, as other tools may write them:
+    the C/canonical fast path refuses these lines, so the reader decodes them with msgspec."""
+
+    @staticmethod
+    def op(t: int, proc: str, typ: str, f: str, value: str) -> str:
+        return f'{{"type":"{typ}","f":"{f}","value":{value},"time":{t},"process":{proc}}}'
+
+    @staticmethod
+    def send(idx: int, kn: int, part: int | None = None, off: int | None = None) -> str:
+        if part is None:
+            return f'{{"key":"k{kn}","id":"m{idx}"}}'
+        return f'{{"offset":{off},"partition":{part},"key":"k{kn}","id":"m{idx}"}}'
+
+    @staticmethod
+    def entry(idx: int, kn: int, part: int, off: int, red: bool) -> str:
+        return (f'{{"redelivered":{"true" if red else "false"},"offset":{off},"partition":{part},'
+                f'"key":"k{kn}","id":"m{idx}"}}')
+
+    @staticmethod
+    def fault(fault: str, nodes: list[str]) -> str:
+        return f'{{"nodes":{json.dumps(nodes)},"fault":"{fault}"}}'
+
+
+SHAPES: dict[str, type[Canonical]] = {"canonical": Canonical, "reordered": Reordered}
+
+
+def generate(path: Path, n: int, seed: int, shape: type[Canonical] = Canonical) -> dict[str, int]:
     """Write a realistic contract-v1 history of `n` messages to `path`; return a few tallies.
 
     8 producer slots send with invoke/ok pairs: 1% of sends `fail`, 3% complete `info` (the system
@@ -57,8 +113,9 @@ def generate(path: Path, n: int, seed: int) -> dict[str, int]:
     Partition p (of 12) is consumed by consumer p % 4, in log order. The consumer applies each
     message once to the effect store. Nemesis faults open and heal four times. Injected anomalies:
     3 + n/200000 acknowledged messages are lost, as many are applied twice, and two delivered
-    messages are never applied.
+    messages are never applied. `shape` writes the lines: the same operations, whatever their key order.
     """
+    op, send_value, entry, fault_value = shape.op, shape.send, shape.entry, shape.fault
     rng = random.Random(seed)
     rnd = rng.random
     n_prod, n_cons, n_parts, n_keys = 8, 4, 12, 1000
@@ -121,8 +178,7 @@ def generate(path: Path, n: int, seed: int) -> dict[str, int]:
             t += 200 + int(rnd() * 20_000)
             if next_event is not None and step >= next_event[0]:
                 _, fname, fault, nodes = next_event
-                out.append(f'{{"time":{t},"process":"nemesis","type":"info","f":"{fname}",'
-                           f'"value":{{"fault":"{fault}","nodes":{json.dumps(nodes)}}}}}')
+                out.append(op(t, '"nemesis"', "info", fname, fault_value(fault, nodes)))
                 next_event = nemesis_events.pop(0) if nemesis_events else None
                 t += 1000
 
@@ -141,8 +197,7 @@ def generate(path: Path, n: int, seed: int) -> dict[str, int]:
                     else:
                         active_p.remove(p)
                         continue
-                    out.append(f'{{"time":{t},"process":{pid},"type":"invoke","f":"send",'
-                               f'"value":{{"id":"m{idx}","key":"k{keyn[idx]}"}}}}')
+                    out.append(op(t, str(pid), "invoke", "send", send_value(idx, keyn[idx])))
                     if idx in hang_set and not retry:
                         active_p.remove(p)  # never completes: treated as info
                         continue
@@ -158,19 +213,16 @@ def generate(path: Path, n: int, seed: int) -> dict[str, int]:
                         part_next[part] += 1
                         if idx not in lost_set:
                             queues[part % n_cons].append((idx, part, off, False))
-                        out.append(f'{{"time":{t},"process":{pid},"type":"ok","f":"send",'
-                                   f'"value":{{"id":"m{idx}","key":"k{kn}","partition":{part},"offset":{off}}}}}')
+                        out.append(op(t, str(pid), "ok", "send", send_value(idx, kn, part, off)))
                     elif outcome == 1:
-                        out.append(f'{{"time":{t},"process":{pid},"type":"fail","f":"send",'
-                                   f'"value":{{"id":"m{idx}","key":"k{kn}"}}}}')
+                        out.append(op(t, str(pid), "fail", "send", send_value(idx, kn)))
                     else:
                         if rnd() < 0.5:  # the system did take it
                             part = kn % n_parts
                             off = part_next[part]
                             part_next[part] += 1
                             queues[part % n_cons].append((idx, part, off, False))
-                        out.append(f'{{"time":{t},"process":{pid},"type":"info","f":"send",'
-                                   f'"value":{{"id":"m{idx}","key":"k{kn}"}}}}')
+                        out.append(op(t, str(pid), "info", "send", send_value(idx, kn)))
                         p[0] = new_pid()
                         if rnd() < 0.6:
                             p[3] = idx
@@ -180,28 +232,23 @@ def generate(path: Path, n: int, seed: int) -> dict[str, int]:
                     if not queue and not active_p:
                         active_c.remove(c)
                         continue
-                    out.append(f'{{"time":{t},"process":{pid},"type":"invoke","f":"poll","value":null}}')
+                    out.append(op(t, str(pid), "invoke", "poll", "null"))
                     c[1] = 1
                 elif state == 1:
                     r = rnd()
                     if r < 0.002:
-                        out.append(f'{{"time":{t},"process":{pid},"type":"fail","f":"poll","value":null}}')
+                        out.append(op(t, str(pid), "fail", "poll", "null"))
                         c[1] = 0
                         continue
                     b = 1 + int(rnd() * 7)
                     got = [queue.popleft() for _ in range(min(b, len(queue)))]
-                    msgs = ",".join(
-                        f'{{"id":"m{i}","key":"k{keyn[i]}","partition":{pa},"offset":{of},'
-                        f'"redelivered":{"true" if red else "false"}}}'
-                        for i, pa, of, red in got)
+                    msgs = ",".join(entry(i, keyn[i], pa, of, red) for i, pa, of, red in got)
                     if r < 0.003:  # the consumer crashed holding them: not deliveries, they come back
-                        out.append(f'{{"time":{t},"process":{pid},"type":"info","f":"poll",'
-                                   f'"value":{{"messages":[{msgs}]}}}}')
+                        out.append(op(t, str(pid), "info", "poll", f'{{"messages":[{msgs}]}}'))
                         queue.extend((i, pa, of, True) for i, pa, of, _ in got)
                         c[0], c[1] = new_pid(), 0
                         continue
-                    out.append(f'{{"time":{t},"process":{pid},"type":"ok","f":"poll",'
-                               f'"value":{{"messages":[{msgs}]}}}}')
+                    out.append(op(t, str(pid), "ok", "poll", f'{{"messages":[{msgs}]}}'))
                     ids = []
                     for i, pa, of, _ in got:
                         ids.append(i)
@@ -216,14 +263,12 @@ def generate(path: Path, n: int, seed: int) -> dict[str, int]:
                     if ids:
                         ids_json = ",".join([f'"m{i}"' for i in ids])
                         c[1], c[2] = 2, ids_json
-                        out.append(f'{{"time":{t + 100},"process":{pid},"type":"invoke","f":"ack",'
-                                   f'"value":{{"ids":[{ids_json}]}}}}')
+                        out.append(op(t + 100, str(pid), "invoke", "ack", f'{{"ids":[{ids_json}]}}'))
                         t += 100
                     else:
                         c[1] = 0
                 else:
-                    out.append(f'{{"time":{t},"process":{pid},"type":"ok","f":"ack",'
-                               f'"value":{{"ids":[{c[2]}]}}}}')
+                    out.append(op(t, str(pid), "ok", "ack", f'{{"ids":[{c[2]}]}}'))
                     c[1], c[2] = 0, None
             if len(out) >= batch_lines:
                 flush()
@@ -231,14 +276,12 @@ def generate(path: Path, n: int, seed: int) -> dict[str, int]:
         while next_event is not None:  # faults scheduled past the end still heal
             _, fname, fault, nodes = next_event
             t += 1000
-            out.append(f'{{"time":{t},"process":"nemesis","type":"info","f":"{fname}",'
-                       f'"value":{{"fault":"{fault}","nodes":{json.dumps(nodes)}}}}}')
+            out.append(op(t, '"nemesis"', "info", fname, fault_value(fault, nodes)))
             next_event = nemesis_events.pop(0) if nemesis_events else None
         t += 1_000_000
-        out.append(f'{{"time":{t},"process":"effects","type":"invoke","f":"effects","value":null}}')
+        out.append(op(t, '"effects"', "invoke", "effects", "null"))
         counts = ",".join(f'"m{i}":{e}' for i, e in enumerate(eff) if e)
-        out.append(f'{{"time":{t + 5_000_000},"process":"effects","type":"ok","f":"effects",'
-                   f'"value":{{"counts":{{{counts}}}}}}}')
+        out.append(op(t + 5_000_000, '"effects"', "ok", "effects", f'{{"counts":{{{counts}}}}}'))
         flush()
     tallies["messages"] = n
     tallies["processes"] = next_pid
@@ -318,7 +361,7 @@ def baseline(path: Path) -> dict:
 
 def _child_generate(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
-    tallies = generate(Path(args.path), args.messages, args.seed)
+    tallies = generate(Path(args.path), args.messages, args.seed, SHAPES[args.shape])
     tallies["seconds"] = time.perf_counter() - t0
     Path(args.result).write_text(json.dumps(tallies))
     return 0
@@ -396,8 +439,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(REPO / "bench-out"),
                     help="directory for the history, results and logs (default: <repo>/bench-out)")
     ap.add_argument("--seed", type=int, default=1, help="generator seed (default 1)")
+    ap.add_argument("--shape", choices=tuple(SHAPES), default="canonical",
+                    help="canonical: lines as the harness writes them (the C fast path reads them); reordered: "
+                         "the same operations with their keys in another order (the msgspec path reads them)")
     ap.add_argument("--reuse", action="store_true",
-                    help="reuse the history in --out when it was generated with the same messages and seed")
+                    help="reuse the history in --out when it was generated with the same messages, seed and shape")
     ap.add_argument("--repeat", type=int, default=None,
                     help="run onceproof's check this many times and report the median (default 1; 5 when comparing)")
     ap.add_argument("--compare-with", metavar="DIR",
@@ -421,34 +467,38 @@ def main(argv: list[str] | None = None) -> int:
     load_start = os.getloadavg()[0]
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    hist = out / "history.jsonl"
-    gen_info = out / "generate.json"
-    want = {"messages": args.messages, "seed": args.seed}
+    stem = "" if args.shape == "canonical" else f"-{args.shape}"  # each shape's files apart: both can be reused
+    hist = out / f"history{stem}.jsonl"
+    gen_info = out / f"generate{stem}.json"
+    want = {"messages": args.messages, "seed": args.seed, "shape": args.shape}
     reused = False
     if args.reuse and hist.exists() and gen_info.exists():
         info = json.loads(gen_info.read_text())
-        reused = {k: info.get(k) for k in want} == want
+        reused = {k: info.get(k, "canonical" if k == "shape" else None) for k in want} == want
     if not reused:
-        print(f"generating {args.messages:,} messages (seed {args.seed}) into {hist} ...", flush=True)
+        print(f"generating {args.messages:,} messages (seed {args.seed}, {args.shape} lines) into {hist} ...",
+              flush=True)
         rc, _, gen_mb = run_child(_self_cmd("--_generate", "--path", str(hist), "--result", str(gen_info),
-                                            "--messages", str(args.messages), "--seed", str(args.seed)),
-                                  out / "generate.log")
+                                            "--messages", str(args.messages), "--seed", str(args.seed),
+                                            "--shape", args.shape),
+                                  out / f"generate{stem}.log")
         if rc != 0:
-            return _die(f"the generator failed (exit {rc})", out / "generate.log")
+            return _die(f"the generator failed (exit {rc})", out / f"generate{stem}.log")
         info = json.loads(gen_info.read_text())
         info.update(want, peak_mb=gen_mb)
         gen_info.write_text(json.dumps(info))
     info = json.loads(gen_info.read_text())
     size_mb = hist.stat().st_size / 2**20
-    print(f"history: {info['operations']:,} operations, {size_mb:,.1f} MB, {info['processes']} process ids"
+    print(f"history: {info['operations']:,} operations, {size_mb:,.1f} MB, {info['processes']} process ids, "
+          f"{args.shape} lines"
           + (" (reused)" if reused else f" (generated in {info['seconds']:.1f}s)"), flush=True)
 
     print("baseline (json.loads + sets) ...", flush=True)
-    base_result = out / "baseline.json"
+    base_result = out / f"baseline{stem}.json"
     rc, base_wall, base_mb = run_child(
-        _self_cmd("--_baseline", "--path", str(hist), "--result", str(base_result)), out / "baseline.log")
+        _self_cmd("--_baseline", "--path", str(hist), "--result", str(base_result)), out / f"baseline{stem}.log")
     if rc != 0:
-        return _die(f"the baseline failed (exit {rc})", out / "baseline.log")
+        return _die(f"the baseline failed (exit {rc})", out / f"baseline{stem}.log")
 
     repeat = args.repeat or (5 if args.compare_with else 1)
     checkouts = [("onceproof", REPO)]
@@ -496,7 +546,8 @@ def main(argv: list[str] | None = None) -> int:
           + ")")
     print(f"ratio               {ratio:>12.2f} x   (baseline / onceproof)")
     print(f"onceproof peak RSS  {op_mb:>12,.0f} MB")
-    print(f"reader fast path    {_reader_path():>12}")
+    print(f"reader fast path    {_reader_path():>12}"
+          + ("   (not taken: reordered lines go to msgspec)" if args.shape != "canonical" else ""))
     print(f"baseline peak RSS   {base_mb:>12,.0f} MB")
     print(f"(no child's peak can read below this launcher's own, {floor_mb:.0f} MB, carried over at exec)")
     print(f"verdict             {'False' if rc else 'True':>12}   (exit {rc}; results in {out / 'check'})")
