@@ -21,7 +21,7 @@ a file goes through them:
 - `assemble`: the parent merges the chunks, in file order, into global codes (every message id of the
   history has ONE code in `History.id_table`) and joins the pairs across chunk boundaries.
 - `model`: `History`, numpy columns for the checkers and pandas views built on first use (`keys`
-  reads the keys from the file when a view asks for them).
+  reads the keys from the file when a view asks for them; `scan` says whether the file holds some bytes).
 - `read`: `read_history`, the entry point.
 """
 

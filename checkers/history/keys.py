@@ -8,7 +8,6 @@ changed since it was read is refused.
 
 from __future__ import annotations
 
-import mmap
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -71,11 +70,3 @@ def read_values(path: str, spans: list[tuple[int, int, bool]], stamp: tuple[int,
             msg += v
     return send, msg
 
-
-def mentions(path: str, needle: bytes) -> bool:
-    """Whether the file holds `needle` anywhere (a scan at memory speed, without decoding a line)."""
-    with open(path, "rb") as fh:
-        if os.fstat(fh.fileno()).st_size == 0:
-            return False
-        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as m:
-            return m.find(needle) >= 0

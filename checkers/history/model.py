@@ -17,7 +17,8 @@ import numpy as np
 
 from checkers.history.contract import NEMESIS, OUTCOMES, TYPES
 from checkers.history.ids import IdTable
-from checkers.history.keys import mentions, read_keys, read_values
+from checkers.history.keys import read_keys, read_values
+from checkers.history.scan import mentions
 
 # (msgspec structs, not dataclasses: generating dataclass methods costs import time on every run)
 
