@@ -65,9 +65,11 @@ def _typed(piece: bytes, n_lines: int) -> Piece | None:
     return None
 
 
-def decode_piece(piece: bytes, is_last: bool) -> Piece | Failure:
-    """Decode a piece of whole lines: its columns, or the first error (line relative to the piece)."""
-    nl = np.flatnonzero(np.frombuffer(piece, np.uint8) == 10)
+def decode_piece(piece: bytes, is_last: bool, nl: np.ndarray | None = None) -> Piece | Failure:
+    """Decode a piece of whole lines: its columns, or the first error (line relative to the piece). `nl`: the
+    positions of its newlines when the caller has them (the chunk found its blocks' already)."""
+    if nl is None:
+        nl = np.flatnonzero(np.frombuffer(piece, np.uint8) == 10)
     newlines = len(nl)
     out = None
     if _plain(piece, nl):
@@ -124,7 +126,8 @@ def decode_chunk(path: str, start: int, end: int, is_last: bool) -> Chunk | Fail
                 continue
             for a, b in line_ranges(buf, s1, tuning.PIECE_BYTES, s0):
                 piece, final = bytes(data[a:b]), b >= size
-                part = decode_piece(piece, is_last and final)
+                at = np.searchsorted(newlines, (a, b)).tolist()
+                part = decode_piece(piece, is_last and final, newlines[at[0]:at[1]] - a)
                 if (isinstance(part, Failure) and is_last and not final
                         and part.message.startswith("not valid JSON") and not bytes(data[b:]).strip()):
                     # a bad last line followed by blank lines only is the file's truncated last line
