@@ -155,3 +155,47 @@ def test_sqlite_synchronous_off_loses_committed_rows_in_a_power_loss(disk):
     acked = _write_and_kill(d / "off.db", "OFF", "DELETE")
     dropped = disks.drop("n1")
     assert acked > 20 and dropped["bytes"] > 0 and _rows(d / "off.db") < acked, (acked, dropped)
+
+
+FAKE_LAZYFS = """#!/usr/bin/env python3
+# stands in for LazyFS: reads its config's FIFOs, notes each command, answers clear-cache as LazyFS does
+import re, sys
+config = open(sys.argv[sys.argv.index("--config-path") + 1]).read()
+fifo, done = re.findall(r'fifo_path(?:_completed)?="([^"]+)"', config)
+while True:
+    with open(fifo) as f:
+        for line in f:
+            open(fifo + ".log", "a").write(line)
+            if line.strip() == "lazyfs::clear-cache":
+                with open(done, "w") as d:
+                    d.write("finished::clear-cache\\n")
+"""
+
+
+def test_the_lazyfs_backend_speaks_lazyfs_s_fifos(tmp_path, monkeypatch):
+    """With ONCEPROOF_LAZYFS set, a drop is LazyFS's clear-cache, answered when LazyFS says it finished (a stand-in
+    for the binary here: onceproof does not build LazyFS)."""
+    from harness.lossyfs import Disk, lazyfs
+
+    fake = tmp_path / "lazyfs"
+    fake.write_text(FAKE_LAZYFS)
+    fake.chmod(0o755)
+    monkeypatch.setenv("ONCEPROOF_LAZYFS", str(fake))
+    control = f"onceproof-test-{os.getpid()}"
+    work = tmp_path / "work"
+    proc = subprocess.Popen(lazyfs.argv(tmp_path / "backing", tmp_path / "mnt", control, work))
+    try:
+        disk = Disk("n1", tmp_path / "mnt", tmp_path / "backing", control, None)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                assert disk.ask("stats") == {"files": -1, "bytes": -1}
+                break
+            except OSError:
+                time.sleep(0.05)
+        assert disk.ask("drop") == {"files": -1, "bytes": -1}
+        assert "lazyfs::clear-cache" in (work / "faults.fifo.log").read_text()
+        assert 'apply_eviction=false' in (work / "lazyfs.toml").read_text()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
