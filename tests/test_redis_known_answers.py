@@ -96,12 +96,15 @@ def _no_lossy_disk_left() -> None:
 
 
 def _acked_before_the_next_power_loss(r: dict, ids: list[str]) -> list[float]:
-    """For each id: seconds from its (last) acknowledgement to the first power loss after it."""
-    starts = sorted(f["start"] for f in r["faults"] if f["fault"].startswith("power-loss"))
+    """For each id: seconds from its (last) acknowledgement to the power loss that took it: the first window not
+    over when it was acknowledged (0 when acknowledged inside one: the recorded start is when the kill began, and
+    the disk drops once the node is dead)."""
+    windows = sorted((f["start"], f["stop"]) for f in r["faults"] if f["fault"].startswith("power-loss"))
     out = []
     for i in ids:
         ack = max(s["complete_time"] for s in r["delivery"]["explanations"][i]["sends"] if s["outcome"] == "ok")
-        out.append((min(t for t in starts if t >= ack) - ack) / 1e9)
+        start = min(a for a, b in windows if b >= ack)
+        out.append(max(0.0, (start - ack) / 1e9))
     return out
 
 
