@@ -17,6 +17,7 @@ from checkers.history import History
 from checkers.idempotency import Requests, check_idempotency, is_api
 from checkers.log import check_log
 from checkers.perf import check_perf
+from checkers.power import power_losses, vacuous
 from checkers.vocabulary import GUARANTEES, check_guarantee
 
 CONTRACT = "history-v1"
@@ -76,7 +77,10 @@ def check_history(h: History, guarantee: str = "exactly-once", explain_limit: in
         if was_enabled:
             gc.enable()
     idem = check_idempotency(h, guarantee, reqs, limit=explain_limit)
+    losses = power_losses(h)
     blind = blind_spots(h, delivery, log, api=reqs is not None)
+    blind += vacuous(losses, int(h.time.min()) if len(h) else 0)
+    erased = {p["line"]: p["dropped"] for p in losses}  # by the line of the fault's start
     valid = combine(delivery["valid"], log["valid"], idem["valid"])
     reasons = []
     if len(h) == 0:
@@ -95,8 +99,9 @@ def check_history(h: History, guarantee: str = "exactly-once", explain_limit: in
         # which guarantees the history satisfies, by every checker that judges guarantees
         "holds": {g: bool(delivery["holds"][g] and idem["holds"][g]) for g in GUARANTEES},
         "faults": [
-            {"fault": fault, "nodes": nodes, "start": start, "stop": stop, "unhealed": unhealed}
-            for fault, nodes, start, stop, _, unhealed in h.fault_windows
+            {"fault": fault, "nodes": nodes, "start": start, "stop": stop, "unhealed": unhealed,
+             **({"dropped": erased[line]} if line in erased else {})}
+            for fault, nodes, start, stop, line, unhealed in h.fault_windows
         ],
         "delivery": delivery,
         "log": log,

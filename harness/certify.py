@@ -65,7 +65,10 @@ def certify(cfg: RunConfig, out: TextIO | None = None, after: tuple[AfterRun, ..
         raise RunFailed(f"the recorded history is unusable: {e}", run.dir) from e
     results = check_history(h, cfg.guarantee)
     results["run"] = {"dir": str(run.dir), "config": cfg.resolved(), "drain_incomplete": run.drain_incomplete,
-                      "worker_failures": run.worker_failures}
+                      "worker_failures": run.worker_failures, "unrecovered": run.unrecovered}
+    for node, u in sorted(run.unrecovered.items()):  # a finding about the system, not the harness's failure
+        results["warnings"].insert(0, f"finding: {node} did not start again after {u['fault']} (it stayed down for the "
+                                      f"rest of the run); its log ends: {' | '.join(u['log'][-5:])}")
     c = results["delivery"]["counts"]
     if c["attempted"] == 0:
         results["valid"] = "unknown"

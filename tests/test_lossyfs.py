@@ -199,3 +199,20 @@ def test_the_lazyfs_backend_speaks_lazyfs_s_fifos(tmp_path, monkeypatch):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_results_say_what_each_power_loss_erased_and_which_were_vacuous(tmp_path):
+    from checkers.history import read_history
+    from checkers.suite import check_history
+    from tests.histories import Builder
+
+    b = Builder()
+    b.send(0, "m1")
+    dropped = {"n1": {"files": 2, "bytes": 300}, "n2": {"files": 0, "bytes": 0}}
+    b.op("nemesis", "info", "start-fault", {"fault": "power-loss", "nodes": ["n1", "n2"], "dropped": dropped})
+    b.fault("stop-fault", "power-loss", ["n1", "n2"])
+    b.poll(1, ["m1"])
+    r = check_history(read_history(b.write(tmp_path / "h.jsonl")), "at-least-once")
+    (f,) = r["faults"]
+    assert f["dropped"] == {"n1": {"files": 2, "bytes": 300}, "n2": {"files": 0, "bytes": 0}}
+    assert any("erased nothing on n2" in w and "a kill, not a power loss" in w for w in r["warnings"])

@@ -410,16 +410,39 @@ def _faults(r: dict, clock: _Clock) -> dict[str, Any] | None:
     if not fs:
         return {"table": None}
     rows: list[list[Cell]] = []
+    lossy = any(isinstance(f, dict) and "dropped" in f for f in fs)
     for f in fs[:MAX_ROWS]:
         if not isinstance(f, dict):
             continue
         start, stop = f.get("start"), f.get("stop")
         known = isinstance(start, int | float) and isinstance(stop, int | float)
         dur = f"{(stop - start) / 1e9:.3f}s" if known else "—"  # type: ignore[operator]
-        rows.append([f.get("fault"), _nodes(f.get("nodes")), clock.s(start),
-                     markup("{}{}", clock.s(stop), Markup(" <b>(never healed)</b>") if f.get("unhealed") else ""), dur])
+        row: list[Cell] = [f.get("fault"), _nodes(f.get("nodes")), clock.s(start),
+                           markup("{}{}", clock.s(stop), Markup(" <b>(never healed)</b>") if f.get("unhealed") else ""),
+                           dur]
+        if lossy:
+            row.append(_erased(f.get("dropped")))
+        rows.append(row)
     head = [("fault", ""), ("nodes", ""), ("start", "num"), ("stop", "num"), ("duration", "num")]
+    if lossy:
+        head.append(("power loss erased (never fsynced)", ""))
     return {"table": _table(head, rows, "counts"), "cap": _cap(min(len(fs), MAX_ROWS), len(fs), "fault windows")}
+
+
+def _erased(dropped: Any) -> Cell:
+    """What a power loss erased, per node; a node where it erased nothing is marked: the fault was vacuous there."""
+    if not isinstance(dropped, dict):
+        return ""
+    parts = []
+    for node, d in dropped.items():
+        n = d.get("bytes") if isinstance(d, dict) else None
+        if n == 0:
+            parts.append(markup('{}: <span class="bad">nothing (vacuous)</span>', node))
+        elif isinstance(n, int) and n > 0:
+            parts.append(markup("{}: {} bytes in {} file(s)", node, _n(n), d.get("files")))
+        else:
+            parts.append(markup("{}: not counted", node))
+    return Markup("<br>").join(parts)
 
 
 def _send_item(s: dict, clock: _Clock) -> Markup:
