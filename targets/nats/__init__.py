@@ -25,6 +25,7 @@ from typing import ClassVar
 
 from plugin.imaging import PATH, Image, Layout, find_binary
 from plugin.needs import Debian, Needs
+from plugin.options import Option
 from plugin.target import Abilities, Deployment, Drain, NodeInfo, Profile, Runner, Target, TargetBase
 from targets.nats import bench, server, versions
 from targets.nats.clients import NatsConsumer, NatsProducer
@@ -94,6 +95,11 @@ def final_read(d: Deployment) -> list[dict]:
             for seq, v in server.final_read(d)]
 
 
+STREAM_REPLICAS = Option("stream_replicas", int, 0, "the stream's replicas, at most the nodes (default: the "
+                         "profile's: 3, or 1 for r1-memory); 5 with --nodes 5 is Jepsen's NATS setup", "N", low=0,
+                         high=5)
+
+
 class NatsQueue(QueueClientsBase):
     """The queue workload's clients: nats-py, each starting at the node of its own number (p2: the third)."""
 
@@ -116,12 +122,12 @@ class Nats(TargetBase):
     profiles = PROFILES
     faults = FAULTS
     clients: ClassVar[Mapping[str, object]] = {"queue": QUEUE}
-    node_counts = (3, 1, 5)  # 5: Jepsen's NATS cluster (streams stay R3: a profile's replicas, at most the nodes)
+    node_counts = (3, 1, 5)  # 5: Jepsen's NATS cluster (with --stream-replicas 5, its R5 stream)
     ports = server.PORTS
     drain = Drain(quiet=3.0, deadline=120.0)  # unacknowledged messages come again after AckWait (5 s)
     needs = Needs(debian=(Debian("nats-server", "nats-server", ("--version",)),), fetched=versions.FETCHED,
                   python=("nats",), optional=(bench.NATSCLI,))
-    options = (versions.SERVER_VERSION,)
+    options = (versions.SERVER_VERSION, STREAM_REPLICAS)
     image = Image("nats", "nats.yml", image_layout)
     abilities = Abilities(backlog=server.backlog, final_read=final_read, leader=server.leader,
                           controller=server.meta_leader, native_bench=bench.nats_bench)

@@ -159,11 +159,12 @@ def _admin(d: Deployment, call: Callable[[Any], Awaitable[T]], timeout: float = 
     raise RuntimeError("no node answered: " + "; ".join(errors))
 
 
-def stream_config(profile: Profile, n: int) -> Any:
+def stream_config(profile: Profile, n: int, replicas: int = 0) -> Any:
+    """The stream: the profile's replicas (or `replicas`, a run's --stream-replicas), at most the nodes."""
     from nats.js.api import DiscardPolicy, StorageType, StreamConfig
 
     s = profile.settings
-    return StreamConfig(name=STREAM, subjects=[SUBJECT], num_replicas=min(s["replicas"], n),
+    return StreamConfig(name=STREAM, subjects=[SUBJECT], num_replicas=min(replicas or s["replicas"], n),
                         storage=StorageType.MEMORY if s["storage"] == "memory" else StorageType.FILE,
                         duplicate_window=s.get("duplicate_window", 120.0), discard=DiscardPolicy.OLD)
 
@@ -185,7 +186,8 @@ def prepare(d: Deployment) -> None:
         while True:
             try:
                 if step == "stream":
-                    _admin(d, lambda js: js.add_stream(stream_config(d.profile, len(d.nodes))))
+                    _admin(d, lambda js: js.add_stream(stream_config(d.profile, len(d.nodes),
+                                                                     int(d.options.get("stream_replicas") or 0))))
                 elif step == "consumer":
                     _admin(d, lambda js: js.add_consumer(STREAM, consumer_config()))
                 elif _current(_admin(d, lambda js: js.stream_info(STREAM))):
