@@ -64,7 +64,8 @@ def certify(cfg: RunConfig, out: TextIO | None = None, after: tuple[AfterRun, ..
     except HistoryError as e:
         raise RunFailed(f"the recorded history is unusable: {e}", run.dir) from e
     results = check_history(h, cfg.guarantee)
-    results["run"] = {"dir": str(run.dir), "config": cfg.resolved(), "drain_incomplete": run.drain_incomplete,
+    results["run"] = {"dir": str(run.dir), "config": cfg.resolved(run.profile, run.target),
+                      "drain_incomplete": run.drain_incomplete,
                       "worker_failures": run.worker_failures, "unrecovered": run.unrecovered}
     for node, u in sorted(run.unrecovered.items()):  # a finding about the system, not the harness's failure
         results["warnings"].insert(0, f"finding: {node} did not start again after {u['fault']} (it stayed down for the "

@@ -73,7 +73,7 @@ def schedule_digest(run_dir: Path) -> str | None:
 def entry_from_results(results: dict[str, Any], run_dir: Path) -> Entry:
     cfg = (results.get("run") or {}).get("config") or {}
     return Entry(
-        target=str(cfg.get("target", "?")), profile=str(cfg.get("profile", "?")),
+        target=str(cfg.get("system") or cfg.get("target", "?")), profile=str(cfg.get("profile", "?")),
         faults=tuple(cfg.get("faults") or ()), seed=int(cfg.get("seed", 0)),
         verdict=verdict_name(results.get("valid")),
         counts=counts_of(results), guarantee=str(results.get("guarantee", "")),
@@ -88,7 +88,8 @@ def entries_from_suite(doc: dict[str, Any], base: Path) -> list[Entry]:
         if o.get("kind") == "cost":
             continue  # a cost case is a table below the matrix (suite_costs), not a cell
         run_dir = base / o["run_dir"] if o.get("run_dir") else None
-        e = Entry(target=o["target"], profile=o["profile"], faults=tuple(o.get("faults") or ()), seed=o["seed"],
+        e = Entry(target=o.get("system") or o["target"], profile=o["profile"], faults=tuple(o.get("faults") or ()),
+                  seed=o["seed"],
                   verdict=o["verdict"], counts=o.get("counts") or {}, guarantee=o.get("guarantee", ""),
                   time=(o.get("options") or {}).get("time"), case=o.get("case"), expect=o.get("expect_text"),
                   met=o.get("met"), unmet=list(o.get("unmet") or []), error=o.get("error"), cost=o.get("cost"))

@@ -202,13 +202,22 @@ class RunConfig:
         w = workloads.load(self.workload)
         return {name: self.value(name) for name in (*w.reads, *(o.name for o in w.options))}
 
-    def resolved(self, profile: Profile | None = None) -> dict[str, Any]:
-        """Everything that decides the run, as written to config.json (`profile`: the run's own; default: the
-        registered target's): every option by name, the workload's and the target's among them."""
-        prof = profile or targets.load(self.target).profiles[self.profile]
+    def resolved(self, profile: Profile | None = None, target: Target | None = None) -> dict[str, Any]:
+        """Everything that decides the run, as written to config.json (`profile` and `target`: the run's own;
+        default: the registered target's): every option by name, the workload's and the target's among them."""
+        t = target or targets.load(self.target)
+        prof = profile or t.profiles[self.profile]
         plain = {k: v for k, v in asdict(self).items() if k != "extra"}
-        return {**plain, **self.extra, "guarantee": prof.guarantee, "profile_settings": prof.settings,
-                "profile_retries": prof.producer_retries, "profile_description": prof.description}
+        return {**plain, **self.extra, "system": self.system(t), "guarantee": prof.guarantee,
+                "profile_settings": prof.settings, "profile_retries": prof.producer_retries,
+                "profile_description": prof.description}
+
+    def system(self, target: Target | None = None) -> str:
+        """What ran, as reports and comparisons name it: the target, and the values of its options that say
+        which system it was (a server version)."""
+        named = [str(self.value(o.name)) for o in (target or targets.load(self.target)).options
+                 if o.identifies and self.value(o.name) not in (None, "", 0)]
+        return " ".join([self.target, *named])
 
 
 _FIELDS = {f.name for f in fields(RunConfig) if f.name != "extra"}

@@ -112,7 +112,7 @@ class Run:
     def execute(self) -> Path:
         """Run the phases; always tear down and merge the shards. Returns history.jsonl's path."""
         cfg = self.cfg
-        atomic_write(self.dir / "config.json", json.dumps(cfg.resolved(self.profile), indent=2) + "\n")
+        atomic_write(self.dir / "config.json", json.dumps(cfg.resolved(self.profile, self.target), indent=2) + "\n")
         atomic_write(self.dir / "schedule.json", json.dumps(
             {"seed": cfg.seed, "windows": [w.to_json() for w in self.nemesis.pending]}, indent=2) + "\n")
         self.say(f"run: {self.dir}")

@@ -23,7 +23,8 @@ class Option:
     the pytest plugin), its `kind` (str, int, float, bool, or list: of names, comma-separated on the command
     line, where `none` is the empty list), `default` (None: decided when the run is
     configured, say from the target), `help` (one sentence, with the default in words where it is not plain),
-    `metavar` for the command line, and `low`/`high` bounds for numbers (inclusive; `positive` for > 0)."""
+    `metavar` for the command line, `low`/`high` bounds for numbers (inclusive; `positive` for > 0), and for a
+    target's option, whether it `identifies` what ran (results and comparisons name the system with it)."""
 
     name: str
     kind: type
@@ -33,6 +34,7 @@ class Option:
     low: float | None = None
     high: float | None = None
     positive: bool = False
+    identifies: bool = False  # a target's option that says which system ran (a server version): shown with its name
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:

@@ -76,3 +76,16 @@ def test_workload_options_and_their_defaults_from_the_target_s_clients():
     assert cfg.value("batch") == 100 and cfg.value("work_ms") == 5.0  # Kafka's clients decide the batch
     assert cfg.resolved()["batch"] == 100
     assert run_options()["work_ms"].option.help.startswith("a consumer's processing time")
+
+
+def test_an_option_that_says_which_system_ran_names_it_in_results_and_comparisons(tmp_path):
+    from harness.compare import entry_from_results
+
+    cfg = RunConfig(target="nats", faults=[])
+    cfg.set("server_version", "2.12.1")
+    cfg.validate()
+    resolved = cfg.resolved()
+    assert resolved["system"] == "nats 2.12.1" and resolved["server_version"] == "2.12.1"
+    entry = entry_from_results({"run": {"config": resolved}, "valid": True}, tmp_path)
+    assert entry.row == ("nats 2.12.1", cfg.profile)
+    assert RunConfig(target="redis").system() == "redis"

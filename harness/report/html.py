@@ -257,6 +257,9 @@ def _chart(title: str, xs: list[float], width_s: float, series: list[dict], faul
 
 def _header(r: dict) -> dict[str, Any]:
     meta = []
+    cfg = (r.get("run") or {}).get("config") or {}
+    if cfg.get("target"):
+        meta.append(markup("system {} · profile {}", cfg.get("system") or cfg["target"], cfg.get("profile", "?")))
     if r.get("history") is not None:
         meta.append(markup("history <code>{}</code>", r["history"]))
     if r.get("operations") is not None:

@@ -41,7 +41,8 @@ def outcome(item: Item, out: Path, results: dict[str, Any] | None, run_dir: Path
     unmet = ([f"the harness could not run it: {error}"] if results is None
              else c.expect.unmet(verdict, counts))
     return {
-        "index": item.index, "case": c.name, "seed": item.seed, "target": c.target, "profile": c.profile,
+        "index": item.index, "case": c.name, "seed": item.seed, "target": c.target,
+        "system": ((results or {}).get("run") or {}).get("config", {}).get("system", c.target), "profile": c.profile,
         "guarantee": (results or {}).get("guarantee", ""), "faults": list(c.faults), "options": c.options,
         "expect": c.expect.as_dict(), "expect_text": str(c.expect), "verdict": verdict, "met": not unmet,
         "unmet": unmet, "counts": counts, "holds": holds_of(results or {}),

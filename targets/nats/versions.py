@@ -25,7 +25,7 @@ PACKAGE = "github.com/nats-io/nats-server/v2"
 
 SERVER_VERSION = Option(
     "server_version", str, "", f"the nats-server to run: {DEBIAN} (Debian's, the default), "
-    f"{' or '.join(BUILT)} (built with go install into the cache by `onceproof setup nats`)", "V")
+    f"{' or '.join(BUILT)} (built with go install into the cache by `onceproof setup nats`)", "V", identifies=True)
 
 
 def version_of(options: dict[str, object] | object) -> str:
