@@ -35,3 +35,21 @@ def require_setup(*targets: str) -> None:
         setup.install(list(targets), progress=lambda *a: None)
     except Exception as e:  # whatever stops setup (no apt, no network), the tests cannot run
         pytest.skip(f"{', '.join(targets)} cannot be set up here: {e}")
+
+
+@pytest.fixture(autouse=True)
+def _no_lossy_disk_left_behind(request, tmp_path_factory):
+    """After every test: no lossy disk of this test session still mounted, and none of its daemons running."""
+    yield
+    import subprocess
+
+    from harness import lossyfs
+
+    base = str(tmp_path_factory.getbasetemp())
+    mounts = [t for _, t in lossyfs.mounts() if t.startswith(base)]
+    daemons = subprocess.run(["pgrep", "-af", "harness.lossyfs"], capture_output=True, text=True, check=False)
+    left = [line for line in daemons.stdout.splitlines() if base in line]
+    if mounts or left:
+        for t in mounts:
+            lossyfs.unmount(t)
+        pytest.fail(f"{request.node.nodeid} left lossy disks behind: mounts {mounts}, daemons {left}")

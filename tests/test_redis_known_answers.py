@@ -87,12 +87,13 @@ def test_debian_default_persistence_loses_acknowledged_messages_under_kill(tmp_p
     assert c["lost"] + c["lost_effects"] > 0
 
 
-def _no_lossy_disk_left() -> None:
+def _no_lossy_disk_left(root: Path) -> None:
+    """No lossy disk of the runs under `root` is mounted, and none of their daemons runs."""
     from harness import lossyfs
 
-    assert not lossyfs.mounts(), "a lossy disk is still mounted"
-    r = subprocess.run(["pgrep", "-f", "harness.lossyfs.daemon"], capture_output=True, text=True, check=False)
-    assert not r.stdout.strip(), "a lossy disk's daemon is still running"
+    assert not [t for _, t in lossyfs.mounts() if t.startswith(str(root))], "a lossy disk is still mounted"
+    r = subprocess.run(["pgrep", "-af", "harness.lossyfs.daemon"], capture_output=True, text=True, check=False)
+    assert not [line for line in r.stdout.splitlines() if str(root) in line], "a lossy disk's daemon still runs"
 
 
 def _acked_before_the_next_power_loss(r: dict, ids: list[str]) -> list[float]:
@@ -133,7 +134,7 @@ def test_everysec_loses_the_last_second_of_acknowledged_messages_to_a_power_loss
     c = r["delivery"]["counts"]
     assert r["valid"] is False and c["lost"] > 0, c
     assert max(_acked_before_the_next_power_loss(r, r["delivery"]["lost"])) < 2.0
-    _no_lossy_disk_left()
+    _no_lossy_disk_left(tmp_path)
 
 
 @lossy
@@ -143,7 +144,7 @@ def test_appendfsync_always_survives_a_power_loss(tmp_path):
     assert r["valid"] is True and c["lost"] == 0 and c["lost_effects"] == 0, c
     history = (tmp_path / "latest" / "history.jsonl").read_text()
     assert '"dropped":{"redis-1":' in history  # the disk was really lossy: each power loss says what it erased
-    _no_lossy_disk_left()
+    _no_lossy_disk_left(tmp_path)
 
 
 def test_unknown_names_are_refused_before_anything_starts(tmp_path, capsys):
@@ -183,10 +184,12 @@ def _read(p: Path) -> bytes:
         return b""
 
 
-def test_sigint_mid_run_leaves_nothing_behind_and_a_checkable_history(tmp_path):
+@pytest.mark.parametrize("faults", ["kill-consumer,ack-loss",
+                                    pytest.param("power-loss,kill-consumer", marks=lossy)])
+def test_sigint_mid_run_leaves_nothing_behind_and_a_checkable_history(tmp_path, faults):
     before = _toxiproxies()
     proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "run", "--time", "60", "--store", str(tmp_path),
-                             "--faults", "kill-consumer,ack-loss"], cwd=ROOT, stdout=subprocess.PIPE,
+                             "--faults", faults, "--profile", "at-least-once"], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     lines = []
     deadline = time.monotonic() + 60
@@ -202,6 +205,7 @@ def test_sigint_mid_run_leaves_nothing_behind_and_a_checkable_history(tmp_path):
     time.sleep(0.5)
     assert _ours(str(tmp_path)) == []
     assert _toxiproxies() <= before
+    _no_lossy_disk_left(tmp_path)
     run_dir = (tmp_path / "latest").resolve()
     assert (run_dir / "history.jsonl").stat().st_size > 0
     assert main(["check", str(run_dir), "--guarantee", "exactly-once"]) in (0, 1)
