@@ -29,13 +29,18 @@ def missing(obj: Any, protocol: type) -> list[str]:
     return [m for m in members(protocol) if not hasattr(obj, m)]
 
 
+def _require(obj: Any, protocol: type, what: str, where: str, rules: str) -> None:
+    """PluginError naming every member of `protocol` that `obj` (`what`, at `where`: "TARGET lacks") lacks."""
+    lacking = missing(obj, protocol)
+    if lacking:
+        raise PluginError(f"{where}: {what} {', '.join(lacking)} ({rules})")
+
+
 def check_target(t: Any, where: str) -> Target:
     """`t` if it is a Target (every member there, the declarations of the right shape), else PluginError."""
-    lacking = missing(t, Target)  # type: ignore[type-abstract]
-    if lacking:
-        raise PluginError(f"{where}: TARGET lacks {', '.join(lacking)} (the Target protocol in plugin/target.py; "
-                          "docs/adding-a-target.md lists every member, and plugin.target.TargetBase gives the usual "
-                          "defaults)")
+    rules = ("the Target protocol in plugin/target.py; docs/adding-a-target.md lists every member, and "
+             "plugin.target.TargetBase gives the usual defaults")
+    _require(t, Target, "TARGET lacks", where, rules)  # type: ignore[type-abstract]
     shape = [
         ("name", isinstance(t.name, str) and t.name),
         ("profiles", isinstance(t.profiles, Mapping) and t.profiles
@@ -56,20 +61,16 @@ def check_target(t: Any, where: str) -> Target:
 
 def check_clients(target: str, workload: Workload, clients: Any) -> None:
     """The clients a target supplies for `workload` have every member of the workload's client protocol."""
-    lacking = missing(clients, workload.client)
-    if lacking:
-        raise PluginError(f"targets/{target}/: the clients it supplies for the {workload.name} workload lack "
-                          f"{', '.join(lacking)} (the workload's client protocol, {workload.client.__name__}; "
-                          "docs/adding-a-workload.md)")
+    _require(clients, workload.client, f"the clients it supplies for the {workload.name} workload lack",
+             f"targets/{target}/", f"the workload's client protocol, {workload.client.__name__}; "
+             "docs/adding-a-workload.md")
 
 
 def check_workload(w: Any, where: str) -> Workload:
     """`w` if it is a Workload, else PluginError naming what is missing."""
-    lacking = missing(w, Workload)  # type: ignore[type-abstract]
-    if lacking:
-        raise PluginError(f"{where}: WORKLOAD lacks {', '.join(lacking)} (the Workload protocol in "
-                          "plugin/workload.py; docs/adding-a-workload.md; plugin.workload.WorkloadBase gives the "
-                          "usual defaults)")
+    rules = ("the Workload protocol in plugin/workload.py; docs/adding-a-workload.md; plugin.workload.WorkloadBase "
+             "gives the usual defaults")
+    _require(w, Workload, "WORKLOAD lacks", where, rules)  # type: ignore[type-abstract]
     if not isinstance(w.client, type):
         raise PluginError(f"{where}: WORKLOAD's client must be the protocol (a class) its targets' clients follow")
     return w  # type: ignore[no-any-return]

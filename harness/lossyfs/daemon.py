@@ -18,9 +18,7 @@ foreground and unmounts when it gets SIGTERM; mfusepy (on Debian's libfuse3) is 
 from __future__ import annotations
 
 import errno
-import json
 import os
-import socket
 import sys
 import threading
 from typing import Any
@@ -29,6 +27,7 @@ os.environ.setdefault("FUSE_LIBRARY_NAME", "fuse3")  # mfusepy tries libfuse 2 f
 
 import mfusepy
 
+from harness.lossyfs.control import serve
 from harness.lossyfs.undo import Tracked
 
 FSNAME = "onceproof-lossy"  # how `onceproof clean` and the tests know our mounts in `findmnt -t fuse`
@@ -251,37 +250,14 @@ class LossyFS(mfusepy.Operations):
                                             "f_files", "f_flag", "f_frsize", "f_namemax")}
 
 
-def serve_control(fs: LossyFS, path: str) -> None:
-    """Answer commands on the Unix socket at `path` until the process ends (one JSON line in, one out)."""
-    if path.startswith("@"):  # an abstract socket: no file, gone with the process
-        address = "\0" + path[1:]
-    else:
-        address = path
-        if os.path.exists(path):
-            os.unlink(path)
-    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    srv.bind(address)
-    srv.listen(8)
-    commands = {"drop": fs.drop, "checkpoint": fs.checkpoint, "stats": fs.stats}
-    while True:
-        conn, _ = srv.accept()
-        with conn, conn.makefile("rwb") as f:
-            try:
-                op = json.loads(f.readline() or b"{}").get("op")
-                answer: dict[str, Any] = commands[op]() if op in commands else {"error": f"unknown op {op!r}"}
-            except Exception as e:  # a command that failed says why; the file system goes on
-                answer = {"error": f"{type(e).__name__}: {e}"}
-            f.write(json.dumps(answer).encode() + b"\n")
-            f.flush()
-
-
 def main(argv: list[str]) -> int:
     if len(argv) != 3:
         print("usage: python -m harness.lossyfs.daemon BACKING MOUNTPOINT SOCKET", file=sys.stderr)
         return 2
     backing, mountpoint, control = argv
     fs = LossyFS(backing)
-    threading.Thread(target=serve_control, args=(fs, control), daemon=True).start()
+    commands = {"drop": fs.drop, "checkpoint": fs.checkpoint, "stats": fs.stats}
+    threading.Thread(target=serve, args=(control, commands), daemon=True).start()
     print(f"lossyfs: {backing} on {mountpoint}, control {control}", flush=True)
     mfusepy.FUSE(fs, mountpoint, foreground=True, use_ino=True, fsname=FSNAME, attr_timeout=0, entry_timeout=0,
                  negative_timeout=0, allow_other=True)

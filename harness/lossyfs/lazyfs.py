@@ -17,16 +17,17 @@ Counts of what a drop erased are unknown with LazyFS (-1). LazyFS allocates its 
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from harness.lossyfs.control import serve
 
 FIFO_TIMEOUT_S = 30.0
 
@@ -71,30 +72,19 @@ class Fifos:
                     raise RuntimeError(f"LazyFS answered {got!r} to {line!r}")
 
 
-def serve(fifos: Fifos, control: str) -> None:
-    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    srv.bind("\0" + control.lstrip("@"))
-    srv.listen(8)
-    while True:
-        conn, _ = srv.accept()
-        with conn, conn.makefile("rwb") as f:
-            op = json.loads(f.readline() or b"{}").get("op")
-            answer: dict[str, Any]
-            try:
-                if op == "drop":
-                    fifos.command("lazyfs::clear-cache", "finished::clear-cache")
-                    answer = {"files": -1, "bytes": -1}
-                elif op == "checkpoint":
-                    fifos.command("lazyfs::cache-checkpoint", None)
-                    answer = {"files": -1, "bytes": -1}
-                elif op == "stats":
-                    answer = {"files": -1, "bytes": -1}
-                else:
-                    answer = {"error": f"unknown op {op!r}"}
-            except Exception as e:
-                answer = {"error": f"{type(e).__name__}: {e}"}
-            f.write(json.dumps(answer).encode() + b"\n")
-            f.flush()
+def commands(fifos: Fifos) -> dict[str, Callable[[], dict[str, Any]]]:
+    """onceproof's control commands in LazyFS's terms; LazyFS does not say what it erased (-1)."""
+    unknown = {"files": -1, "bytes": -1}
+
+    def drop() -> dict[str, Any]:
+        fifos.command("lazyfs::clear-cache", "finished::clear-cache")
+        return unknown
+
+    def checkpoint() -> dict[str, Any]:
+        fifos.command("lazyfs::cache-checkpoint", None)
+        return unknown
+
+    return {"drop": drop, "checkpoint": checkpoint, "stats": lambda: unknown}
 
 
 def main(args: list[str]) -> int:
@@ -109,7 +99,7 @@ def main(args: list[str]) -> int:
         if not p.exists():
             os.mkfifo(p)
     config.write_text(config_text(fifo, done, os.environ.get("ONCEPROOF_LAZYFS_CACHE", "1GB")))
-    threading.Thread(target=serve, args=(Fifos(fifo, done), control), daemon=True).start()
+    threading.Thread(target=serve, args=(control, commands(Fifos(fifo, done))), daemon=True).start()
     proc = subprocess.Popen([binary, mountpoint, "--config-path", str(config), "-o", "allow_other", "-o",
                              "modules=subdir", "-o", f"subdir={backing}", "-f"])
     signal.signal(signal.SIGTERM, lambda *_: proc.terminate())
