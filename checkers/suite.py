@@ -16,6 +16,7 @@ from checkers.delivery import check_delivery
 from checkers.history import History
 from checkers.idempotency import Requests, check_idempotency, is_api
 from checkers.log import check_log
+from checkers.order import check_order
 from checkers.perf import check_perf
 from checkers.power import power_losses, vacuous
 from checkers.vocabulary import GUARANTEES, check_guarantee
@@ -51,8 +52,10 @@ def blind_spots(h: History, delivery: dict[str, Any], log: dict[str, Any], api: 
     return out
 
 
-def check_history(h: History, guarantee: str = "exactly-once", explain_limit: int = 1000) -> dict[str, Any]:
-    """results.json for `h` under the claimed `guarantee`."""
+def check_history(h: History, guarantee: str = "exactly-once", explain_limit: int = 1000,
+                  claims_order: bool = False) -> dict[str, Any]:
+    """results.json for `h` under the claimed `guarantee` (and, with `claims_order`, the claim that each
+    producer's messages arrive in the order they were sent)."""
     check_guarantee(guarantee)
     reqs = Requests(h) if is_api(h) else None
     was_enabled = gc.isenabled()
@@ -77,11 +80,12 @@ def check_history(h: History, guarantee: str = "exactly-once", explain_limit: in
         if was_enabled:
             gc.enable()
     idem = check_idempotency(h, guarantee, reqs, limit=explain_limit)
+    order = check_order(h, claims_order, limit=explain_limit)
     losses = power_losses(h)
     blind = blind_spots(h, delivery, log, api=reqs is not None)
     blind += vacuous(losses, int(h.time.min()) if len(h) else 0)
     erased = {p["line"]: p["dropped"] for p in losses}  # by the line of the fault's start
-    valid = combine(delivery["valid"], log["valid"], idem["valid"])
+    valid = combine(delivery["valid"], log["valid"], idem["valid"], order["valid"])
     reasons = []
     if len(h) == 0:
         valid = "unknown"
@@ -106,5 +110,6 @@ def check_history(h: History, guarantee: str = "exactly-once", explain_limit: in
         "delivery": delivery,
         "log": log,
         "idempotency": idem,
+        "order": order,
         "perf": perf,
     }

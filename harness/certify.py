@@ -63,7 +63,7 @@ def certify(cfg: RunConfig, out: TextIO | None = None, after: tuple[AfterRun, ..
         h = read_history(history)
     except HistoryError as e:
         raise RunFailed(f"the recorded history is unusable: {e}", run.dir) from e
-    results = check_history(h, cfg.guarantee)
+    results = check_history(h, cfg.guarantee, claims_order=run.profile.claims_order)
     results["run"] = {"dir": str(run.dir), "config": cfg.resolved(run.profile, run.target),
                       "drain_incomplete": run.drain_incomplete,
                       "worker_failures": run.worker_failures, "unrecovered": run.unrecovered}

@@ -46,6 +46,10 @@ def summarize(results: dict) -> str:
         ic = idem.get("counts", {})
         lines.append(f"idempotency keys: {ic.get('requests', 0)} requests, {ic.get('reused', 0)} reused a key with "
                      f"another payload, {ic.get('key_reuse_accepted', 0)} of them answered 2xx (key_reuse_accepted)")
+    order = results.get("order") or {}
+    if order.get("counts", {}).get("reordered"):
+        lines.append(f"order: {order['counts']['reordered']} reordered deliveries"
+                     + (" (order claimed)" if order.get("claimed") else " (reported; no order claimed)"))
     log = results.get("log", {})
     if log.get("applicable"):
         lc = log.get("counts", {})
@@ -122,7 +126,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if not args.quiet and len(h) >= SLOW_READ_NOTE_OPS and not native.available():
         print(f"onceproof check: note: the history was read by numpy, not by the C fast path ({native.why()}); "
               "with a C compiler (`apt-get install gcc`) big histories read several times faster", file=sys.stderr)
-    results = check_history(h, args.guarantee, explain_limit=args.explain_limit)
+    results = check_history(h, args.guarantee, explain_limit=args.explain_limit, claims_order=args.order)
     if args.completions_only:
         results["completions_only"] = True
         results["warnings"].append("--completions-only: each completion without an invoke was given one at its own "
@@ -218,6 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "into history.jsonl in --out (default: PATH's directory), then checked")
     c.add_argument("--guarantee", "-g", choices=GUARANTEES, default="exactly-once",
                    help="the guarantee the system claims (default: exactly-once)")
+    c.add_argument("--order", action="store_true",
+                   help="the system also claims that each producer's messages arrive in the order they were sent: "
+                        "reordered deliveries then fail it (they are reported either way)")
     c.add_argument("--out", "-o", metavar="DIR", help="where to write results (default: the history's directory)")
     c.add_argument("--completions-only", action="store_true",
                    help="the history records completions only: give each completion without an invoke one at its "

@@ -45,6 +45,7 @@ class Profile:
     settings: dict[str, Any] = field(default_factory=dict)
     expected_unsafe_under: tuple[str, ...] = ()
     producer_retries: int = 0
+    claims_order: bool = False  # a claim beside the guarantee: each producer's messages arrive in send order
 
     def __post_init__(self) -> None:
         if self.guarantee not in GUARANTEES:

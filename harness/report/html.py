@@ -279,6 +279,11 @@ def _header(r: dict) -> dict[str, Any]:
                     checks.append(f"{name}: not applicable")
             else:
                 checks.append(f"{name}: {verdict_word(sec.get('valid'))}")
+    order = r.get("order")
+    if isinstance(order, dict) and (order.get("claimed") or (order.get("counts") or {}).get("reordered")):
+        n = (order.get("counts") or {}).get("reordered", 0)
+        checks.append(f"order: {verdict_word(order.get('valid'))} ({n} reordered)" if order.get("claimed")
+                      else f"order: {n} reordered (reported; no order claimed)")
     return {"word": verdict_word(r.get("valid")), "guarantee": r.get("guarantee", "?"), "meta": meta,
             "checks": checks, "reasons": r.get("reasons") or [], "warnings": (r.get("warnings") or [])[:MAX_ROWS]}
 
