@@ -1,5 +1,6 @@
 """The registry of workloads: every module `workloads/<name>.py` whose `WORKLOAD` satisfies
-`plugin.workload.Workload`. Adding a workload is adding its module."""
+`plugin.workload.Workload`. Adding a workload is adding its module. `HELPERS` are modules here that serve
+workloads' clients and are not workloads (the queue workload's client-side effect store)."""
 
 from __future__ import annotations
 
@@ -13,11 +14,12 @@ if TYPE_CHECKING:
     from plugin.workload import Workload
 
 _HERE = Path(__file__).resolve().parent
+HELPERS = ("base", "effects")
 
 
 @functools.cache
 def names() -> tuple[str, ...]:
-    return tuple(sorted(m.name for m in pkgutil.iter_modules([str(_HERE)]) if m.name != "base"))
+    return tuple(sorted(m.name for m in pkgutil.iter_modules([str(_HERE)]) if m.name not in HELPERS))
 
 
 def load(name: str) -> Workload:

@@ -10,7 +10,7 @@ that a power failure would). Exactly-once, as the NATS documentation puts it, co
 (the `Nats-Msg-Id` header, remembered for the stream's duplicate window, 2 minutes by default) with the
 consumer's "double ack" (AckSync); the dedup is a time window, not a guarantee, and the double ack cannot
 undo an effect applied before a crash, so the exactly-once profile also applies its effect idempotently
-in a real store (`targets/nats/effects.py`, which says why that step is atomic).
+in a real store (`workloads/effects.py`, which says why that step is atomic).
 
 The effect store is a SQLite database in the run's directory (per-id application counts and per-account
 balances), outside the system under test, as an application's database would be; the harness reads it
@@ -29,7 +29,7 @@ from plugin.options import Option
 from plugin.target import Abilities, Deployment, Drain, NodeInfo, Profile, Runner, Target, TargetBase
 from targets.nats import bench, server, versions
 from targets.nats.clients import NatsConsumer, NatsProducer
-from targets.nats.effects import EffectStore
+from workloads.effects import EffectStore, read_counts
 from workloads.queue import ClientSpec, QueueClients, QueueClientsBase
 
 _R3_FILE = {"storage": "file", "replicas": 3}
@@ -135,7 +135,7 @@ class Nats(TargetBase):
     def setup_nodes(self, d: Deployment, run: Runner) -> None:
         """Each node's configuration file, and the (empty) effect store in the run's directory."""
         server.write_configs(d)
-        EffectStore(d.run_dir, create=True).close()
+        EffectStore(d.run_dir, server.EFFECTS_FILE, create=True).close()
 
     def node_argv(self, d: Deployment, node: NodeInfo) -> list[str]:
         return server.argv(node, versions.version_of(dict(d.options)))
@@ -147,11 +147,7 @@ class Nats(TargetBase):
         server.prepare(d)
 
     def read_effects(self, d: Deployment) -> dict[str, int]:
-        store = EffectStore(d.run_dir)
-        try:
-            return store.counts()
-        finally:
-            store.close()
+        return read_counts(d.run_dir, server.EFFECTS_FILE)
 
 
 TARGET: Target = Nats()  # mypy checks that it satisfies the protocol

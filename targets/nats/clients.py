@@ -27,7 +27,7 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from targets.nats import server
-from targets.nats.effects import EffectStore
+from workloads.effects import EffectStore
 from workloads.queue import ClientSpec, Delivery, Outcome, RecordAck, Work
 
 PUBLISH_TIMEOUT_S = 2.0
@@ -171,7 +171,7 @@ class NatsConsumer:
         self.conn = _ConsumerConnection(c.bootstrap, index)
         self.ack = c.profile.settings["ack"]
         self.work_s = c.work_s
-        self.effects = EffectStore(c.state_dir)
+        self.effects = EffectStore(c.state_dir, server.EFFECTS_FILE)
 
     def poll(self, max_messages: int, block_ms: int) -> tuple[Outcome, list[Delivery]]:
         import nats.errors

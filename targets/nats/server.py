@@ -36,6 +36,7 @@ STREAM = "onceproof"
 SUBJECT = "onceproof.in"
 CONSUMER = "onceproof"  # the durable pull consumer every consumer process binds to
 CONFIG_NAME = "nats-server.conf"
+EFFECTS_FILE = "nats-effects.sqlite"  # the consumers' effect store in the run's directory (workloads.effects)
 CLUSTER_NAME = "onceproof"
 PORTS = ("cluster", "monitor")  # besides the client port
 BINARY_IN_IMAGE = "/nats-server"  # as in the public `nats` image

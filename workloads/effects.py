@@ -1,13 +1,14 @@
-"""The NATS target's effect store: a SQLite database in the run's directory, shared by every consumer
-process (and read back by the harness at the end).
+"""The queue workload's effect store for targets whose consumers keep their effects client-side (NATS,
+RabbitMQ): a SQLite database in the run's directory, shared by every consumer process (and read back by the
+harness at the end). Each target names its file (`nats-effects.sqlite`, `rabbitmq-effects.sqlite`).
 
-Why SQLite, and why the idempotent step is atomic. JetStream gives at-least-once delivery; an effect
+Why SQLite, and why the idempotent step is atomic. The brokers give at-least-once delivery; an effect
 happens exactly once only when the consumer's dedup record and its effect commit in one atomic step of a
 store (../shared/research/patterns.md §0, §2). Here both are one row and one balance update written in one
 SQLite transaction (`BEGIN IMMEDIATE` ... `COMMIT`):
 - the transaction takes the database's write lock before it reads, so two consumers handed the same
-  message (a redelivery after AckWait, nats-server#4786) are serialised: the second one finds the id and
-  changes nothing;
+  message (a redelivery after AckWait, nats-server#4786; a requeue after a lost channel) are serialised: the
+  second one finds the id and changes nothing;
 - the database is in WAL mode with `synchronous=FULL`, so a commit is one fsynced append to the WAL
   ending in a commit frame: a consumer SIGKILLed in the middle leaves a WAL without that frame, which the
   next reader ignores, so either the dedup record and the effect are both there or neither is.
@@ -19,7 +20,6 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-FILE = "nats-effects.sqlite"
 BUSY_TIMEOUT_S = 30.0
 
 SCHEMA = """
@@ -28,15 +28,24 @@ CREATE TABLE IF NOT EXISTS balances (account TEXT PRIMARY KEY, amount INTEGER NO
 """
 
 
-def path(state_dir: Path) -> Path:
-    return Path(state_dir) / FILE
+def path(state_dir: Path, file: str) -> Path:
+    return Path(state_dir) / file
+
+
+def read_counts(state_dir: Path, file: str) -> dict[str, int]:
+    """Every id's application count, as the harness reads them back after the drain (`Target.read_effects`)."""
+    store = EffectStore(state_dir, file)
+    try:
+        return store.counts()
+    finally:
+        store.close()
 
 
 class EffectStore:
     """Per-id application counts and per-account balances."""
 
-    def __init__(self, state_dir: Path, create: bool = False):
-        p = path(state_dir)
+    def __init__(self, state_dir: Path, file: str, create: bool = False):
+        p = path(state_dir, file)
         if not create and not p.exists():
             raise FileNotFoundError(f"{p}: the effect store was never created")
         self.db = sqlite3.connect(p, timeout=BUSY_TIMEOUT_S, isolation_level=None)
