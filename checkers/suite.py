@@ -19,6 +19,7 @@ from checkers.log import check_log
 from checkers.order import check_order
 from checkers.perf import check_perf
 from checkers.power import power_losses, vacuous
+from checkers.redelivery import check_redelivery
 from checkers.vocabulary import GUARANTEES, check_guarantee
 
 CONTRACT = "history-v1"
@@ -81,6 +82,7 @@ def check_history(h: History, guarantee: str = "exactly-once", explain_limit: in
             gc.enable()
     idem = check_idempotency(h, guarantee, reqs, limit=explain_limit)
     order = check_order(h, claims_order, limit=explain_limit)
+    redelivery = check_redelivery(h, limit=explain_limit)
     losses = power_losses(h)
     blind = blind_spots(h, delivery, log, api=reqs is not None)
     blind += vacuous(losses, int(h.time.min()) if len(h) else 0)
@@ -111,5 +113,6 @@ def check_history(h: History, guarantee: str = "exactly-once", explain_limit: in
         "log": log,
         "idempotency": idem,
         "order": order,
+        "redelivery": redelivery,
         "perf": perf,
     }

@@ -50,6 +50,10 @@ def summarize(results: dict) -> str:
     if order.get("counts", {}).get("reordered"):
         lines.append(f"order: {order['counts']['reordered']} reordered deliveries"
                      + (" (order claimed)" if order.get("claimed") else " (reported; no order claimed)"))
+    unflagged = ((results.get("redelivery") or {}).get("counts") or {}).get("unflagged_redeliveries")
+    if unflagged:
+        lines.append(f"redelivered flag: {unflagged} deliveries not marked redelivered came after an earlier "
+                     "delivery of the same message (reported; the system promised they were first deliveries)")
     log = results.get("log", {})
     if log.get("applicable"):
         lc = log.get("counts", {})

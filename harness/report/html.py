@@ -284,6 +284,9 @@ def _header(r: dict) -> dict[str, Any]:
         n = (order.get("counts") or {}).get("reordered", 0)
         checks.append(f"order: {verdict_word(order.get('valid'))} ({n} reordered)" if order.get("claimed")
                       else f"order: {n} reordered (reported; no order claimed)")
+    unflagged = ((r.get("redelivery") or {}).get("counts") or {}).get("unflagged_redeliveries")
+    if unflagged:
+        checks.append(f"redelivered flag: {unflagged} repeated deliveries not marked redelivered (reported)")
     return {"word": verdict_word(r.get("valid")), "guarantee": r.get("guarantee", "?"), "meta": meta,
             "checks": checks, "reasons": r.get("reasons") or [], "warnings": (r.get("warnings") or [])[:MAX_ROWS]}
 
