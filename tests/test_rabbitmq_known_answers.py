@@ -43,7 +43,7 @@ def test_autoack_loses_what_a_killed_consumer_held(tmp_path):
 
 
 def test_quorum_never_loses_under_ack_loss_consumer_kills_and_a_leader_kill(tmp_path):
-    r = run(tmp_path, "quorum", "ack-loss,kill-consumer,kill-leader", *BUSY, secs=20)
+    r = run(tmp_path, "quorum", "ack-loss,kill-consumer,kill-leader", *BUSY)
     c = r["delivery"]["counts"]
     assert r["valid"] is True, c
     assert c["lost"] == 0 and c["lost_effects"] == 0
@@ -51,7 +51,7 @@ def test_quorum_never_loses_under_ack_loss_consumer_kills_and_a_leader_kill(tmp_
 
 
 def test_quorum_idempotent_applies_every_effect_once_under_the_same_faults(tmp_path):
-    r = run(tmp_path, "quorum-idempotent", "ack-loss,kill-consumer,kill-leader,pause-leader", *BUSY, secs=20)
+    r = run(tmp_path, "quorum-idempotent", "ack-loss,kill-consumer,kill-leader,pause-leader", *BUSY)
     c = r["delivery"]["counts"]
     assert r["valid"] is True, c
     assert c["lost"] == 0 and c["lost_effects"] == 0 and c["duplicated_effects"] == 0
