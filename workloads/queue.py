@@ -13,6 +13,7 @@ docs/adding-a-target.md.
 
 from __future__ import annotations
 
+import json
 import sys
 import threading
 import time
@@ -155,6 +156,22 @@ class QueueConfig:
     work_ms: float = 5.0  # processing time per message: where a consumer kill usually lands
     retry_backoff_s: float = 0.05
     in_flight: int = 1  # sends in flight per producer worker: logical processes (threads), one send each
+
+
+def encode_message(mid: str, key: Any, amount: int) -> bytes:
+    """A message's body where the system carries one opaque payload (NATS, RabbitMQ, MQTT): JSON with its id, key
+    and amount."""
+    return json.dumps({"id": mid, "key": key, "amount": amount}).encode()
+
+
+def decode_message(body: bytes | str, where: str) -> tuple[str, Any, int]:
+    """(id, key, amount) of a body `encode_message` made; one that is not becomes the id `<undecodable {where}>`
+    (an unexpected delivery in the history, never a consumer's crash)."""
+    try:
+        v = json.loads(body)
+        return str(v["id"]), v.get("key"), int(v.get("amount", 1))
+    except (ValueError, KeyError, TypeError):
+        return f"<undecodable {where}>", None, 0
 
 
 def message_id(producer: str, n: int) -> str:

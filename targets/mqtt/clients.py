@@ -23,7 +23,6 @@ resend but the PUBREL, which the new client answers without the message (paho ke
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 import time
 from collections import deque
@@ -33,7 +32,7 @@ from typing import Any
 
 from targets.mqtt import server
 from workloads.effects import EffectStore
-from workloads.queue import ClientSpec, Delivery, Outcome, RecordAck, Work
+from workloads.queue import ClientSpec, Delivery, Outcome, RecordAck, Work, decode_message, encode_message
 
 TIMEOUT_S = 5.0
 SUBSCRIBER_WAIT_S = 30.0
@@ -145,7 +144,7 @@ class MqttProducer:
         except Exception as e:  # never connected: nothing was sent
             self.conn.lost()
             return Outcome("fail", error=f"connect: {type(e).__name__}: {e}")
-        body = json.dumps({"id": mid, "key": key, "amount": amount})
+        body = encode_message(mid, key, amount)
         info = client.publish(server.TOPIC, body, qos=self.qos)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:  # not written: the connection is gone
             self.conn.lost()
@@ -224,11 +223,7 @@ class MqttConsumer:
 
     @staticmethod
     def _delivery(generation: int, msg: Any) -> Delivery:
-        try:
-            v = json.loads(msg.payload)
-            mid, key, amount = str(v["id"]), v.get("key"), int(v.get("amount", 1))
-        except (ValueError, KeyError, TypeError):
-            mid, key, amount = f"<undecodable mid {msg.mid}>", None, 0
+        mid, key, amount = decode_message(msg.payload, f"mid {msg.mid}")
         return Delivery(id=mid, key=key, amount=amount, handle=(generation, msg.mid, msg.qos),
                         redelivered=bool(msg.dup))
 

@@ -21,14 +21,13 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import json
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from targets.nats import server
 from workloads.effects import EffectStore
-from workloads.queue import ClientSpec, Delivery, Outcome, RecordAck, Work
+from workloads.queue import ClientSpec, Delivery, Outcome, RecordAck, Work, decode_message, encode_message
 
 PUBLISH_TIMEOUT_S = 2.0
 ACK_TIMEOUT_S = 2.0
@@ -131,7 +130,7 @@ class NatsProducer:
             js = self.conn.js()
         except Exception as e:  # never connected: nothing was sent
             return Outcome("fail", error=f"connect: {type(e).__name__}: {e}")
-        payload = json.dumps({"id": mid, "key": key, "amount": amount}).encode()
+        payload = encode_message(mid, key, amount)
         headers = {"Nats-Msg-Id": mid} if self.dedup else None
         try:
             ack = self.conn.loop.run(js.publish(server.SUBJECT, payload, timeout=PUBLISH_TIMEOUT_S, headers=headers),
@@ -191,11 +190,7 @@ class NatsConsumer:
 
     @staticmethod
     def _delivery(m: Any) -> Delivery:
-        try:
-            v = json.loads(m.data)
-            mid, key, amount = str(v["id"]), v.get("key"), int(v.get("amount", 1))
-        except (ValueError, KeyError, TypeError):
-            mid, key, amount = f"<undecodable seq {m.metadata.sequence.stream}>", None, 0
+        mid, key, amount = decode_message(m.data, f"seq {m.metadata.sequence.stream}")
         return Delivery(id=mid, key=key, amount=amount, handle=m, redelivered=m.metadata.num_delivered > 1,
                         partition=0, offset=m.metadata.sequence.stream)
 

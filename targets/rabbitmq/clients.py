@@ -21,7 +21,6 @@ delivered before (the reliability guide), a promise the history can check.
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 import socket
 import threading
@@ -30,7 +29,7 @@ from typing import Any
 
 from targets.rabbitmq import server
 from workloads.effects import EffectStore
-from workloads.queue import ClientSpec, Delivery, Outcome, RecordAck, Work
+from workloads.queue import ClientSpec, Delivery, Outcome, RecordAck, Work, decode_message, encode_message
 
 CONFIRM_TIMEOUT_S = 5.0  # a publish's confirm, an ack's round trip
 CONNECT_TIMEOUT_S = 5.0
@@ -143,7 +142,7 @@ class RabbitProducer:
         except Exception as e:  # never connected: nothing was sent
             self.conn.lost()
             return Outcome("fail", error=f"connect: {type(e).__name__}: {e}")
-        body = json.dumps({"id": mid, "key": key, "amount": amount}).encode()
+        body = encode_message(mid, key, amount)
         props = pika.BasicProperties(delivery_mode=2, message_id=mid, content_type="application/json")
         with self.conn.watchdog() as dog:
             try:
@@ -204,11 +203,7 @@ class RabbitConsumer:
 
     @staticmethod
     def _delivery(generation: int, method: Any, body: bytes) -> Delivery:
-        try:
-            v = json.loads(body)
-            mid, key, amount = str(v["id"]), v.get("key"), int(v.get("amount", 1))
-        except (ValueError, KeyError, TypeError):
-            mid, key, amount = f"<undecodable tag {method.delivery_tag}>", None, 0
+        mid, key, amount = decode_message(body, f"tag {method.delivery_tag}")
         return Delivery(id=mid, key=key, amount=amount, handle=(generation, method.delivery_tag),
                         redelivered=bool(method.redelivered))
 
