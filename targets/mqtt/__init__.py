@@ -30,7 +30,8 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
             {"qos": 0, **_EVERY_CHANGE}),
     Profile("qos1", "at-least-once",
             "QoS 1 both hops, persistent sessions, manual PUBACK after the effect; producers retry unknown "
-            "outcomes; a snapshot after every change.",
+            "outcomes; a snapshot after every change (written after the PUBACK: a broker kill may still lose the "
+            "last few).",
             {"qos": 1, **_EVERY_CHANGE}, producer_retries=3),
     Profile("qos2", "exactly-once",
             "QoS 2 both hops, as MQTT users read its \"exactly once\": persistent sessions, the effect before the "
