@@ -18,6 +18,7 @@ import ctypes
 import functools
 import os
 import queue
+import random
 import shlex
 import signal
 import socket
@@ -431,15 +432,35 @@ def _group_members(pgid: int) -> list[str]:
 
 _handed_out: set[int] = set()
 _port_lock = threading.Lock()
+_rng = random.SystemRandom()
+
+
+def _ephemeral_low() -> int:
+    """The first port the kernel hands out as an outgoing connection's source port."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+PORTS_FROM = 10000  # node ports come from here up to the ephemeral range
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that is free right now on `host` (bind to port 0), never the same one twice in a process.
-    Free *now* only: bind it soon."""
+    """A TCP port that is free right now on `host`, never the same one twice in a process. Free *now* only: bind
+    it soon. Chosen below the kernel's ephemeral range (a port bind(0) gives is one an outgoing connection may take
+    as its source port between now and the node's bind, as a Kafka broker starting 3 s later found in CI)."""
+    high = _ephemeral_low() - 1
     with _port_lock:
-        for _ in range(100):
+        for _ in range(200):
+            port = _rng.randint(PORTS_FROM, high) if high > PORTS_FROM else 0
+            if port in _handed_out:
+                continue
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-                s.bind((host, 0))
+                try:
+                    s.bind((host, port))
+                except OSError:
+                    continue
                 port = s.getsockname()[1]
             if port not in _handed_out:
                 _handed_out.add(port)
