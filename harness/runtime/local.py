@@ -449,7 +449,7 @@ PORTS_FROM = 10000  # node ports come from here up to the ephemeral range
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port that is free right now on `host`, never the same one twice in a process. Free *now* only: bind
     it soon. Chosen below the kernel's ephemeral range (a port bind(0) gives is one an outgoing connection may take
-    as its source port between now and the node's bind, as a Kafka broker starting 3 s later found in CI)."""
+    as its source port between now and the node's bind, as a broker starting 3 s later found in CI)."""
     high = _ephemeral_low() - 1
     with _port_lock:
         for _ in range(200):
