@@ -29,14 +29,15 @@ def check_redelivery(h: History, limit: int = 1000) -> dict[str, Any]:
     ids = d.id[order]
     earlier = np.zeros(len(ids), dtype=bool)
     earlier[1:] = ids[1:] == ids[:-1]
-    bad = order[earlier & ~d.redelivered[order] & (attempts[ids] == 1)]
-    first_line = {}
-    for i in order[~earlier].tolist():
-        first_line[int(d.id[i])] = int(d.line[i])
+    # for each delivery in that order, the position of its id's first delivery
+    first = np.maximum.accumulate(np.where(earlier, 0, np.arange(len(ids))))
+    bad_pos = np.flatnonzero(earlier & ~d.redelivered[order] & (attempts[ids] == 1))
+    bad = order[bad_pos]
     examples = []
-    for i in bad[np.argsort(d.line[bad])][:limit].tolist():
+    for k in bad_pos[np.argsort(d.line[bad])][:limit].tolist():
+        i = int(order[k])
         (mid,) = h.id_table.strings(np.array([d.id[i]], dtype=np.int64))
         examples.append({"id": mid, "line": int(d.line[i]), "consumer": h.processes[int(d.proc[i])],
-                         "first_delivered_line": first_line[int(d.id[i])]})
+                         "first_delivered_line": int(d.line[order[first[k]]])})
     examples.sort(key=lambda e: (id_order(e["id"]), e["line"]))
     return {"applicable": True, "counts": {"unflagged_redeliveries": len(bad)}, "unflagged": examples}
